@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine (README): `make demo` and `make test`.
+# Each creates .venv when missing and installs what it needs; a stamp file makes a second run skip the install
+# unless pyproject.toml or this Makefile changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP_DEPS := pyproject.toml Makefile
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test bench setup setup-dev clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed-core: $(PY) $(STAMP_DEPS)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(PY) $(STAMP_DEPS)
+	$(PIP) install -e ".[dev,data]"
+	touch $@ $(VENV)/.installed-core
+
+setup: $(VENV)/.installed-core
+setup-dev: $(VENV)/.installed-dev
+
+demo: setup
+	$(VENV)/bin/splitmerge demo -o demo_out
+
+test: setup-dev
+	$(PY) -m pytest -q --durations=15 tests
+
+bench: setup-dev
+	$(PY) benchmarks/video_io.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,29 @@
+"""splitmerge: layer-aware generative video composition (Split-then-Merge, arXiv 2511.20809).
+
+Top-level API (DESIGN.md)::
+
+    import splitmerge as sm
+    video = sm.read_video(path, size=None, max_frames=None, start=0, stride=1)   # -> sm.Video
+    sm.write_video(path, video)
+    layers = sm.Layers.load(dir); layers.save(dir)
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .errors import LayersFormatError, MediaError, MissingFileError, OptionError, ShapeError, SplitMergeError
+from .samples import list_samples, sample_path
+from .video import (Layers, Video, VideoInfo, VideoReader, VideoWriter, composite, iter_frames, premultiply, probe,
+                    read_matte, read_video, write_matte, write_video)
+
+try:
+    __version__ = _version("splitmerge")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "__version__",
+    "SplitMergeError", "OptionError", "ShapeError", "MediaError", "MissingFileError", "LayersFormatError",
+    "Layers", "Video", "VideoInfo", "VideoReader", "VideoWriter", "composite", "premultiply",
+    "iter_frames", "probe", "read_matte", "read_video", "write_matte", "write_video",
+    "list_samples", "sample_path",
+]

@@ -1,0 +1,5 @@
+"""Evaluation: metrics (more land with the Evaluate stage)."""
+
+from .metrics import psnr
+
+__all__ = ["psnr"]

@@ -1,0 +1,72 @@
+"""Shared fixtures: small real video files written through PyAV, with content that makes errors visible."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pattern_frames(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(T, H, W, 3) uint8: smooth colour gradients plus a bright square moving right, distinct per frame."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xs / max(width - 1, 1), ys / max(height - 1, 1), 0.5 + 0.0 * xs], axis=-1)
+    tint = rng.uniform(0.2, 0.8, size=3).astype(np.float32)
+    frames = np.empty((count, height, width, 3), dtype=np.uint8)
+    side = max(2, min(height, width) // 4)
+    for t in range(count):
+        image = (base * 0.6 + tint * 0.4) * 255
+        left = (t * 3) % max(1, width - side)
+        image[height // 3: height // 3 + side, left:left + side] = (250, 240, 30)
+        frames[t] = np.clip(image, 0, 255).astype(np.uint8)
+    return frames
+
+
+def frame_index_color(index: int) -> tuple[int, int, int]:
+    """A solid colour that encodes a frame index robustly through lossy coding (coarse steps of 40)."""
+    return (40 * (index % 6) + 20, 40 * ((index // 6) % 6) + 20, 128)
+
+
+def decode_index(frame: np.ndarray) -> int:
+    r, g, _ = frame.reshape(-1, 3).mean(axis=0)
+    return int(round((r - 20) / 40)) + 6 * int(round((g - 20) / 40))
+
+
+def write_raw_video(path: Path, frames, *, rate=Fraction(25), pts=None, time_base=None, rotation=None,
+                    codec="libx264", pix_fmt="yuv420p") -> Path:
+    """Write frames with full control of timestamps and rotation (what user footage can carry)."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream(codec, rate=rate)
+    stream.height, stream.width = frames[0].shape[:2]
+    stream.pix_fmt = pix_fmt
+    if rotation is not None:
+        stream.set_display_rotation(rotation)
+    for index, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if pts is not None:
+            frame.pts = pts[index]
+            frame.time_base = time_base
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+@pytest.fixture
+def clip_path(tmp_path) -> Path:
+    """A 24-frame 64x96 H.264 clip at 25 fps."""
+    import splitmerge as sm
+
+    path = tmp_path / "clip.mp4"
+    sm.write_video(path, sm.Video(pattern_frames(24, 64, 96), 25.0))
+    return path

@@ -1,0 +1,75 @@
+"""The `splitmerge` command end to end, through the installed console script where it matters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import splitmerge as sm
+from splitmerge.cli import main
+from splitmerge.eval import psnr
+
+
+def run(*args):
+    script = shutil.which("splitmerge") or None
+    command = [script, *args] if script else [sys.executable, "-m", "splitmerge.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_version_and_help():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"splitmerge {sm.__version__}"
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("probe", "samples", "demo"):
+        assert command in result.stdout
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: splitmerge" in capsys.readouterr().out
+
+
+def test_probe_prints_the_documented_json(clip_path):
+    result = run("probe", str(clip_path))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    for key in ("frames", "fps", "fps_rational", "width", "height", "duration", "codec", "rotation"):
+        assert key in info
+    assert (info["frames"], info["width"], info["height"], info["fps_rational"]) == (24, 96, 64, "25/1")
+
+
+def test_samples_lists_the_three_real_clips(capsys):
+    assert main(["samples"]) == 0
+    table = capsys.readouterr().out
+    assert "bikes" in table and "640x272" in table and "carphone" in table and "176x144" in table
+    assert main(["samples", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["bikes", "bigbuckbunny", "carphone"]
+    assert all(r["path"].endswith(".mp4") and "distorted" not in r["path"] for r in rows)
+
+
+def test_demo_writes_real_outputs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--frames", "12"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "composite.mp4") in printed and str(out / "preview.png") in printed
+    composite = sm.read_video(out / "composite.mp4")
+    assert composite.frames.shape == (12, 288, 512, 3)
+    layers = sm.Layers.load(out / "layers")
+    assert 0.005 < layers.fg_ratio < 0.2
+    # The composite is the placed subject over the background, and differs from it only under the matte.
+    # (Both files are lossy encodes, so "unchanged" means within codec noise.)
+    outside, inside = layers.alpha == 0, layers.alpha > 0.5
+    assert psnr(composite.frames[outside], layers.background[outside]) > 32
+    assert psnr(composite.frames[inside], layers.background[inside]) < 20
+    preview = (out / "preview.png").read_bytes()
+    assert preview[:8] == b"\x89PNG\r\n\x1a\n" and len(preview) > 50_000
+    assert json.loads((out / "samples.json").read_text())[0]["name"] == "bikes"
+
+
+def test_demo_rejects_bad_options(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "d"), "--frames", "1"]) == 2
+    assert "frames 1" in capsys.readouterr().err
