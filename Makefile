@@ -22,7 +22,7 @@ $(VENV)/.installed-core: $(PY) $(STAMP_DEPS)
 	touch $@
 
 $(VENV)/.installed-dev: $(PY) $(STAMP_DEPS)
-	$(PIP) install -e ".[dev,data]"
+	$(PIP) install -e ".[dev]"
 	touch $@ $(VENV)/.installed-core
 
 setup: $(VENV)/.installed-core
@@ -32,6 +32,7 @@ demo: setup
 	$(VENV)/bin/splitmerge demo -o demo_out
 
 test: setup-dev
+	$(PY) -m ruff check -q src tests benchmarks
 	$(PY) -m pytest -q --durations=15 tests
 
 bench: setup-dev

@@ -49,15 +49,21 @@ def write_raw_video(path: Path, frames, *, rate=Fraction(25), pts=None, time_bas
     stream.pix_fmt = pix_fmt
     if rotation is not None:
         stream.set_display_rotation(rotation)
+    encoded = []
     for index, image in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if pts is not None:
             frame.pts = pts[index]
             frame.time_base = time_base
+        encoded.append(frame)
+    return encode_and_close(container, stream, encoded, path)
+
+
+def encode_and_close(container, stream, frames, path: Path) -> Path:
+    """Encode `frames` (PyAV frames) into `stream`, flush the encoder, close the container."""
+    for frame in [*frames, None]:
         for packet in stream.encode(frame):
             container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
     container.close()
     return path
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 import splitmerge as sm
-from splitmerge.cli import main
 from splitmerge.eval import psnr
 from splitmerge.video.layers import LAYERS_CRF, LAYERS_FILES
 

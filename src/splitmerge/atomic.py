@@ -37,8 +37,9 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder to fill; on success it replaces the folder `path`.
 
-    An existing folder at `path` is swapped out and deleted only after the new one is in place, so a crash at any
-    moment leaves a complete old or complete new folder (plus, at worst, a stale ``.partial`` folder beside it).
+    An existing folder at `path` is moved aside and deleted only after the new one is in place. A crash leaves a
+    complete old or complete new folder at `path`, except between the two renames, where the complete old folder
+    waits under a hidden ``.old.partial`` name; never a half-written folder at `path`.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

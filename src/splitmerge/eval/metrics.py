@@ -21,6 +21,6 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
     reference = reference.reshape(-1, *reference.shape[-2:]) if reference.ndim > 2 else reference[None]
     test = test.reshape(reference.shape)
     squared = sum(float(np.square(r.astype(np.float64) - t.astype(np.float64)).sum())
-                  for r, t in zip(reference, test))
+                  for r, t in zip(reference, test, strict=True))
     mse = squared / reference.size
     return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)

@@ -6,10 +6,10 @@ the length of the video; `read_video` collects a clip into a `Video`. Frames com
 resampled to a constant frame rate (sample-and-hold: output frame k shows the source frame on screen at time
 k / fps, which reads variable-frame-rate footage at a constant rate).
 
-Writing is atomic (a temporary name beside the target, renamed on success): H.264 yuv420p in MP4 for colour, FFV1 gray / gray16le in Matroska for
-mattes (lossless: integers round-trip bit-exactly). H.264 yuv420p needs even sizes, so odd frames are padded by
-edge replication and the true size is stored in the container's metadata (key ``splitmerge_size``); our reader
-crops it back, so a written video reads back at the size it was given.
+Writing is atomic (a temporary name beside the target, renamed on success): H.264 yuv420p in MP4 for colour,
+FFV1 gray / gray16le in Matroska for mattes (lossless: integers round-trip bit-exactly). H.264 yuv420p needs even
+sizes, so odd frames are padded by edge replication and the true size is stored in the container's metadata
+(key ``splitmerge_size``); our reader crops it back, so a written video reads back at the size it was given.
 """
 
 from __future__ import annotations
@@ -113,6 +113,22 @@ def _stream_rate(stream) -> Fraction:
 # --------------------------------------------------------------------------------------------------------- probe
 
 
+def _normalised_rotation(degrees) -> int:
+    """Degrees in (-180, 180], multiples of 90 expected (display matrices of phones and cameras)."""
+    degrees = int(round(degrees or 0)) % 360
+    return degrees - 360 if degrees > 180 else degrees
+
+
+def _is_16_bit(pixel_format: str) -> bool:
+    return pixel_format.startswith("gray16")
+
+
+def _rotate(image: np.ndarray, degrees: int) -> np.ndarray:
+    """Turn a decoded image into display orientation: rotate counter-clockwise by `degrees` (multiple of 90)."""
+    quarter_turns = round(degrees / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Describe a video file: frames, frame rate, display size, duration, codec, rotation.
 
@@ -152,22 +168,6 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 # ---------------------------------------------------------------------------------------------------------- read
-
-
-def _normalised_rotation(degrees) -> int:
-    """Degrees in (-180, 180], multiples of 90 expected (display matrices of phones and cameras)."""
-    degrees = int(round(degrees or 0)) % 360
-    return degrees - 360 if degrees > 180 else degrees
-
-
-def _is_16_bit(pixel_format: str) -> bool:
-    return pixel_format.startswith("gray16")
-
-
-def _rotate(image: np.ndarray, degrees: int) -> np.ndarray:
-    """Turn a decoded image into display orientation: rotate counter-clockwise by `degrees` (multiple of 90)."""
-    quarter_turns = round(degrees / 90) % 4
-    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
 def _validate_read_options(start: int, stride: int, max_frames: int | None, fps: float | None) -> None:
@@ -210,6 +210,8 @@ class VideoReader:
         self.info = probe(path)
         self.start, self.stride, self.max_frames, self.pixels = int(start), int(stride), max_frames, pixels
         self.resample_fps = frame_rate(fps) if fps is not None else None
+        if self.resample_fps is None and self.info.fps <= 0:
+            raise MediaError(f"{self.path}: the container gives no frame rate; pass fps= to read it at one")
         grid_rate = self.resample_fps or Fraction(self.info.fps_rational)
         self.fps = float(grid_rate / self.stride) if grid_rate else 0.0
         self.fps_rational = str(grid_rate / self.stride) if grid_rate else "0/1"
@@ -285,8 +287,10 @@ class VideoReader:
             image = frame.to_ndarray(format="rgb24")
         else:
             image = frame.to_ndarray(format="gray16le" if _is_16_bit(frame.format.name) else "gray")
-        image = image[:stored[0], :stored[1]]
-        image = _rotate(image, _normalised_rotation(frame.rotation))
+        image = _rotate(image[:stored[0], :stored[1]], _normalised_rotation(frame.rotation))
+        if image.shape[:2] != (self.info.height, self.info.width):
+            raise MediaError(f"{self.path}: frame size changes mid-stream, {image.shape[1]}x{image.shape[0]} "
+                             f"after {self.info.width}x{self.info.height}")
         return apply_resize(image, self.plan) if self.plan is not None else np.ascontiguousarray(image)
 
     def describe(self) -> dict:

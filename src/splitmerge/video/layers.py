@@ -81,23 +81,12 @@ def _rate(fps: float, meta: dict) -> Fraction:
 # --------------------------------------------------------------------------------------------------------- Video
 
 
-@dataclass
-class Video:
-    """A clip in memory.
-
-    Attributes:
-        frames: (T, H, W, 3) uint8 RGB.
-        fps: frames per second (float; the exact rational, when known, is ``meta["fps_rational"]``).
-        meta: provenance (source path, frame range, crop box of a resize, ...), JSON-able.
-    """
+class _Clip:
+    """What `Video` and `Layers` share: sizes and timing read off `frames` (T, H, W, 3), `fps` and `meta`."""
 
     frames: np.ndarray
     fps: float
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        _check_rgb("Video.frames", self.frames)
-        self.fps = _check_fps(self.fps)
+    meta: dict
 
     @property
     def num_frames(self) -> int:
@@ -120,6 +109,26 @@ class Video:
     def rate(self) -> Fraction:
         """The exact frame rate as a fraction (e.g. 30000/1001)."""
         return _rate(self.fps, self.meta)
+
+
+@dataclass
+class Video(_Clip):
+    """A clip in memory.
+
+    Attributes:
+        frames: (T, H, W, 3) uint8 RGB.
+        fps: frames per second (float; the exact rational, when known, is ``meta["fps_rational"]``).
+        meta: provenance (source path, frame range, crop box of a resize, ...), JSON-able.
+    """
+
+    frames: np.ndarray
+    fps: float
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_rgb("Video.frames", self.frames)
+        self.fps = _check_fps(self.fps)
+
 
 
 # --------------------------------------------------------------------------------------------------- compositing
@@ -169,7 +178,7 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray)
 
 
 @dataclass
-class Layers:
+class Layers(_Clip):
     """One clip split into layers.
 
     Attributes:
@@ -221,25 +230,9 @@ class Layers:
         return cls(frames, alpha, premultiply(frames, alpha), background, fps, caption, dict(meta or {}))
 
     @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[0])
-
-    @property
-    def height(self) -> int:
-        return int(self.frames.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.frames.shape[2])
-
-    @property
     def fg_ratio(self) -> float:
         """Mean of alpha over T * H * W: the subject's share of the clip's volume."""
         return float(self.alpha.mean(dtype=np.float64))
-
-    @property
-    def rate(self) -> Fraction:
-        return _rate(self.fps, self.meta)
 
     def recomposite(self) -> np.ndarray:
         """The foreground over the background, (T, H, W, 3) uint8."""

@@ -52,7 +52,7 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str] | None = No
     height = height or panels[0].shape[0]
     tiles = [_fit_height(as_rgb(p), height) for p in panels]
     if labels is not None:
-        tiles = [np.concatenate([label_strip(text, t.shape[1]), t]) for text, t in zip(labels, tiles)]
+        tiles = [np.concatenate([label_strip(text, t.shape[1]), t]) for text, t in zip(labels, tiles, strict=True)]
     spacer = np.full((tiles[0].shape[0], gap, 3), 255, dtype=np.uint8)
     row = tiles[0]
     for tile in tiles[1:]:

@@ -272,14 +272,14 @@ class AugmentConfig:
         return asdict(self)
 
 
-def sample_augmentation(alpha: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
-                        ) -> dict:
+def sample_augmentation(alpha: np.ndarray, rng: np.random.Generator, config: AugmentConfig | None = None) -> dict:
     """Draw the parameters of one augmentation: {"flip": bool, "crop": dict | None, "jitter": dict | None}.
 
     The random numbers are drawn in a fixed order (flip, crop, jitter), each whether or not it is used, so
     switching one piece off leaves the others' draws for the same seed unchanged (the crop is drawn on the
     flipped matte when the flip is on, so its centre mirrors; its scale is the same).
     """
+    config = config or AugmentConfig()
     flip_draw, crop_draw, jitter_draw = rng.uniform(size=3)
     flip = bool(config.enabled and flip_draw < config.flip_p)
     crop_params = sample_resized_crop(alpha[:, :, ::-1] if flip else alpha, rng, config.crop_scale,
@@ -304,12 +304,13 @@ def apply_params(foreground: np.ndarray, alpha: np.ndarray, params: dict) -> tup
 
 
 def augment(foreground: np.ndarray, alpha: np.ndarray, rng: np.random.Generator | int,
-            config: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, np.ndarray, dict]:
+            config: AugmentConfig | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Randomly transform a foreground layer as the paper's transformation-aware training does.
 
     Args:
         foreground: (T, H, W, 3) uint8 premultiplied; alpha: (T, H, W) float32.
         rng: a Generator or an integer seed.
+        config: the pieces and their ranges; the paper's defaults when None.
     Returns:
         (foreground, alpha, params): the transformed pair and the JSON-able parameters actually applied.
     """
