@@ -1,0 +1,1 @@
+"""Split: a video becomes layers (subject + matte, clean background, caption). See `pipeline.split`."""

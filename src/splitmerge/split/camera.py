@@ -1,0 +1,133 @@
+"""Camera motion: one homography per frame, estimated robustly from dense optical flow.
+
+For each consecutive pair of frames, OpenCV's DIS flow (fast preset) gives a displacement for every pixel; a
+RANSAC homography fitted to a grid of those displacements explains the camera (pan, zoom, rotation, shake)
+while the moving subject falls out as outliers. Chaining the pairwise homographies gives, for every frame, the
+map into a reference frame (the middle one), so frames can be stabilised, compared and filled from each other.
+
+Conventions: homographies act on pixel coordinates (x, y, 1) with pixel centres at integers; ``forward[t]``
+maps frame t to frame t + 1; ``to_reference[t]`` maps frame t to the reference frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+GRID_STEP = 4          # pixels between flow samples used for the homography fit
+RANSAC_THRESHOLD = 1.0  # pixels
+
+
+@dataclass
+class CameraMotion:
+    """Per-frame camera motion of a clip of T frames of (H, W).
+
+    Attributes:
+        forward: (T - 1, 3, 3) float64, frame t -> frame t + 1.
+        to_reference: (T, 3, 3) float64, frame t -> the reference frame.
+        reference: index of the reference frame.
+        inlier_ratio: (T - 1,) share of flow samples that agree with each pair's homography.
+        flows: (T - 1, H, W, 2) float32 forward flow of each pair (pixels), kept for the segmenter; None when
+            the caller asked not to keep them.
+        size: (H, W).
+    """
+
+    forward: np.ndarray
+    to_reference: np.ndarray
+    reference: int
+    inlier_ratio: np.ndarray
+    flows: np.ndarray | None
+    size: tuple[int, int]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.to_reference)
+
+    def between(self, source: int, target: int) -> np.ndarray:
+        """(3, 3) homography mapping frame `source` to frame `target`."""
+        return np.linalg.inv(self.to_reference[target]) @ self.to_reference[source]
+
+    def warp(self, image: np.ndarray, source: int, target: int, interpolation: int = cv2.INTER_LINEAR,
+             border_value=0) -> np.ndarray:
+        """Resample `image` (seen from frame `source`) as frame `target` would see it; (H, W[, C])."""
+        height, width = self.size
+        return cv2.warpPerspective(image, self.between(source, target), (width, height), flags=interpolation,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+    def summary(self, fps: float) -> dict:
+        """Mean camera motion in human terms: pan (px/s, x and y), zoom (scale change per second), rotation
+        (degrees per second), and how shaky (std of per-frame translation, px). JSON-able."""
+        if len(self.forward) == 0:
+            return {"pan_x": 0.0, "pan_y": 0.0, "zoom": 1.0, "rotation": 0.0, "shake": 0.0}
+        height, width = self.size
+        center = np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+        shifts, scales, angles = [], [], []
+        for matrix in self.forward:
+            moved = matrix @ center
+            moved = moved[:2] / moved[2]
+            shifts.append(moved - center[:2])
+            affine = matrix[:2, :2] / matrix[2, 2]
+            scales.append(float(np.sqrt(abs(np.linalg.det(affine)))))
+            angles.append(float(np.degrees(np.arctan2(affine[1, 0], affine[0, 0]))))
+        shifts = np.array(shifts)
+        return {"pan_x": float(shifts[:, 0].mean() * fps), "pan_y": float(shifts[:, 1].mean() * fps),
+                "zoom": float(np.prod(scales) ** (fps / len(scales))), "rotation": float(np.mean(angles) * fps),
+                "shake": float(np.linalg.norm(shifts - shifts.mean(axis=0), axis=1).std())}
+
+
+def to_gray(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB -> (T, H, W) uint8 luma."""
+    return np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])
+
+
+def dis_flow(first: np.ndarray, second: np.ndarray, flow_engine=None) -> np.ndarray:
+    """Dense flow (H, W, 2) float32 from gray `first` to gray `second` (pixels), OpenCV DIS, fast preset."""
+    engine = flow_engine or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    return engine.calc(first, second, None)
+
+
+def fit_homography(flow: np.ndarray, weights: np.ndarray | None = None, step: int = GRID_STEP,
+                   threshold: float = RANSAC_THRESHOLD) -> tuple[np.ndarray, float]:
+    """RANSAC homography explaining a flow field: (3, 3) matrix mapping points of the first frame to the second,
+    and the inlier ratio. `weights` (H, W) in [0, 1] can exclude samples (e.g. a known subject) below 0.5."""
+    height, width = flow.shape[:2]
+    ys, xs = np.mgrid[step // 2:height:step, step // 2:width:step]
+    ys, xs = ys.ravel(), xs.ravel()
+    if weights is not None:
+        keep = weights[ys, xs] >= 0.5
+        if keep.sum() >= 16:
+            ys, xs = ys[keep], xs[keep]
+    source = np.stack([xs, ys], axis=1).astype(np.float32)
+    target = source + flow[ys, xs]
+    if len(source) < 8:
+        return np.eye(3), 0.0
+    matrix, inliers = cv2.findHomography(source, target, cv2.RANSAC, threshold, maxIters=2000, confidence=0.995)
+    if matrix is None or not np.all(np.isfinite(matrix)):
+        return np.eye(3), 0.0
+    return matrix / matrix[2, 2], float(inliers.mean())
+
+
+def estimate_camera(frames: np.ndarray, keep_flows: bool = True, reference: int | None = None) -> CameraMotion:
+    """Estimate the camera motion of a clip (T, H, W, 3) uint8. Cost: one DIS flow per consecutive pair."""
+    gray = to_gray(frames)
+    count, height, width = gray.shape
+    engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+    forward = np.empty((max(count - 1, 0), 3, 3))
+    inliers = np.empty(max(count - 1, 0))
+    flows = np.empty((max(count - 1, 0), height, width, 2), np.float32) if keep_flows else None
+    for t in range(count - 1):
+        flow = dis_flow(gray[t], gray[t + 1], engine)
+        forward[t], inliers[t] = fit_homography(flow)
+        if flows is not None:
+            flows[t] = flow
+    reference = count // 2 if reference is None else reference
+    to_reference = np.empty((count, 3, 3))
+    to_reference[reference] = np.eye(3)
+    for t in range(reference - 1, -1, -1):  # t -> t+1 -> ... -> reference
+        to_reference[t] = to_reference[t + 1] @ forward[t]
+    for t in range(reference + 1, count):  # t -> t-1 -> ... -> reference
+        to_reference[t] = to_reference[t - 1] @ np.linalg.inv(forward[t - 1])
+    to_reference /= to_reference[:, 2:3, 2:3]
+    return CameraMotion(forward, to_reference, reference, inliers, flows, (height, width))
