@@ -130,4 +130,26 @@ def estimate_camera(frames: np.ndarray, keep_flows: bool = True, reference: int 
     for t in range(reference + 1, count):  # t -> t-1 -> ... -> reference
         to_reference[t] = to_reference[t - 1] @ np.linalg.inv(forward[t - 1])
     to_reference /= to_reference[:, 2:3, 2:3]
+    to_reference = refine_to_reference(gray, to_reference, reference, engine)
     return CameraMotion(forward, to_reference, reference, inliers, flows, (height, width))
+
+
+def refine_to_reference(gray: np.ndarray, to_reference: np.ndarray, reference: int, engine=None) -> np.ndarray:
+    """Remove the drift of chained homographies: warp each frame onto the reference with its chained estimate,
+    measure what still moves between the two by flow, and fold the fitted correction in. (T, 3, 3) float64."""
+    height, width = gray.shape[1:]
+    refined = to_reference.copy()
+    for t in range(len(gray)):
+        if t == reference:
+            continue
+        warped = cv2.warpPerspective(gray[t], to_reference[t], (width, height), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        overlap = cv2.warpPerspective(np.full_like(gray[t], 255), to_reference[t], (width, height),
+                                      flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if (overlap > 0).mean() < 0.3:
+            continue  # too little overlap to measure against the reference: keep the chain
+        flow = dis_flow(warped, gray[reference], engine)
+        correction, ratio = fit_homography(flow, weights=cv2.erode(overlap, np.ones((9, 9), np.uint8)) / 255.0)
+        if ratio > 0.2:
+            refined[t] = correction @ to_reference[t]
+    return refined / refined[:, 2:3, 2:3]

@@ -1,0 +1,307 @@
+"""The default segmenter, ``motion``: finds the moving subject with no learned weights.
+
+Steps (each cheap on a CPU; the camera motion and its pairwise DIS flows are shared with the restorer):
+
+1. Motion evidence. Each pair's optical flow minus the displacement its camera homography explains leaves the
+   subject's own motion. Slow subjects move too little between neighbours, so flow is also taken across a
+   longer gap (`LONG_GAP` frames) where a slow subject has moved several pixels.
+2. A first clean plate: the scene assembled on a stabilised canvas from every frame, leaving out what moves
+   (`plate.clean_plate`). A subject that pauses is still absent from the plate, because it moved at other times.
+3. Change evidence. Each frame against the plate warped into it: a subject differs from the scene behind it
+   even while it stands still. Exposure drift is compensated per frame.
+4. Evidence is combined, thresholded against each frame's own noise level, and grouped into spatio-temporal
+   connected components; the dominant moving object (largest motion-weighted volume) is kept, or every object
+   with ``all_objects``.
+5. A second plate built without the kept subject gives cleaner change evidence; holes inside the subject
+   are filled, the mask is smoothed in time, and a guided filter (edge-aware, the frame as guide) turns the
+   binary mask into a soft matte that follows image edges.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .backends import Backend, Segmentation, SplitClip, register
+from .camera import dis_flow, to_gray
+from .plate import Canvas, clean_plate, make_canvas
+
+LONG_GAP = 8           # frames between the ends of a long-range flow pair
+MOTION_MIN = 0.8       # px per frame: residual motion below this is never evidence
+LONG_MOTION_MIN = 1.5  # px over LONG_GAP frames: the same for the long-range pairs
+SUBJECT_MIN_AREA = 0.002   # a frame's subject must cover this share of the frame to count as present
+OBJECT_MIN_VOLUME = 0.0005  # a spatio-temporal object must fill this share of T*H*W to be kept
+
+
+# --------------------------------------------------------------------------------------------- motion evidence
+
+
+class _ResidualMotion:
+    """Residual motion of flows against homographies, for one frame size (the pixel grid is built once)."""
+
+    def __init__(self, height: int, width: int):
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        self.grid = np.stack([xs, ys], axis=-1)
+        self.homogeneous = np.stack([xs, ys, np.ones_like(xs)], axis=-1)
+
+    def __call__(self, flow: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """(H, W) float32 pixels of `flow` (H, W, 2) that the homography `matrix` (frame -> frame) does not explain."""
+        mapped = self.homogeneous @ matrix.T.astype(np.float32)
+        camera = mapped[..., :2] / mapped[..., 2:3] - self.grid
+        return np.linalg.norm(flow - camera, axis=-1)
+
+
+def motion_evidence(clip: SplitClip) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's own motion, per frame: (short, long), each (T, H, W) float32 pixels.
+
+    `short`: residual flow to the neighbouring frames (pixels per frame; the larger of the two pairs).
+    `long`: residual flow across up to `LONG_GAP` frames, where a slow subject has moved far enough to see. A
+    flow residual lights up the subject where it is *and* the background it is about to cover, so each frame
+    takes the smaller of its backward and forward residuals: only the subject itself moves in both. (Near the
+    clip's ends the gap on the short side shrinks to what exists.)
+    """
+    camera = clip.camera
+    count = clip.num_frames
+    height, width = clip.size
+    residual = _ResidualMotion(height, width)
+    short = np.zeros((count, height, width), np.float32)
+    for t in range(count - 1):
+        moved = residual(camera.flows[t], camera.forward[t])
+        np.maximum(short[t], moved, out=short[t])
+        np.maximum(short[t + 1], moved, out=short[t + 1])
+    long = np.zeros_like(short)
+    if count > LONG_GAP:
+        gray = to_gray(clip.frames)
+        engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        for t in range(count):
+            # Near the clip's ends the gap shrinks on the short side, so that both sides always exist.
+            others = [t - min(LONG_GAP, t), t + min(LONG_GAP, count - 1 - t)]
+            sides = [residual(dis_flow(gray[t], gray[other], engine), camera.between(t, other))
+                     for other in others if other != t]
+            long[t] = np.minimum(*sides) if len(sides) == 2 else sides[0]
+    return short, long
+
+
+# --------------------------------------------------------------------------------------------- change evidence
+
+
+def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, canvas: Canvas,
+                    subject: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Colour distance of each frame from the plate warped into it, exposure-compensated.
+
+    Returns:
+        distance (T, H, W) float32 (RGB Euclidean, 0-441), and known (T, H, W) bool where the plate saw the scene.
+    """
+    count, height, width = frames.shape[:3]
+    distance = np.zeros((count, height, width), np.float32)
+    known = np.zeros((count, height, width), bool)
+    window = np.ones((3, 3), np.uint8)
+    for t in range(count):
+        background = canvas.to_frame(plate, t).astype(np.float32)
+        visible = canvas.to_frame(seen.astype(np.uint8), t, cv2.INTER_NEAREST) > 0
+        frame = cv2.GaussianBlur(frames[t], (0, 0), 0.8).astype(np.float32)
+        reference = visible if subject is None else visible & ~subject[t]
+        if reference.sum() > 100:  # per-channel gain: the camera's exposure may drift over the clip
+            gain = (np.median(frame[reference], axis=0) + 1) / (np.median(background[reference], axis=0) + 1)
+            background *= np.clip(gain, 0.7, 1.4)
+        # Distance to the range of the plate's 3x3 neighbourhood: sub-pixel misalignment of the plate at strong
+        # edges is not change, a subject in front of the scene is.
+        above = frame - cv2.dilate(background, window)
+        below = cv2.erode(background, window) - frame
+        difference = np.maximum(np.maximum(above, below), 0)
+        distance[t] = np.sqrt((difference ** 2).sum(axis=-1))
+        known[t] = visible
+    return distance, known
+
+
+def _noise_floor(values: np.ndarray, minimum: float) -> float:
+    """A robust upper noise level of a mostly-background map: median + 4 MAD, at least `minimum`."""
+    sample = values[:: max(1, values.size // 20000)]
+    median = float(np.median(sample))
+    mad = float(np.median(np.abs(sample - median))) * 1.4826
+    return max(median + 4 * mad, minimum)
+
+
+# ----------------------------------------------------------------------------------------------------- objects
+
+
+def borrow_weak_frames(mask: np.ndarray, camera, weak: float = 0.5) -> np.ndarray:
+    """Frames whose mask area is below `weak` x the median area of the others take, in addition, the mask of the
+    nearest strong frame, warped into them by the camera motion. (T, H, W) bool."""
+    areas = mask.sum(axis=(1, 2))
+    if not areas.any():
+        return mask
+    typical = np.median(areas[areas > 0])
+    strong = np.flatnonzero(areas >= weak * typical)
+    out = mask.copy()
+    for t in np.flatnonzero(areas < weak * typical):
+        source = int(strong[np.argmin(np.abs(strong - t))])
+        out[t] |= camera.warp(mask[source].astype(np.uint8), source, t, interpolation=cv2.INTER_NEAREST) > 0
+    return out
+
+
+def hysteresis(values: np.ndarray, high: float, low: float) -> np.ndarray:
+    """(T, H, W) bool: pixels above `low` that connect (within their frame) to a pixel above `high`."""
+    out = np.empty(values.shape, bool)
+    for t, frame in enumerate(values):
+        labels, count = ndimage.label(frame > low)
+        if count == 0:
+            out[t] = False
+            continue
+        strong = np.zeros(count + 1, bool)
+        strong[np.unique(labels[frame > high])] = True
+        strong[0] = False
+        out[t] = strong[labels]
+    return out
+
+
+def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool) -> tuple[np.ndarray, dict]:
+    """Keep the dominant spatio-temporal component of `mask` (T, H, W) bool, scored by the sum of `weight`
+    over it (motion-weighted volume), or every component above `OBJECT_MIN_VOLUME` with `all_objects`."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return np.zeros_like(mask), {"objects": 0}
+    volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    scores = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=count + 1)[1:]
+    big = np.flatnonzero(volumes >= OBJECT_MIN_VOLUME * mask.size) + 1
+    if len(big) == 0:
+        return np.zeros_like(mask), {"objects": 0}
+    keep = big if all_objects else big[[int(np.argmax(scores[big - 1]))]]
+    return np.isin(labels, keep), {"objects": int(len(big)), "kept": int(len(keep))}
+
+
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, epsilon: float) -> np.ndarray:
+    """He et al.'s guided filter: smooth `source` (H, W) float32 keeping the edges of `guide` (H, W) in [0, 1]."""
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(image):
+        return cv2.boxFilter(image, -1, size, normalize=True, borderType=cv2.BORDER_REFLECT)
+
+    mean_i, mean_p = box(guide), box(source)
+    covariance = box(guide * source) - mean_i * mean_p
+    variance = box(guide * guide) - mean_i * mean_i
+    a = covariance / (variance + epsilon)
+    b = mean_p - a * mean_i
+    return box(a) * guide + box(b)
+
+
+def soft_matte(frames: np.ndarray, mask: np.ndarray, radius: int = 4, epsilon: float = 1e-3) -> np.ndarray:
+    """Binary masks (T, H, W) -> soft mattes float32 in [0, 1] whose edges follow the image (guided filter)."""
+    alpha = np.empty(mask.shape, np.float32)
+    for t in range(len(mask)):
+        guide = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+        alpha[t] = guided_filter(guide, mask[t].astype(np.float32), radius, epsilon)
+    np.clip(alpha, 0, 1, out=alpha)
+    alpha[alpha < 0.02] = 0
+    alpha[alpha > 0.98] = 1
+    return alpha
+
+
+def fill_and_smooth(mask: np.ndarray) -> np.ndarray:
+    """Fill holes per frame, then a temporal majority over 3 frames (removes one-frame flicker)."""
+    filled = np.stack([ndimage.binary_fill_holes(m) for m in mask])
+    if len(filled) >= 3:
+        votes = filled.astype(np.uint8)
+        total = votes.copy()
+        total[1:] += votes[:-1]
+        total[:-1] += votes[1:]
+        counts = np.full(len(filled), 3, np.uint8)
+        counts[0] = counts[-1] = 2
+        filled = total * 2 > counts[:, None, None]
+    return filled
+
+
+def boxes_and_points(alpha: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per frame: (x0, y0, x1, y1) of alpha > 0.5 (NaN when absent) and the centroid as a positive point."""
+    boxes = np.full((len(alpha), 4), np.nan, np.float32)
+    points = []
+    for t, frame in enumerate(alpha > 0.5):
+        ys, xs = np.nonzero(frame)
+        if len(xs) == 0:
+            points.append(np.zeros((0, 2), np.float32))
+            continue
+        boxes[t] = (xs.min(), ys.min(), xs.max(), ys.max())
+        # The most interior pixel is a safer prompt than the centroid (which can fall outside a concave shape).
+        inside = ndimage.distance_transform_edt(frame)
+        y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        points.append(np.array([[x, y]], np.float32))
+    return boxes, points
+
+
+# ----------------------------------------------------------------------------------------------------- backend
+
+
+@register("segmenter")
+class MotionSegmenter(Backend):
+    """Motion + change evidence against a stabilised clean plate, refined to a soft edge-aware matte."""
+
+    name = "motion"
+    description = "camera-compensated motion and clean-plate change detection (no weights, CPU)"
+
+    def __init__(self, all_objects: bool = False, motion_threshold: float = MOTION_MIN):
+        self.all_objects = all_objects
+        self.motion_threshold = motion_threshold
+
+    def describe_config(self) -> dict:
+        return {"name": self.name, "all_objects": self.all_objects, "motion_threshold": self.motion_threshold}
+
+    def segment(self, clip: SplitClip) -> Segmentation:
+        timings = {}
+        started = time.perf_counter()
+        frames = clip.frames
+        count, height, width = frames.shape[:3]
+        camera = clip.camera
+        timings["camera"] = time.perf_counter() - started
+
+        mark = time.perf_counter()
+        short, long = motion_evidence(clip)
+        moving = (short > _noise_floor(short, self.motion_threshold)) | (long > _noise_floor(long, LONG_MOTION_MIN))
+        motion = np.maximum(short, long / LONG_GAP)
+        timings["motion"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        canvas = make_canvas(camera)
+        # A slow subject's motion evidence fades in a frame here and there (near the clip's ends most), and one
+        # missed frame is enough to put the subject itself into the plate: borrow those frames' masks.
+        moving = borrow_weak_frames(moving, camera)
+        excluded = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0 for m in moving])
+        plate, seen = clean_plate(frames, excluded, canvas)
+        change, known = change_evidence(frames, plate, seen, canvas)
+        changed = (change > _noise_floor(change[known], 25.0)) & known
+        timings["plate"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        candidate = np.stack([cv2.morphologyEx(c.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+                              for c in changed | moving]) > 0
+        subject, info = select_objects(candidate, motion + 1.0, self.all_objects)
+        timings["objects"] = time.perf_counter() - mark
+        if not subject.any():
+            empty = np.zeros((count, height, width), np.float32)
+            boxes, points = boxes_and_points(empty)
+            return Segmentation(empty, boxes, points, found=False, reason="no moving subject found",
+                                info={**info, "seconds": timings})
+
+        mark = time.perf_counter()
+        # Second plate without the selected subject: cleaner change evidence around it.
+        excluded = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0 for m in subject])
+        plate, seen = clean_plate(frames, excluded, canvas)
+        change, known = change_evidence(frames, plate, seen, canvas, subject=excluded)
+        high = _noise_floor(change[known & ~excluded], 25.0)
+        changed = hysteresis(change, high, 0.5 * high) & known
+        # Keep change near the selected subject only; where the plate never saw the scene, keep the first mask.
+        near = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0 for m in subject])
+        refined = (changed & near) | (subject & moving & ~known)
+        refined, _ = select_objects(refined, motion + 1.0, self.all_objects)
+        refined = fill_and_smooth(refined)
+        alpha = soft_matte(frames, refined)
+        timings["refine"] = time.perf_counter() - mark
+
+        boxes, points = boxes_and_points(alpha)
+        present = (alpha > 0.5).mean(axis=(1, 2)) >= SUBJECT_MIN_AREA
+        info.update({"frames_with_subject": int(present.sum()), "seconds": timings,
+                     "plate_seen": float(seen.mean())})
+        return Segmentation(alpha, boxes, points, found=bool(present.any()),
+                            reason="" if present.any() else "moving subject too small", info=info)

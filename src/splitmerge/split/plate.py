@@ -1,0 +1,92 @@
+"""The clean plate: the scene without the subject, assembled in a stabilised frame from every frame of a clip.
+
+All frames are warped by the camera motion onto one canvas (the reference frame's coordinates, grown to hold
+what the camera sees over the clip). Each canvas pixel takes the temporal median of the frames that see it
+while it is *not* covered by the subject; what no frame ever saw stays marked unseen. Warping the plate back
+into frame t gives that frame's background with the camera's motion intact, and because every frame reads the
+same plate, the filled background cannot flicker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .camera import CameraMotion
+
+MAX_CANVAS_FACTOR = 3  # the canvas is at most this many frame widths/heights (guards against runaway homographies)
+INVALID = np.uint16(65535)
+
+
+@dataclass
+class Canvas:
+    """The stabilised canvas of a clip: its size and, per frame, the homography frame -> canvas."""
+
+    size: tuple[int, int]            # (Hc, Wc)
+    to_canvas: np.ndarray            # (T, 3, 3)
+    frame_size: tuple[int, int]      # (H, W)
+
+    def to_frame(self, image: np.ndarray, t: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+        """Canvas image (Hc, Wc[, C]) -> what frame t sees, (H, W[, C])."""
+        height, width = self.frame_size
+        return cv2.warpPerspective(image, self.to_canvas[t], (width, height),
+                                   flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+    def from_frame(self, image: np.ndarray, t: int, interpolation: int = cv2.INTER_LINEAR,
+                   border_value=0) -> np.ndarray:
+        """Frame image (H, W[, C]) -> its place on the canvas, (Hc, Wc[, C]); outside is `border_value`."""
+        canvas_h, canvas_w = self.size
+        return cv2.warpPerspective(image, self.to_canvas[t], (canvas_w, canvas_h), flags=interpolation,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+
+def make_canvas(camera: CameraMotion) -> Canvas:
+    """The smallest canvas (in reference-frame pixels) that holds every frame's view."""
+    height, width = camera.size
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float).T
+    points = []
+    for matrix in camera.to_reference:
+        mapped = matrix @ corners
+        points.append(mapped[:2] / mapped[2])
+    points = np.concatenate(points, axis=1)
+    low = np.maximum(np.floor(points.min(axis=1)), [-(MAX_CANVAS_FACTOR - 1) / 2 * width,
+                                                     -(MAX_CANVAS_FACTOR - 1) / 2 * height])
+    high = np.minimum(np.ceil(points.max(axis=1)), [(MAX_CANVAS_FACTOR + 1) / 2 * width,
+                                                     (MAX_CANVAS_FACTOR + 1) / 2 * height])
+    shift = np.array([[1, 0, -low[0]], [0, 1, -low[1]], [0, 0, 1]], float)
+    size = (int(high[1] - low[1]) + 1, int(high[0] - low[0]) + 1)
+    return Canvas(size, shift @ camera.to_reference, (height, width))
+
+
+def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal median of the uncovered scene on the canvas.
+
+    Args:
+        frames: (T, H, W, 3) uint8.
+        covered: (T, H, W) bool, True where the subject (or anything not to use) is.
+        canvas: from `make_canvas`.
+    Returns:
+        plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than 2 frames (1 in a one-frame clip)
+        saw the scene uncovered.
+    """
+    count = len(frames)
+    canvas_h, canvas_w = canvas.size
+    samples = np.empty((count, canvas_h, canvas_w, 3), np.uint16)
+    for t in range(count):
+        usable = canvas.from_frame((~covered[t]).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
+        # Shrink by a pixel: bilinear samples next to the frame border or the subject mix in what is outside.
+        usable = cv2.erode(usable, np.ones((3, 3), np.uint8)) > 127
+        warped = canvas.from_frame(frames[t], t).astype(np.uint16)
+        warped[~usable] = INVALID
+        samples[t] = warped
+    samples.sort(axis=0)
+    valid = (samples[..., 0] != INVALID).sum(axis=0)  # (Hc, Wc): how many frames saw each pixel uncovered
+    middle = np.maximum(valid - 1, 0) // 2
+    # The median of each channel separately (a marginal median: cheap, and robust to the few subject pixels a
+    # mask misses).
+    plate = np.stack([np.take_along_axis(samples[..., c], middle[None], axis=0)[0] for c in range(3)], axis=-1)
+    seen = valid >= min(2, count)
+    plate[~seen] = 0
+    return plate.astype(np.uint8), seen

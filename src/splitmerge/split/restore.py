@@ -1,0 +1,89 @@
+"""The default restorer, ``propagate``: removes the subject by filling its hole from the rest of the clip.
+
+The scene behind the subject is assembled on the stabilised canvas from every frame where it is visible
+(`plate.clean_plate`, the subject's matte dilated so its soft edge and any halo stay out). Canvas pixels that no
+frame ever saw uncovered are inpainted spatially once, on the canvas, so every frame receives the same fill and
+nothing flickers. Each frame then takes the plate warped into its own view (the camera's motion is kept) inside
+the hole, matched to the frame's exposure around the hole, and keeps its own pixels everywhere else.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from .backends import Backend, SplitClip, register
+from .plate import clean_plate, make_canvas
+
+HOLE_DILATION = 5     # px the matte is grown by before it becomes the hole
+FEATHER = 2.0         # px (Gaussian sigma) of the blend at the hole's edge
+INPAINT_RADIUS = 5    # px, OpenCV Telea inpainting of what no frame saw
+
+
+def hole_masks(alpha: np.ndarray, dilation: int = HOLE_DILATION) -> np.ndarray:
+    """(T, H, W) bool: where the subject's matte is above zero, grown by `dilation` px."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
+    return np.stack([cv2.dilate((a > 0.01).astype(np.uint8), kernel) > 0 for a in alpha])
+
+
+def blend_weights(hole: np.ndarray, feather: float = FEATHER) -> np.ndarray:
+    """(H, W) float32: 1 inside the hole, falling smoothly to 0 just outside it (never below 1 inside)."""
+    soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), feather)
+    return np.maximum(soft, hole.astype(np.float32))
+
+
+def _exposure_match(background: np.ndarray, frame: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Scale the plate's colour (per channel) to the frame's around the hole: the clip's exposure may drift."""
+    if ring.sum() < 50:
+        return background
+    gain = (np.median(frame[ring], axis=0) + 1) / (np.median(background[ring], axis=0) + 1)
+    return background * np.clip(gain, 0.7, 1.4)
+
+
+@register("restorer")
+class PropagateRestorer(Backend):
+    """Fill from the frames where the scene is visible (camera-aligned), inpaint only the never-seen rest."""
+
+    name = "propagate"
+    description = "camera-aligned clean plate from the whole clip + spatial inpainting of the never-seen (no weights)"
+
+    def __init__(self, dilation: int = HOLE_DILATION, feather: float = FEATHER):
+        self.dilation = dilation
+        self.feather = feather
+        self.info: dict = {}
+
+    def describe_config(self) -> dict:
+        return {"name": self.name, "dilation": self.dilation, "feather": self.feather}
+
+    def restore(self, clip: SplitClip, alpha: np.ndarray) -> np.ndarray:
+        """(T, H, W, 3) uint8 clean plate of `clip` with the subject of matte `alpha` (T, H, W) removed."""
+        started = time.perf_counter()
+        frames = clip.frames
+        hole = hole_masks(alpha, self.dilation)
+        if not hole.any():
+            return frames.copy()
+        canvas = make_canvas(clip.camera)
+        plate, seen = clean_plate(frames, hole, canvas)
+        needed = np.zeros(canvas.size, np.uint8)
+        for t in range(len(frames)):
+            needed |= canvas.from_frame(hole[t].astype(np.uint8), t, cv2.INTER_NEAREST)
+        never_seen = (needed > 0) & ~seen
+        if never_seen.any():
+            plate = cv2.inpaint(plate, never_seen.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        out = np.empty_like(frames)
+        ring_kernel = np.ones((9, 9), np.uint8)
+        for t in range(len(frames)):
+            if not hole[t].any():
+                out[t] = frames[t]
+                continue
+            frame = frames[t].astype(np.float32)
+            background = canvas.to_frame(plate, t).astype(np.float32)
+            ring = (cv2.dilate(hole[t].astype(np.uint8), ring_kernel) > 0) & ~hole[t]
+            background = _exposure_match(background, frame, ring)
+            weight = blend_weights(hole[t], self.feather)[..., None]
+            out[t] = np.clip(np.rint(frame * (1 - weight) + background * weight), 0, 255)
+        self.info = {"never_seen_share": float(never_seen.sum() / max(needed.astype(bool).sum(), 1)),
+                     "seconds": time.perf_counter() - started}
+        return out
