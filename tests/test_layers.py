@@ -150,13 +150,36 @@ def test_save_replaces_a_layers_folder_but_never_other_folders(tmp_path, layers)
 def test_failed_save_leaves_no_folder(tmp_path, layers, monkeypatch):
     import splitmerge.video.preview as preview
 
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
+    calls = []
+    real = preview.layers_preview_frame
 
-    monkeypatch.setattr(preview, "write_layers_preview", broken)
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:  # half way through the clip
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "layers_preview_frame", broken)
     with pytest.raises(OSError, match="disk full"):
         layers.save(tmp_path / "clip")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_layers_writer_streams_and_refuses_mismatched_frames(tmp_path, layers):
+    with sm.LayersWriter(tmp_path / "streamed", layers.fps) as writer:
+        for t in range(layers.num_frames):
+            writer.write(layers.frames[t], layers.alpha[t], layers.foreground[t], layers.background[t])
+        writer.close("streamed", {"source": {"path": "x"}, "filters": {"passed": True}})
+    back = sm.Layers.load(tmp_path / "streamed")
+    assert back.num_frames == layers.num_frames and back.meta["filters"] == {"passed": True}
+    with pytest.raises(sm.ShapeError, match="frame 1 is 32x48"):
+        with sm.LayersWriter(tmp_path / "bad", 25) as writer:
+            writer.write(layers.frames[0], layers.alpha[0], layers.foreground[0], layers.background[0])
+            small = np.zeros((48, 32, 3), np.uint8)
+            writer.write(small, np.zeros((48, 32), np.float32), small, small)
+    with sm.LayersWriter(tmp_path / "unclosed", 25) as writer:  # a block that never closes writes nothing
+        writer.write(layers.frames[0], layers.alpha[0], layers.foreground[0], layers.background[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed"]
 
 
 @pytest.fixture

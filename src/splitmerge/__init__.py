@@ -12,8 +12,8 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from .errors import LayersFormatError, MediaError, MissingFileError, OptionError, ShapeError, SplitMergeError
 from .samples import list_samples, sample_path
-from .video import (Layers, Video, VideoInfo, VideoReader, VideoWriter, composite, iter_frames, premultiply, probe,
-                    read_matte, read_video, write_matte, write_video)
+from .video import (Layers, LayersWriter, Video, VideoInfo, VideoReader, VideoWriter, composite, iter_frames,
+                    premultiply, probe, read_matte, read_video, write_matte, write_video)
 
 try:
     __version__ = _version("splitmerge")
@@ -23,7 +23,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "__version__",
     "SplitMergeError", "OptionError", "ShapeError", "MediaError", "MissingFileError", "LayersFormatError",
-    "Layers", "Video", "VideoInfo", "VideoReader", "VideoWriter", "composite", "premultiply",
+    "Layers", "LayersWriter", "Video", "VideoInfo", "VideoReader", "VideoWriter", "composite", "premultiply",
     "iter_frames", "probe", "read_matte", "read_video", "write_matte", "write_video",
     "list_samples", "sample_path",
 ]

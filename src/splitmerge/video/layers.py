@@ -249,35 +249,10 @@ class Layers(_Clip):
 
         Refuses to replace a non-empty folder that is not a Layers folder, so user files are never clobbered.
         """
-        from .io import write_matte, write_video
-        from .preview import write_layers_preview
-
-        target = Path(directory)
-        if target.exists() and (not target.is_dir() or
-                                (any(target.iterdir()) and not (target / "layers.json").exists())):
-            raise LayersFormatError(f"{target}: exists and is not a Layers folder; refusing to overwrite it")
-        with atomic_dir(target) as folder:
-            rate = str(self.rate)
-            for name, clip in (("source.mp4", self.frames), ("foreground.mp4", self.foreground),
-                               ("background.mp4", self.background)):
-                write_video(folder / name, Video(clip, self.fps, {"fps_rational": rate}), crf=crf)
-            write_matte(folder / "alpha.mkv", self.alpha, self.rate, bits=alpha_bits)
-            if preview:
-                write_layers_preview(folder / "preview.mp4", self)
-            (folder / "layers.json").write_text(json.dumps(self._header(crf, alpha_bits), indent=2) + "\n")
-        return target
-
-    def _header(self, crf: int, alpha_bits: int) -> dict:
-        known = ("source", "backends", "seconds", "fps_rational")
-        return {
-            "format": LAYERS_FORMAT, "version": LAYERS_VERSION,
-            "fps": self.fps, "fps_rational": str(self.rate), "num_frames": self.num_frames,
-            "height": self.height, "width": self.width, "caption": self.caption,
-            "fg_ratio": round(self.fg_ratio, 6), "alpha_bits": alpha_bits, "video_crf": crf,
-            "source": self.meta.get("source", {}), "backends": self.meta.get("backends", {}),
-            "seconds": self.meta.get("seconds", {}),
-            "extra": {k: v for k, v in self.meta.items() if k not in known},
-        }
+        with LayersWriter(directory, self.rate, preview=preview, crf=crf, alpha_bits=alpha_bits) as writer:
+            for t in range(self.num_frames):
+                writer.write(self.frames[t], self.alpha[t], self.foreground[t], self.background[t])
+            return writer.close(self.caption, self.meta)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Layers":
@@ -298,13 +273,119 @@ class Layers(_Clip):
         alpha_path = _required(folder / "alpha.mkv")
         alpha = _expect_shape(alpha_path, read_matte(alpha_path), expected)
         meta = {"source": header.get("source", {}), "backends": header.get("backends", {}),
-                "seconds": header.get("seconds", {}), "fps_rational": header.get("fps_rational"),
-                **header.get("extra", {})}
+                "seconds": header.get("seconds", {}), "filters": header.get("filters", {}),
+                "fps_rational": header.get("fps_rational"), **header.get("extra", {})}
         try:
             return cls(clips["source.mp4"], alpha, clips["foreground.mp4"], clips["background.mp4"],
                        header["fps"], header.get("caption", ""), meta)
         except ShapeError as error:
             raise LayersFormatError(f"{folder}: {error}") from None
+
+
+class LayersWriter:
+    """Write a Layers folder frame by frame, so a long clip never has to be in memory at once.
+
+    Everything goes into a temporary sibling folder that `close` renames into place (`atomic_dir`); `abort`, an
+    exception inside a ``with`` block, a block that never calls `close`, or a crash leaves no folder at the
+    target. Use::
+
+        with LayersWriter(directory, fps) as writer:
+            for frame, alpha, foreground, background in ...:   # (H, W, 3) uint8, (H, W) float32, ...
+                writer.write(frame, alpha, foreground, background)
+            writer.close(caption, meta)
+    """
+
+    def __init__(self, directory: str | os.PathLike, fps, *, preview: bool = True, crf: int = LAYERS_CRF,
+                 alpha_bits: int = ALPHA_BITS):
+        from .io import MatteWriter, VideoWriter
+
+        self.target = Path(directory)
+        if self.target.exists() and (not self.target.is_dir() or (any(self.target.iterdir()) and
+                                                                  not (self.target / "layers.json").exists())):
+            raise LayersFormatError(f"{self.target}: exists and is not a Layers folder; refusing to overwrite it")
+        self.rate = frame_rate(fps)
+        self.crf, self.alpha_bits = crf, alpha_bits
+        self._atomic = atomic_dir(self.target)
+        self._folder = self._atomic.__enter__()
+        self._videos = {name: VideoWriter(self._folder / f"{name}.mp4", self.rate, crf=crf)
+                        for name in ("source", "foreground", "background")}
+        self._matte = MatteWriter(self._folder / "alpha.mkv", self.rate, bits=alpha_bits)
+        self._preview = VideoWriter(self._folder / "preview.mp4", self.rate) if preview else None
+        self.num_frames = 0
+        self._alpha_sum = 0.0
+        self._size: tuple[int, int] | None = None
+
+    def _writers(self) -> list:
+        return [*self._videos.values(), self._matte, *([self._preview] if self._preview else [])]
+
+    def write(self, frame: np.ndarray, alpha: np.ndarray, foreground: np.ndarray, background: np.ndarray) -> None:
+        """Append one frame: (H, W, 3) uint8 clip, (H, W) float32 matte in [0, 1], foreground, background."""
+        from .preview import layers_preview_frame, preview_height
+
+        try:
+            one = Layers(frame[None], alpha[None], foreground[None], background[None], float(self.rate))
+            if self._size is None:
+                self._size = (one.height, one.width)
+            elif (one.height, one.width) != self._size:
+                raise ShapeError(f"{self.target}: frame {self.num_frames} is {one.width}x{one.height}, earlier "
+                                 f"frames were {self._size[1]}x{self._size[0]}")
+            self._videos["source"].write(frame)
+            self._videos["foreground"].write(foreground)
+            self._videos["background"].write(background)
+            self._matte.write(alpha)
+            if self._preview is not None:
+                self._preview.write(layers_preview_frame(frame, alpha, foreground, background,
+                                                         preview_height(one.height)))
+            self.num_frames += 1
+            self._alpha_sum += float(alpha.sum(dtype=np.float64))
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self, caption: str = "", meta: dict | None = None) -> Path:
+        """Finish every file, write layers.json, and move the folder into place. Returns its path."""
+        try:
+            if self.num_frames == 0:
+                raise ShapeError(f"{self.target}: no frames to write")
+            for writer in self._writers():
+                writer.close()
+            header = self._header(caption, dict(meta or {}))
+            (self._folder / "layers.json").write_text(json.dumps(header, indent=2) + "\n")
+            atomic, self._atomic = self._atomic, None
+            atomic.__exit__(None, None, None)
+        except BaseException:
+            self.abort()
+            raise
+        return self.target
+
+    def abort(self) -> None:
+        """Discard the temporary folder; the target is left as it was."""
+        for writer in self._writers():
+            writer.abort()
+        if self._atomic is not None:
+            atomic, self._atomic = self._atomic, None
+            atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if self._atomic is not None:
+            self.abort()  # an exception, or a block that never called close()
+
+    def _header(self, caption: str, meta: dict) -> dict:
+        height, width = self._size
+        known = ("source", "backends", "seconds", "fps_rational", "filters")
+        return {
+            "format": LAYERS_FORMAT, "version": LAYERS_VERSION,
+            "fps": float(self.rate), "fps_rational": str(self.rate), "num_frames": self.num_frames,
+            "height": height, "width": width, "caption": " ".join(str(caption).split()),
+            "fg_ratio": round(self._alpha_sum / (self.num_frames * height * width), 6),
+            "alpha_bits": self.alpha_bits, "video_crf": self.crf,
+            "source": meta.get("source", {}), "backends": meta.get("backends", {}),
+            "seconds": meta.get("seconds", {}), "filters": meta.get("filters", {}),
+            "extra": {k: v for k, v in meta.items() if k not in known},
+        }
 
 
 def _required(path: Path) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -82,20 +82,10 @@ def preview_height(frame_height: int) -> int:
     return min(frame_height, PREVIEW_HEIGHT) // 2 * 2 or 2
 
 
-def layers_preview_frames(layers) -> Iterable[np.ndarray]:
-    """Yield preview frames of `Layers`: source | matte | foreground | background, labelled."""
-    labels = ("source", "matte", "foreground", "background")
-    height = preview_height(layers.height)
-    for t in range(layers.num_frames):
-        panels = (layers.frames[t], layers.alpha[t], layers.foreground[t], layers.background[t])
-        yield side_by_side(panels, labels, height)
+LAYERS_PREVIEW_LABELS = ("source", "matte", "foreground", "background")
 
 
-def write_layers_preview(path: str | os.PathLike, layers) -> Path:
-    """Write the side-by-side preview video of `Layers` (H.264)."""
-    from .io import VideoWriter
-
-    with VideoWriter(path, layers.rate) as writer:
-        for frame in layers_preview_frames(layers):
-            writer.write(frame)
-    return Path(path)
+def layers_preview_frame(frame: np.ndarray, alpha: np.ndarray, foreground: np.ndarray, background: np.ndarray,
+                         height: int) -> np.ndarray:
+    """One preview frame of a Layers clip: source | matte | foreground | background, labelled, `height` high."""
+    return side_by_side((frame, alpha, foreground, background), LAYERS_PREVIEW_LABELS, height)
