@@ -2,7 +2,10 @@
 
 Four kinds of backend, each a small interface:
 
-- ``segmenter``: finds the moving subject. ``segment(clip) -> Segmentation``.
+- ``segmenter``: finds the moving subject. Constructed with ``all_objects`` (keep every moving object, not
+  only the dominant one); ``segment(clip, prior=None) -> Segmentation``, where `prior` (T, H, W) float32,
+  when given, is a matte the result should agree with where it is non-zero (the previous window's subject on
+  overlapping frames), so a long video keeps one subject.
 - ``refiner``: improves a segmentation's masks (e.g. SAM2 prompted by the segmenter's boxes and points).
   ``refine(clip, segmentation) -> Segmentation``.
 - ``restorer``: removes the subject and fills its hole. ``restore(clip, alpha) -> (T, H, W, 3) uint8``.

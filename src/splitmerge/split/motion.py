@@ -158,14 +158,20 @@ def hysteresis(values: np.ndarray, high: float, low: float) -> np.ndarray:
     return out
 
 
-def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool) -> tuple[np.ndarray, dict]:
+def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prior: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, dict]:
     """Keep the dominant spatio-temporal component of `mask` (T, H, W) bool, scored by the sum of `weight`
-    over it (motion-weighted volume), or every component above `OBJECT_MIN_VOLUME` with `all_objects`."""
+    over it (motion-weighted volume), or every component above `OBJECT_MIN_VOLUME` with `all_objects`.
+    With a `prior` matte, a component's overlap with it outweighs everything else (the previous window's
+    subject stays the subject)."""
     labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if count == 0:
         return np.zeros_like(mask), {"objects": 0}
     volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     scores = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=count + 1)[1:]
+    if prior is not None and prior.any():
+        agreement = np.bincount(labels.ravel(), weights=prior.ravel(), minlength=count + 1)[1:]
+        scores = scores + agreement * (scores.max() + 1)
     big = np.flatnonzero(volumes >= OBJECT_MIN_VOLUME * mask.size) + 1
     if len(big) == 0:
         return np.zeros_like(mask), {"objects": 0}
@@ -248,7 +254,7 @@ class MotionSegmenter(Backend):
     def describe_config(self) -> dict:
         return {"name": self.name, "all_objects": self.all_objects, "motion_threshold": self.motion_threshold}
 
-    def segment(self, clip: SplitClip) -> Segmentation:
+    def segment(self, clip: SplitClip, prior: np.ndarray | None = None) -> Segmentation:
         timings = {}
         started = time.perf_counter()
         frames = clip.frames
@@ -276,7 +282,7 @@ class MotionSegmenter(Backend):
         mark = time.perf_counter()
         candidate = np.stack([cv2.morphologyEx(c.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
                               for c in changed | moving]) > 0
-        subject, info = select_objects(candidate, motion + 1.0, self.all_objects)
+        subject, info = select_objects(candidate, motion + 1.0, self.all_objects, prior)
         timings["objects"] = time.perf_counter() - mark
         if not subject.any():
             empty = np.zeros((count, height, width), np.float32)
@@ -294,7 +300,7 @@ class MotionSegmenter(Backend):
         # Keep change near the selected subject only; where the plate never saw the scene, keep the first mask.
         near = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0 for m in subject])
         refined = (changed & near) | (subject & moving & ~known)
-        refined, _ = select_objects(refined, motion + 1.0, self.all_objects)
+        refined, _ = select_objects(refined, motion + 1.0, self.all_objects, prior)
         refined = fill_and_smooth(refined)
         alpha = soft_matte(frames, refined)
         timings["refine"] = time.perf_counter() - mark

@@ -1,0 +1,342 @@
+"""The Decomposer: a video becomes Layers (subject, matte, clean background, caption), window by window.
+
+The video is read as a stream and cut into windows of `SplitConfig.window` frames that overlap by
+`SplitConfig.overlap`. Each window is split on its own (segmenter, optional refiner, restorer; the camera motion
+is estimated once per window and shared), the overlapping frames are cross-faded between neighbouring windows,
+and finished frames go straight to a sink: a `LayersWriter` for `split_to_folder` (memory bounded by a window,
+whatever the video's length) or an in-memory collector for `split`. Later windows prefer the object that the
+previous window kept, so a long video keeps one subject.
+
+Working size: `size` if given (centre-crop then resize, like `read_video`), else the video's own size brought
+down to at most `DEFAULT_MAX_HEIGHT` pixels high with its aspect kept.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import MediaError, OptionError, SplitMergeError
+from ..fileinfo import file_sha1
+from ..video.cuts import CutDetector
+from ..video.geometry import parse_size
+from ..video.io import VideoReader
+from ..video.layers import Layers, LayersWriter, Video, premultiply
+from .backends import Segmentation, SplitClip, get_backend
+from .filters import present_frames, verdict
+
+DEFAULT_MAX_HEIGHT = 480
+MIN_FRAMES = 4
+MIN_SIDE = 32
+WINDOW = 64
+OVERLAP = 8
+
+
+class NoSubjectError(SplitMergeError):
+    """Splitting found no moving subject (a static video, or nothing that moves on its own)."""
+
+    def __init__(self, message: str, reason: str = "no moving subject"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class SplitConfig:
+    """Everything `split` can be told. Backend names come from the registry (`splitmerge split --help`).
+
+    `backend_options` maps a backend *name* to keyword options for its constructor, e.g.
+    ``{"sam2": {"model_path": "/models/sam2"}, "http": {"url": "http://localhost:8000/v1"}}``.
+    """
+
+    segmenter: str = "motion"
+    refiner: str | None = None
+    restorer: str = "propagate"
+    captioner: str = "measured"
+    caption: str | None = None
+    all_objects: bool = False
+    size: tuple[int, int] | str | None = None
+    frames: int | None = None
+    start: int = 0
+    stride: int = 1
+    window: int = WINDOW
+    overlap: int = OVERLAP
+    backend_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.size = parse_size(self.size)
+        if self.frames is not None and (not isinstance(self.frames, int) or self.frames < MIN_FRAMES):
+            raise OptionError(f"frames {self.frames!r}: splitting needs at least {MIN_FRAMES} frames")
+        if not isinstance(self.window, int) or self.window < 2 * MIN_FRAMES:
+            raise OptionError(f"window {self.window!r}: must be an integer >= {2 * MIN_FRAMES}")
+        if not isinstance(self.overlap, int) or not 0 <= self.overlap <= self.window // 2:
+            raise OptionError(f"overlap {self.overlap!r}: must be between 0 and window / 2")
+        if self.caption is not None and not isinstance(self.caption, str):
+            raise OptionError("caption must be text")
+
+    def options_for(self, name: str | None) -> dict:
+        return dict(self.backend_options.get(name, {})) if name else {}
+
+
+# ---------------------------------------------------------------------------------------------------- sources
+
+
+@dataclass
+class _Source:
+    frames: Iterator[np.ndarray]
+    fps: float
+    fps_rational: str
+    size: tuple[int, int]
+    expected: int
+    provenance: dict
+
+
+def _working_size(height: int, width: int, requested) -> tuple[int, int] | None:
+    if requested is not None:
+        return requested
+    if height <= DEFAULT_MAX_HEIGHT:
+        return None
+    scale = DEFAULT_MAX_HEIGHT / height
+    return DEFAULT_MAX_HEIGHT, max(2, round(width * scale / 2) * 2)
+
+
+def _open_source(source, config: SplitConfig) -> _Source:
+    if isinstance(source, Video):
+        frames = source.frames[config.start::config.stride][:config.frames]
+        if config.size is not None or frames.shape[1] > DEFAULT_MAX_HEIGHT:
+            from ..video.geometry import apply_resize, plan_resize
+
+            size = _working_size(*frames.shape[1:3], config.size)
+            plan = plan_resize(frames.shape[1:3], size)
+            frames = np.stack([apply_resize(frame, plan) for frame in frames])
+            crop = plan.to_dict()
+        else:
+            crop = None
+        rate = source.rate / config.stride
+        return _Source(iter(frames), float(rate), str(rate), frames.shape[1:3], len(frames),
+                       {"path": source.meta.get("source", {}).get("path"), "sha1": None,
+                        "start_frame": config.start, "stride": config.stride, "crop": crop})
+    path = Path(source)
+    reader = VideoReader(path, size=config.size, start=config.start, stride=config.stride,
+                         max_frames=config.frames)
+    size = _working_size(reader.info.height, reader.info.width, config.size)
+    if size is not None and config.size is None:
+        reader = VideoReader(path, size=size, start=config.start, stride=config.stride, max_frames=config.frames)
+    described = reader.describe()
+    return _Source(iter(reader), reader.fps, reader.fps_rational, reader.size, reader.expected_frames(),
+                   {"path": str(path), "sha1": file_sha1(path), "start_frame": config.start,
+                    "stride": config.stride, "crop": described["resize"]})
+
+
+def _windows(frames: Iterator[np.ndarray], window: int, overlap: int
+             ) -> Iterator[tuple[int, np.ndarray, bool]]:
+    """Yield (index of the first frame, frames (n, H, W, 3), continues) windows overlapping by `overlap`
+    frames. A scene cut ends a window early and the next starts at the cut with ``continues=False`` (no
+    overlap, nothing is carried across a cut)."""
+    detector = CutDetector()
+    buffer: list[np.ndarray] = []
+    start, fresh, continues = 0, 0, False
+    for frame in frames:
+        if detector.is_cut(frame) and fresh:
+            yield start, np.stack(buffer), continues
+            start, buffer, fresh, continues = start + len(buffer), [], 0, False
+        buffer.append(frame)
+        fresh += 1
+        if len(buffer) == window:
+            yield start, np.stack(buffer), continues
+            start += window - overlap
+            buffer = buffer[window - overlap:]
+            fresh, continues = 0, True
+    if fresh:
+        yield start, np.stack(buffer), continues
+
+
+# ------------------------------------------------------------------------------------------------ decomposer
+
+
+class Decomposer:
+    """Runs the configured backends over a video, window by window, into a sink."""
+
+    def __init__(self, config: SplitConfig):
+        self.config = config
+        options = config.options_for
+        self.segmenter = get_backend("segmenter", config.segmenter,
+                                     **{"all_objects": config.all_objects, **options(config.segmenter)})
+        self.refiner = get_backend("refiner", config.refiner, **options(config.refiner)) if config.refiner else None
+        self.restorer = get_backend("restorer", config.restorer, **options(config.restorer))
+        self.captioner = (get_backend("captioner", config.captioner, **options(config.captioner))
+                          if config.caption is None else None)
+
+    def backends(self) -> dict:
+        record = {"segmenter": self.segmenter.describe_config(), "restorer": self.restorer.describe_config(),
+                  "captioner": self.captioner.describe_config() if self.captioner else {"name": "given"}}
+        if self.refiner is not None:
+            record["refiner"] = self.refiner.describe_config()
+        return record
+
+    def open(self, source) -> _Source:
+        """Open `source` (a path or a `Video`) for reading at the working size; checks it can be split."""
+        opened = _open_source(source, self.config)
+        name = opened.provenance["path"] or "video"
+        if opened.expected < MIN_FRAMES:
+            raise MediaError(f"{name}: {opened.expected} frame(s) to split; splitting needs at least {MIN_FRAMES}")
+        height, width = opened.size
+        if min(height, width) < MIN_SIDE:
+            raise MediaError(f"{name}: {width}x{height} is too small to split "
+                             f"(at least {MIN_SIDE}x{MIN_SIDE})")
+        return opened
+
+    def run(self, opened: _Source, sink) -> dict:
+        """Split an opened source into `sink` (anything with ``write(frame, alpha, foreground, background)``).
+
+        Returns the clip's meta: source, backends, seconds per stage, filters, caption and diagnostics.
+        Raises `NoSubjectError` when no window finds a moving subject.
+        """
+        config = self.config
+        seconds = dict.fromkeys(("read", "segment", "refine", "restore", "caption", "write"), 0.0)
+
+        caption = " ".join(config.caption.split()) if config.caption is not None else None
+        found_any, objects = False, []
+        held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the previous window's overlap frames
+        written = 0
+        alpha_sum, present = 0.0, 0
+
+        def emit(frame, alpha, background):
+            nonlocal written, alpha_sum, present
+            started = time.perf_counter()
+            sink.write(frame, alpha, premultiply(frame, alpha), background)
+            written += 1
+            alpha_sum += float(alpha.mean(dtype=np.float64))
+            present += int(present_frames(alpha[None])[0])
+            seconds["write"] += time.perf_counter() - started
+
+        windows = _windows(opened.frames, config.window, config.overlap)
+        while True:
+            mark = time.perf_counter()
+            item = next(windows, None)
+            seconds["read"] += time.perf_counter() - mark
+            if item is None:
+                break
+            start, frames, continues = item
+            if not continues and held is not None:  # a cut: the previous shot's held frames are final
+                for i in range(len(held[0])):
+                    emit(held[0][i], held[1][i], held[2][i])
+                held = None
+            overlap = min(config.overlap, len(frames)) if held is not None else 0
+            prior = None
+            if held is not None:
+                prior = np.zeros(frames.shape[:3], np.float32)
+                prior[:overlap] = held[1][:overlap]
+            clip = SplitClip(frames, opened.fps)
+            segmentation = self._segment(clip, prior, seconds) if len(frames) >= MIN_FRAMES else _nothing(clip)
+            found_any |= segmentation.found
+            objects.append(segmentation.info.get("objects"))
+            mark = time.perf_counter()
+            background = (self.restorer.restore(clip, segmentation.alpha) if segmentation.found
+                          else frames.copy())
+            seconds["restore"] += time.perf_counter() - mark
+            if caption is None and segmentation.found:
+                mark = time.perf_counter()
+                caption = self.captioner.describe(clip, segmentation.alpha)
+                seconds["caption"] += time.perf_counter() - mark
+            alpha = segmentation.alpha
+            for i in range(overlap):  # cross-fade the frames both windows saw
+                weight = (i + 1) / (overlap + 1)
+                blended_alpha = ((1 - weight) * held[1][i] + weight * alpha[i]).astype(np.float32)
+                blended_background = np.rint((1 - weight) * held[2][i] + weight * background[i]).astype(np.uint8)
+                emit(frames[i], blended_alpha, blended_background)
+            keep = config.overlap if len(frames) == config.window else 0
+            for i in range(overlap, len(frames) - keep):
+                emit(frames[i], alpha[i], background[i])
+            held = (frames[len(frames) - keep:], alpha[len(frames) - keep:], background[len(frames) - keep:])
+        if held is not None:
+            for i in range(len(held[0])):
+                emit(held[0][i], held[1][i], held[2][i])
+
+        name = opened.provenance["path"] or "video"
+        if written < MIN_FRAMES:
+            raise MediaError(f"{name}: {written} frame(s); splitting needs at least {MIN_FRAMES}")
+        if not found_any:
+            raise NoSubjectError(f"{name}: no moving subject found (static scene, or nothing moves on its own)")
+        fg_ratio = alpha_sum / max(written, 1)
+        return {"source": opened.provenance, "backends": self.backends(),
+                "seconds": {k: round(v, 3) for k, v in seconds.items()},
+                "filters": verdict(found_any, fg_ratio, present / max(written, 1)),
+                "caption": caption or "", "fps": opened.fps, "fps_rational": opened.fps_rational,
+                "split": {"windows": len(objects), "objects_per_window": objects, "config": _config_record(config)}}
+
+    def _segment(self, clip: SplitClip, prior: np.ndarray | None, seconds: dict) -> Segmentation:
+        mark = time.perf_counter()
+        segmentation = self.segmenter.segment(clip, prior=prior)
+        seconds["segment"] += time.perf_counter() - mark
+        if self.refiner is not None and segmentation.found:
+            mark = time.perf_counter()
+            segmentation = self.refiner.refine(clip, segmentation)
+            seconds["refine"] += time.perf_counter() - mark
+        return segmentation
+
+
+def _nothing(clip: SplitClip) -> Segmentation:
+    """The segmentation of a shot too short to split (a few frames between two cuts): no subject."""
+    alpha = np.zeros(clip.frames.shape[:3], np.float32)
+    boxes = np.full((clip.num_frames, 4), np.nan, np.float32)
+    return Segmentation(alpha, boxes, [np.zeros((0, 2), np.float32)] * clip.num_frames, found=False,
+                        reason="shot too short", info={"objects": 0})
+
+
+def _config_record(config: SplitConfig) -> dict:
+    record = asdict(config)
+    record["backend_options"] = {name: sorted(options) for name, options in config.backend_options.items()}
+    return record  # option *names* only: values may hold keys or private paths
+
+
+# --------------------------------------------------------------------------------------------------------- API
+
+
+class _Collector:
+    """A sink that keeps every frame in memory (for `split`)."""
+
+    def __init__(self):
+        self.columns: tuple[list, ...] = ([], [], [], [])
+
+    def write(self, frame, alpha, foreground, background):
+        for column, value in zip(self.columns, (frame, alpha, foreground, background), strict=True):
+            column.append(value)
+
+
+def split(source: str | os.PathLike | Video, **options) -> Layers:
+    """Split a video (a path or a `Video`) into `Layers` in memory. Options: the fields of `SplitConfig`.
+
+    Meta holds ``source`` (path, sha1, start_frame, stride, crop), ``backends``, ``seconds`` per stage and
+    ``filters`` (the paper's filters: passed, reason, fg_ratio, presence). Raises `NoSubjectError` when nothing
+    moves on its own. For long videos prefer `split_to_folder`, which streams to disk.
+    """
+    decomposer = Decomposer(SplitConfig(**options))
+    collector = _Collector()
+    meta = decomposer.run(decomposer.open(source), collector)
+    frames, alpha, foreground, background = (np.stack(column) for column in collector.columns)
+    caption = meta.pop("caption")
+    return Layers(frames, alpha, foreground, background, meta.pop("fps"), caption,
+                  {**meta, "fps_rational": meta.pop("fps_rational")})
+
+
+def split_to_folder(source: str | os.PathLike | Video, directory: str | os.PathLike, **options) -> dict:
+    """Split a video straight into a Layers folder, streaming (memory bounded by one window). Returns the meta.
+
+    Nothing is left at `directory` when splitting fails (including `NoSubjectError`).
+    """
+    decomposer = Decomposer(SplitConfig(**options))
+    opened = decomposer.open(source)
+    with LayersWriter(directory, opened.fps_rational) as writer:
+        meta = decomposer.run(opened, writer)
+        started = time.perf_counter()
+        caption = meta.pop("caption")
+        fps_rational = meta.pop("fps_rational")
+        meta.pop("fps")
+        writer.close(caption, {**meta, "fps_rational": fps_rational})
+        meta["seconds"]["write"] = round(meta["seconds"]["write"] + time.perf_counter() - started, 3)
+    return {**meta, "caption": caption, "path": str(directory), "num_frames": writer.num_frames}
