@@ -76,3 +76,38 @@ def clip_path(tmp_path) -> Path:
     path = tmp_path / "clip.mp4"
     sm.write_video(path, sm.Video(pattern_frames(24, 64, 96), 25.0))
     return path
+
+
+def moving_subject_clip(count: int = 24, height: int = 72, width: int = 108, camera: str = "static",
+                        speed: float = 2.0, seed: int = 0):
+    """A small ground-truth clip: a striped disc moving right over a smooth random texture.
+
+    camera: "static", "pan" (the view slides 1.5 px/frame right) or "none" (no subject: a static scene).
+    Returns (frames (T, H, W, 3) uint8, alpha (T, H, W) float32, background (T, H, W, 3) uint8).
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    scene_w = width + int(count * 1.5) + 8
+    noise = rng.uniform(0, 255, size=(height // 4 + 2, scene_w // 4 + 2, 3)).astype(np.float32)
+    scene = cv2.resize(noise, (scene_w, height), interpolation=cv2.INTER_CUBIC)
+    scene = np.clip(cv2.GaussianBlur(scene, (0, 0), 1.0) * 0.8 + 25, 0, 255)
+    radius = height / 5
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames, alphas, backgrounds = [], [], []
+    for t in range(count):
+        offset = 1.5 * t if camera == "pan" else 0.0
+        shift = np.float32([[1, 0, -offset], [0, 1, 0]])
+        background = cv2.warpAffine(scene, shift, (width, height), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT)
+        cx, cy = width / 4 + speed * t - offset, height / 2
+        alpha = np.clip(radius - np.hypot(xs - cx, ys - cy) + 0.5, 0, 1).astype(np.float32)
+        if camera == "none":
+            alpha[:] = 0
+        stripes = np.where(((xs - cx) // 4) % 2 == 0, 230.0, 40.0)
+        subject = np.stack([stripes, 200 - stripes * 0.5, 255 - stripes], axis=-1)
+        frame = subject * alpha[..., None] + background * (1 - alpha[..., None])
+        frames.append(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
+        alphas.append(alpha)
+        backgrounds.append(np.clip(np.rint(background), 0, 255).astype(np.uint8))
+    return np.stack(frames), np.stack(alphas), np.stack(backgrounds)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from .backends import Backend, Segmentation, SplitClip, register
-from .camera import dis_flow, to_gray
+from .camera import dis_flow, flow_engine, to_gray
 from .plate import Canvas, clean_plate, make_canvas
 
 LONG_GAP = 8           # frames between the ends of a long-range flow pair
@@ -75,7 +75,7 @@ def motion_evidence(clip: SplitClip) -> tuple[np.ndarray, np.ndarray]:
     long = np.zeros_like(short)
     if count > LONG_GAP:
         gray = to_gray(clip.frames)
-        engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        engine = flow_engine(height, width)
         for t in range(count):
             # Near the clip's ends the gap shrinks on the short side, so that both sides always exist.
             others = [t - min(LONG_GAP, t), t + min(LONG_GAP, count - 1 - t)]

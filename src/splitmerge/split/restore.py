@@ -1,9 +1,10 @@
 """The default restorer, ``propagate``: removes the subject by filling its hole from the rest of the clip.
 
 The scene behind the subject is assembled on the stabilised canvas from every frame where it is visible
-(`plate.clean_plate`, the subject's matte dilated so its soft edge and any halo stay out). Canvas pixels that no
-frame ever saw uncovered are inpainted spatially once, on the canvas, so every frame receives the same fill and
-nothing flickers. Each frame then takes the plate warped into its own view (the camera's motion is kept) inside
+(`plate.clean_plate`, the subject's matte dilated so its soft edge and any halo stay out; where that never
+uncovers a pixel, frames where only the matte itself is left out fill it). Canvas pixels that no frame ever saw
+uncovered are inpainted spatially once, on the canvas, so every frame receives the same fill and nothing
+flickers. Each frame then takes the plate warped into its own view (the camera's motion is kept) inside
 the hole, matched to the frame's exposure around the hole, and keeps its own pixels everywhere else.
 """
 
@@ -66,6 +67,14 @@ class PropagateRestorer(Backend):
             return frames.copy()
         canvas = make_canvas(clip.camera)
         plate, seen = clean_plate(frames, hole, canvas)
+        if not seen.all():
+            # What the generous hole never uncovered may still have been seen just outside the subject itself:
+            # better than inventing it. Only what neither saw is inpainted.
+            tight = hole_masks(alpha, 1)
+            loose_plate, loose_seen = clean_plate(frames, tight, canvas)
+            fallback = loose_seen & ~seen
+            plate[fallback] = loose_plate[fallback]
+            seen = seen | loose_seen
         needed = np.zeros(canvas.size, np.uint8)
         for t in range(len(frames)):
             needed |= canvas.from_frame(hole[t].astype(np.uint8), t, cv2.INTER_NEAREST)
