@@ -80,7 +80,9 @@ class PropagateRestorer(Backend):
             needed |= canvas.from_frame(hole[t].astype(np.uint8), t, cv2.INTER_NEAREST)
         never_seen = (needed > 0) & ~seen
         if never_seen.any():
-            plate = cv2.inpaint(plate, never_seen.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
+            # Every unseen canvas pixel goes into the mask, not only the needed ones: inpainting treats what is
+            # outside its mask as known, and unseen pixels are black.
+            plate = cv2.inpaint(plate, (~seen).astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
         out = np.empty_like(frames)
         ring_kernel = np.ones((9, 9), np.uint8)
         for t in range(len(frames)):
