@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from .backends import Backend, Segmentation, SplitClip, register
 from .camera import dis_flow, flow_engine, to_gray
-from .plate import Canvas, clean_plate, make_canvas
+from .plate import Canvas, clean_plate, exposure_gain, make_canvas
 
 LONG_GAP = 8           # frames between the ends of a long-range flow pair
 MOTION_MIN = 0.8       # px per frame: residual motion below this is never evidence
@@ -103,10 +103,8 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
         background = canvas.to_frame(plate, t).astype(np.float32)
         visible = canvas.to_frame(seen.astype(np.uint8), t, cv2.INTER_NEAREST) > 0
         frame = cv2.GaussianBlur(frames[t], (0, 0), 0.8).astype(np.float32)
-        reference = visible if subject is None else visible & ~subject[t]
-        if reference.sum() > 100:  # per-channel gain: the camera's exposure may drift over the clip
-            gain = (np.median(frame[reference], axis=0) + 1) / (np.median(background[reference], axis=0) + 1)
-            background *= np.clip(gain, 0.7, 1.4)
+        # The camera's exposure may drift over the clip.
+        background *= exposure_gain(frame, background, visible if subject is None else visible & ~subject[t])
         # Distance to the range of the plate's 3x3 neighbourhood: sub-pixel misalignment of the plate at strong
         # edges is not change, a subject in front of the scene is.
         above = frame - cv2.dilate(background, window)
@@ -119,7 +117,7 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
 
 def _noise_floor(values: np.ndarray, minimum: float) -> float:
     """A robust upper noise level of a mostly-background map: median + 4 MAD, at least `minimum`."""
-    sample = values[:: max(1, values.size // 20000)]
+    sample = values.ravel()[:: max(1, values.size // 20000)]
     median = float(np.median(sample))
     mad = float(np.median(np.abs(sample - median))) * 1.4826
     return max(median + 4 * mad, minimum)

@@ -90,3 +90,17 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas) -> tupl
     seen = valid >= min(2, count)
     plate[~seen] = 0
     return plate.astype(np.uint8), seen
+
+
+def exposure_gain(frame: np.ndarray, background: np.ndarray, region: np.ndarray, samples: int = 4000
+                  ) -> np.ndarray:
+    """Per-channel gain (3,) that brings the plate's `background` to the `frame`'s exposure over `region`
+    (H, W) bool: the ratio of medians, from at most `samples` pixels, clipped to [0.7, 1.4]. 1 when the region
+    is too small to say."""
+    ys, xs = np.nonzero(region)
+    if len(ys) < 50:
+        return np.ones(3, np.float32)
+    step = max(1, len(ys) // samples)
+    ys, xs = ys[::step], xs[::step]
+    gain = (np.median(frame[ys, xs], axis=0) + 1) / (np.median(background[ys, xs], axis=0) + 1)
+    return np.clip(gain, 0.7, 1.4).astype(np.float32)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .backends import Backend, SplitClip, register
-from .plate import clean_plate, make_canvas
+from .plate import clean_plate, exposure_gain, make_canvas
 
 HOLE_DILATION = 5     # px the matte is grown by before it becomes the hole
 FEATHER = 2.0         # px (Gaussian sigma) of the blend at the hole's edge
@@ -33,14 +33,6 @@ def blend_weights(hole: np.ndarray, feather: float = FEATHER) -> np.ndarray:
     """(H, W) float32: 1 inside the hole, falling smoothly to 0 just outside it (never below 1 inside)."""
     soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), feather)
     return np.maximum(soft, hole.astype(np.float32))
-
-
-def _exposure_match(background: np.ndarray, frame: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Scale the plate's colour (per channel) to the frame's around the hole: the clip's exposure may drift."""
-    if ring.sum() < 50:
-        return background
-    gain = (np.median(frame[ring], axis=0) + 1) / (np.median(background[ring], axis=0) + 1)
-    return background * np.clip(gain, 0.7, 1.4)
 
 
 @register("restorer")
@@ -92,7 +84,7 @@ class PropagateRestorer(Backend):
             frame = frames[t].astype(np.float32)
             background = canvas.to_frame(plate, t).astype(np.float32)
             ring = (cv2.dilate(hole[t].astype(np.uint8), ring_kernel) > 0) & ~hole[t]
-            background = _exposure_match(background, frame, ring)
+            background *= exposure_gain(frame, background, ring)  # the clip's exposure may drift
             weight = blend_weights(hole[t], self.feather)[..., None]
             out[t] = np.clip(np.rint(frame * (1 - weight) + background * weight), 0, 255)
         self.info = {"never_seen_share": float(never_seen.sum() / max(needed.astype(bool).sum(), 1)),
