@@ -58,10 +58,10 @@ def motion_evidence(clip: SplitClip) -> tuple[np.ndarray, np.ndarray]:
     """The subject's own motion, per frame: (short, long), each (T, H, W) float32 pixels.
 
     `short`: residual flow to the neighbouring frames (pixels per frame; the larger of the two pairs).
-    `long`: residual flow across up to `LONG_GAP` frames, where a slow subject has moved far enough to see. A
-    flow residual lights up the subject where it is *and* the background it is about to cover, so each frame
-    takes the smaller of its backward and forward residuals: only the subject itself moves in both. (Near the
-    clip's ends the gap on the short side shrinks to what exists.)
+    `long`: motion across up to `LONG_GAP` frames once the camera is taken out (`_stabilised_motion`), where a
+    slow subject has moved far enough to see. Such motion lights up the subject where it is *and* the
+    background it is about to cover, so each frame takes the smaller of its backward and forward values: only
+    the subject itself moves in both. (Near the clip's ends the gap on the short side shrinks to what exists.)
     """
     camera = clip.camera
     count = clip.num_frames
@@ -79,10 +79,20 @@ def motion_evidence(clip: SplitClip) -> tuple[np.ndarray, np.ndarray]:
         for t in range(count):
             # Near the clip's ends the gap shrinks on the short side, so that both sides always exist.
             others = [t - min(LONG_GAP, t), t + min(LONG_GAP, count - 1 - t)]
-            sides = [residual(dis_flow(gray[t], gray[other], engine), camera.between(t, other))
-                     for other in others if other != t]
+            sides = [_stabilised_motion(gray, camera, t, other, engine) for other in others if other != t]
             long[t] = np.minimum(*sides) if len(sides) == 2 else sides[0]
     return short, long
+
+
+def _stabilised_motion(gray: np.ndarray, camera, t: int, other: int, engine) -> np.ndarray:
+    """(H, W) float32 pixels the scene moved between frame t and frame `other` once the camera is taken out:
+    `other` is warped into t's view first, so the flow only has to find the subject's own (small) motion;
+    camera moves across a long gap can exceed what the flow pyramid of a small frame can follow."""
+    aligned = camera.warp(gray[other], other, t)
+    covered = camera.warp(np.full_like(gray[other], 255), other, t, interpolation=cv2.INTER_NEAREST) > 0
+    motion = np.linalg.norm(dis_flow(gray[t], aligned, engine), axis=-1)
+    motion[~covered] = 0  # what the other frame never saw says nothing
+    return motion
 
 
 # --------------------------------------------------------------------------------------------- change evidence
