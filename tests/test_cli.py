@@ -10,6 +10,7 @@ import sys
 import splitmerge as sm
 from splitmerge.cli import main
 from splitmerge.eval import psnr
+from splitmerge.video.transforms import place
 
 
 def run(*args):
@@ -53,18 +54,23 @@ def test_samples_lists_the_three_real_clips(capsys):
 
 def test_demo_writes_real_outputs(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "-o", str(out), "--frames", "12"]) == 0
+    assert main(["demo", "-o", str(out), "--frames", "16"]) == 0
     printed = capsys.readouterr().out
     assert str(out / "composite.mp4") in printed and str(out / "preview.png") in printed
-    composite = sm.read_video(out / "composite.mp4")
-    assert composite.frames.shape == (12, 288, 512, 3)
     layers = sm.Layers.load(out / "layers")
-    assert 0.005 < layers.fg_ratio < 0.2
-    # The composite is the placed subject over the background, and differs from it only under the matte.
-    # (Both files are lossy encodes, so "unchanged" means within codec noise.)
-    outside, inside = layers.alpha == 0, layers.alpha > 0.5
-    assert psnr(composite.frames[outside], layers.background[outside]) > 32
-    assert psnr(composite.frames[inside], layers.background[inside]) < 20
+    assert layers.frames.shape == (16, 240, 426, 3)
+    assert layers.meta["filters"]["passed"] and 0.01 < layers.fg_ratio < 0.45
+    assert layers.meta["backends"]["segmenter"]["name"] == "motion" and "subject" in layers.caption
+    # The composite is the split subject placed over the bikes street: it differs from the street only where
+    # the placed matte is (both are lossy encodes, so "unchanged" means within codec noise).
+    composite = sm.read_video(out / "composite.mp4")
+    assert composite.frames.shape == (16, 272, 640, 3)
+    street = sm.read_video(sm.sample_path("bikes"), start=137, max_frames=16)
+    _, placed = place(layers.foreground, layers.alpha, (272, 640), position=(0.3, 0.62), scale=0.8)
+    outside, inside = placed == 0, placed > 0.9
+    assert inside.mean() > 0.01
+    assert psnr(composite.frames[outside], street.frames[outside]) > 30
+    assert psnr(composite.frames[inside], street.frames[inside]) < 20
     preview = (out / "preview.png").read_bytes()
     assert preview[:8] == b"\x89PNG\r\n\x1a\n" and len(preview) > 50_000
     assert json.loads((out / "samples.json").read_text())[0]["name"] == "bikes"

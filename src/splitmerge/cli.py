@@ -144,11 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     samples.set_defaults(run=_cmd_samples)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the bundled sample clips",
-                               description="Probe the sample clips, composite one clip's subject region into "
-                                           "another with a soft matte and a moving placement, and write the "
-                                           "result, a Layers folder and preview pictures.")
+                               description="Probe the sample clips, split one into layers, paste its subject "
+                                           "into another, and write the Layers folder, the composite and "
+                                           "preview pictures.")
     demo.add_argument("-o", "--output", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--frames", type=int, default=60, help="frames to compose (default: 60)")
+    demo.add_argument("--frames", type=int, default=49, help="frames to split and compose (default: 49)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

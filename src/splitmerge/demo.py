@@ -1,9 +1,10 @@
 """`splitmerge demo`: the most complete real run the project can do, on the bundled sample clips.
 
-It grows with the project. Today (foundation): probe the samples, cut the talking head out of `carphone` with a
-soft elliptical matte, move it along a path across the `bigbuckbunny` meadow, composite, and write the result as
-a video, as an exact Layers folder (the composite, the placed subject, its matte, the background) and as a
-labelled PNG grid. Splitting (a real subject matte from motion) replaces the hand-set ellipse once it lands.
+It grows with the project. Today (split): probe the samples; split the first seconds of `bigbuckbunny` (the
+rabbit climbing out of its burrow) into layers with the default, weight-free backends; then paste the split
+subject, with its own matte, into a street shot of `bikes` (a plain alpha composite: the learned Composer
+that places and harmonizes comes later). Writes the Layers folder (with its side-by-side preview), the
+composite, and a labelled PNG grid to look at.
 """
 
 from __future__ import annotations
@@ -12,33 +13,23 @@ import json
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from .errors import OptionError
 from .samples import list_samples, sample_path
+from .split.pipeline import split_to_folder
 from .video.io import read_video, write_video
 from .video.layers import Layers, Video, composite
 from .video.preview import grid, write_png
 from .video.transforms import place
 
-BACKGROUND_SIZE = (288, 512)
+SUBJECT = ("bigbuckbunny", 0)   # sample, first frame
+SUBJECT_SIZE = (240, 426)
+BACKGROUND = ("bikes", 137)     # a street seen through a fence (one shot: frames 137-186)
 
 
-def head_matte(height: int, width: int, frames: int) -> np.ndarray:
-    """A soft ellipse over the head and shoulders region of `carphone` (fixed, feathered edge): (T, H, W) float32."""
-    mask = np.zeros((height, width), dtype=np.float32)
-    center = (round(width * 0.48), round(height * 0.36))
-    axes = (round(width * 0.21), round(height * 0.34))
-    cv2.ellipse(mask, center, axes, 0, 0, 360, 1.0, thickness=-1)
-    mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=3)
-    return np.repeat(mask[None], frames, axis=0)
-
-
-def run_demo(output: str | Path = "demo_out", frames: int = 60) -> dict:
+def run_demo(output: str | Path = "demo_out", frames: int = 49) -> dict:
     """Run the demo into `output`; returns the paths written."""
-    if frames < 2:
-        raise OptionError(f"frames {frames}: the demo needs at least 2 frames")
+    if frames < 8:
+        raise OptionError(f"frames {frames}: the demo needs at least 8 frames")
     started = time.perf_counter()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,34 +41,30 @@ def run_demo(output: str | Path = "demo_out", frames: int = 60) -> dict:
         print(f"  {row['name']:<13} {row['width']}x{row['height']}, {row['frames']} frames at "
               f"{row['fps']:.2f} fps, {row['codec']}")
 
-    subject = read_video(sample_path("carphone"), max_frames=frames)
-    background = read_video(sample_path("bigbuckbunny"), size=BACKGROUND_SIZE, max_frames=frames)
-    count = min(subject.num_frames, background.num_frames)
-    matte = head_matte(subject.height, subject.width, count)
-    layer = Layers.from_matte(subject.frames[:count], matte, np.zeros_like(subject.frames[:count]), subject.fps)
+    name, start = SUBJECT
+    print(f"splitting {frames} frames of {name} (motion segmenter, propagate restorer, measured caption)...")
+    meta = split_to_folder(sample_path(name), out / "layers", start=start, frames=frames, size=SUBJECT_SIZE)
+    layers = Layers.load(out / "layers")
+    verdict = meta["filters"]
+    print(f"  foreground ratio {verdict['fg_ratio']:.3f}, subject in {verdict['presence']:.0%} of frames, "
+          f"split in {sum(meta['seconds'].values()):.1f} s; caption: {meta['caption']}")
 
-    # A path across the meadow, left to right, at half the subject's frame-relative size.
-    path = np.stack([np.linspace(0.25, 0.72, count), np.full(count, 0.52)], axis=1)
-    placed_fg, placed_alpha = place(layer.foreground, layer.alpha, BACKGROUND_SIZE, position=path, scale=0.55)
+    name, start = BACKGROUND
+    background = read_video(sample_path(name), start=start, max_frames=layers.num_frames)
+    count = min(layers.num_frames, background.num_frames)
+    size = (background.height, background.width)
+    placed_fg, placed_alpha = place(layers.foreground[:count], layers.alpha[:count], size, position=(0.3, 0.62),
+                                    scale=0.8)
     composed = composite(placed_fg, placed_alpha, background.frames[:count])
-
     video_path = write_video(out / "composite.mp4", Video(composed, background.fps, dict(background.meta)))
-    result = Layers(composed, placed_alpha, placed_fg, background.frames[:count], background.fps,
-                    caption="a talking head moved across a cartoon meadow (hand-set matte, no harmonization)",
-                    meta={"source": {"foreground": str(sample_path("carphone")),
-                                     "background": str(sample_path("bigbuckbunny"))},
-                          "backends": {"matte": "demo-ellipse", "placement": "trajectory"},
-                          "fps_rational": background.meta.get("fps_rational")})
-    layers_path = result.save(out / "layers")
 
     times = [0, count // 2, count - 1]
-    rows = [[subject.frames[t], matte[t], placed_fg[t], background.frames[t], composed[t]] for t in times]
-    preview_path = write_png(out / "preview.png", grid(rows, ["subject clip", "matte", "placed layer",
-                                                              "background", "composite"], height=144))
-    seconds = time.perf_counter() - started
-    print(f"composited {count} frames of carphone's subject into bigbuckbunny in {seconds:.1f} s")
-    written = {"composite": str(video_path), "layers": str(layers_path), "preview": str(preview_path),
+    rows = [[layers.frames[t], layers.alpha[t], layers.background[t], composed[t]] for t in times]
+    preview_path = write_png(out / "preview.png", grid(rows, ["source", "split matte", "restored background",
+                                                              "subject pasted into bikes"], height=160))
+    print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    written = {"layers": str(out / "layers"), "composite": str(video_path), "preview": str(preview_path),
                "samples": str(out / "samples.json")}
-    for name, where in written.items():
-        print(f"  {name:<10} {where}")
+    for key, where in written.items():
+        print(f"  {key:<10} {where}")
     return written

@@ -34,6 +34,7 @@ BUILTIN_MODULES = (
     "splitmerge.split.motion",
     "splitmerge.split.restore",
     "splitmerge.split.caption",
+    "splitmerge.split.vlm_caption",
     "splitmerge.split.sam2",
     "splitmerge.split.inpaint",
 )
