@@ -33,6 +33,7 @@ KINDS = ("segmenter", "refiner", "restorer", "captioner")
 BUILTIN_MODULES = (
     "splitmerge.split.motion",
     "splitmerge.split.restore",
+    "splitmerge.split.baseline",
     "splitmerge.split.caption",
     "splitmerge.split.vlm_caption",
     "splitmerge.split.sam2",
