@@ -11,15 +11,17 @@ Four kinds of backend, each a small interface:
 - ``restorer``: removes the subject and fills its hole. ``restore(clip, alpha) -> (T, H, W, 3) uint8``.
 - ``captioner``: describes the clip. ``describe(clip, alpha) -> str``.
 
-Every backend class has a ``name``, a one-line ``description``, and ``availability()`` returning
-``(True, "")`` or ``(False, "why not, and how to fix it")``: for example a missing pip extra or a missing local
-weights path. Classes register themselves with ``@register(kind)``; modules holding optional backends are
-imported lazily by `load_builtin_backends`, so a missing optional dependency never breaks the import.
+Every backend class has a ``name``, a one-line ``description``, and ``availability(**options)`` returning
+``(True, "")`` or ``(False, "why not, and how to fix it")``, e.g. a missing pip extra or a missing local weights
+path (it receives those of the constructor's options it names, such as ``model_path``). Classes register
+themselves with ``@register(kind)``; modules holding optional backends are imported lazily by
+`load_builtin_backends`, so a missing optional dependency never breaks the import.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,8 +57,10 @@ class Backend:
     description: ClassVar[str] = ""
 
     @classmethod
-    def availability(cls) -> tuple[bool, str]:
-        """(True, "") when this backend can run here, else (False, reason with the fix)."""
+    def availability(cls, **options) -> tuple[bool, str]:
+        """(True, "") when this backend can run here, else (False, reason with the fix). `options` are the
+        constructor's options when known (e.g. a ``model_path`` flag); `splitmerge split --help` asks with
+        none, so the environment decides there."""
         return True, ""
 
     def describe_config(self) -> dict:
@@ -101,10 +105,18 @@ def get_backend(kind: str, name: str, **options: Any) -> Backend:
     if name not in registered:
         raise OptionError(f"{kind} {name!r}: unknown; expected one of {', '.join(sorted(registered))}")
     cls = registered[name]
-    ok, reason = cls.availability()
+    ok, reason = cls.availability(**_accepted(cls.availability, options))
     if not ok:
         raise BackendUnavailable(f"{kind} {name!r} is not available here: {reason}")
     return cls(**options)
+
+
+def _accepted(function, options: dict) -> dict:
+    """The subset of `options` that `function` takes (all of them when it takes ``**kwargs``)."""
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(options)
+    return {key: value for key, value in options.items() if key in parameters}
 
 
 def describe_backends() -> list[dict]:

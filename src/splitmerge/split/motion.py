@@ -33,6 +33,7 @@ LONG_GAP = 8           # frames between the ends of a long-range flow pair
 MOTION_MIN = 0.8       # px per frame: residual motion below this is never evidence
 LONG_MOTION_MIN = 1.5  # px over LONG_GAP frames: the same for the long-range pairs
 SUBJECT_MIN_AREA = 0.002   # a frame's subject must cover this share of the frame to count as present
+OUTLINE_GAP = 11              # px: gaps in a subject's outline bridged when filling its inside
 OBJECT_MIN_VOLUME = 0.0005  # a spatio-temporal object must fill this share of T*H*W to be kept
 
 
@@ -214,9 +215,18 @@ def soft_matte(frames: np.ndarray, mask: np.ndarray, radius: int = 4, epsilon: f
     return alpha
 
 
+def fill_holes(mask: np.ndarray, gap: int = OUTLINE_GAP) -> np.ndarray:
+    """(H, W) bool: `mask` with its holes filled, including holes whose outline has gaps up to `gap` px (the
+    flat inside of a slow subject shows no motion, and its outline rarely closes on its own). Only the enclosed
+    inside is added, not the bridges across the gaps."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (gap, gap))
+    closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
+    return ndimage.binary_fill_holes(mask) | (ndimage.binary_fill_holes(closed) & ~closed)
+
+
 def fill_and_smooth(mask: np.ndarray) -> np.ndarray:
-    """Fill holes per frame, then a temporal majority over 3 frames (removes one-frame flicker)."""
-    filled = np.stack([ndimage.binary_fill_holes(m) for m in mask])
+    """Fill holes per frame (`fill_holes`), then a temporal majority over 3 frames (removes one-frame flicker)."""
+    filled = np.stack([fill_holes(m) for m in mask])
     if len(filled) >= 3:
         votes = filled.astype(np.uint8)
         total = votes.copy()

@@ -104,3 +104,31 @@ def exposure_gain(frame: np.ndarray, background: np.ndarray, region: np.ndarray,
     ys, xs = ys[::step], xs[::step]
     gain = (np.median(frame[ys, xs], axis=0) + 1) / (np.median(background[ys, xs], axis=0) + 1)
     return np.clip(gain, 0.7, 1.4).astype(np.float32)
+
+
+def close_in_time(masks: np.ndarray, canvas: Canvas, gap: int) -> np.ndarray:
+    """Fill short gaps in time of a subject's masks, in the stabilised frame: a scene point covered at frames
+    t1 < t2 with t2 - t1 <= `gap` is covered at every frame between (a subject does not leave a point and come
+    back within a few frames; a mask that does has missed it). The camera's motion is undone first, so what
+    closes is the same scene point.
+
+    Args:
+        masks: (T, H, W) bool.
+        canvas: from `make_canvas` for the same clip.
+        gap: frames; gaps up to this long are closed.
+    Returns:
+        (T, H, W) bool, a superset of `masks`.
+    """
+    count = len(masks)
+    if count < 3 or gap < 2:
+        return masks.copy()
+    on_canvas = np.stack([canvas.from_frame(m.astype(np.uint8), t, cv2.INTER_NEAREST) > 0
+                          for t, m in enumerate(masks)])
+    frames = np.arange(count, dtype=np.int16)[:, None, None]
+    last = np.maximum.accumulate(np.where(on_canvas, frames, np.int16(-count - gap)), axis=0)
+    following = np.minimum.accumulate(np.where(on_canvas, frames, np.int16(2 * count + gap))[::-1], axis=0)[::-1]
+    closed = (following - last) <= gap
+    out = masks.copy()
+    for t in range(count):
+        out[t] |= canvas.to_frame(closed[t].astype(np.uint8), t, cv2.INTER_NEAREST) > 0
+    return out

@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 
 from .backends import Backend, SplitClip, register
-from .plate import clean_plate, exposure_gain, make_canvas
+from .plate import clean_plate, close_in_time, exposure_gain, make_canvas
 
 HOLE_DILATION = 5     # px the matte is grown by before it becomes the hole
 FEATHER = 2.0         # px (Gaussian sigma) of the blend at the hole's edge
 INPAINT_RADIUS = 5    # px, OpenCV Telea inpainting of what no frame saw
+HOLE_GAP = 16         # frames: a scene point covered twice this close in time is covered in between
 
 
 def hole_masks(alpha: np.ndarray, dilation: int = HOLE_DILATION) -> np.ndarray:
@@ -58,6 +59,8 @@ class PropagateRestorer(Backend):
         if not hole.any():
             return frames.copy()
         canvas = make_canvas(clip.camera)
+        # A slow subject's matte that misses part of it in a few frames would put those parts into the plate.
+        hole = close_in_time(hole, canvas, HOLE_GAP)
         plate, seen = clean_plate(frames, hole, canvas)
         if not seen.all():
             # What the generous hole never uncovered may still have been seen just outside the subject itself:
