@@ -21,8 +21,10 @@ $(VENV)/.installed-core: $(PY) $(STAMP_DEPS)
 	$(PIP) install -e .
 	touch $@
 
+# The tests use every extra but ray and app: model backends run tiny random transformers/diffusers models,
+# the split benchmark's ground truth needs scikit-image's photos.
 $(VENV)/.installed-dev: $(PY) $(STAMP_DEPS)
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,data,models]"
 	touch $@ $(VENV)/.installed-core
 
 setup: $(VENV)/.installed-core
@@ -37,6 +39,7 @@ test: setup-dev
 
 bench: setup-dev
 	$(PY) benchmarks/video_io.py
+	$(PY) benchmarks/split_quality.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -27,7 +27,7 @@ import numpy as np
 import splitmerge as sm
 from splitmerge.eval import boundary_f, mask_iou, masked_psnr
 from splitmerge.eval.split_truth import BENCHMARK_CASES, render_case
-from splitmerge.split.pipeline import NoSubjectError, split
+from splitmerge.decompose.pipeline import NoSubjectError, split
 from splitmerge.video.preview import grid, write_png
 
 METHODS = {"splitmerge": {"segmenter": "motion", "restorer": "propagate"},

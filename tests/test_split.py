@@ -11,10 +11,10 @@ import pytest
 import splitmerge as sm
 from splitmerge.cli import main
 from splitmerge.eval import psnr
-from splitmerge.split import filters
-from splitmerge.split.backends import SplitClip, describe_backends, get_backend
-from splitmerge.split.camera import estimate_camera
-from splitmerge.split.pipeline import NoSubjectError, split, split_to_folder
+from splitmerge.decompose import filters
+from splitmerge.decompose.backends import SplitClip, describe_backends, get_backend
+from splitmerge.decompose.camera import estimate_camera
+from splitmerge.decompose.pipeline import NoSubjectError, split, split_to_folder
 from splitmerge.video.cuts import find_cuts
 
 from conftest import moving_subject_clip, pattern_frames
@@ -189,3 +189,21 @@ def test_split_help_lists_backends_with_availability(capsys):
     assert "segmenter  motion" in text and "restorer   propagate" in text
     rows = {(r["kind"], r["name"]): r for r in describe_backends()}
     assert rows[("segmenter", "motion")]["available"]
+
+
+def test_cli_split_sets_backend_options_and_rejects_bad_ones(tmp_path, clips, capsys):
+    path = write_clip(tmp_path / "in.mp4", clips["static"][0])
+    out = tmp_path / "layers"
+    assert main(["split", str(path), "-o", str(out), "--caption", "a disc", "--set", "propagate.dilation=8",
+                 "--set", "motion.motion_threshold=1.0"]) == 0
+    backends = json.loads((out / "layers.json").read_text())["backends"]
+    assert backends["restorer"]["dilation"] == 8
+    capsys.readouterr()
+    for bad, message in ((["--set", "propagate.nonsense=1"], "unknown option(s) nonsense"),
+                         (["--set", "sam2.key_every=4"], "backend 'sam2' is not used"),
+                         (["--set", "dilation=8"], "expected BACKEND.KEY=VALUE")):
+        target = tmp_path / "bad"
+        assert main(["split", str(path), "-o", str(target), "--caption", "x", *bad]) == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1
+        assert not target.exists()

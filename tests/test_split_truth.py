@@ -13,8 +13,8 @@ from splitmerge.data.cutouts import CUTOUTS, load_cutout
 from splitmerge.errors import OptionError, ShapeError
 from splitmerge.eval import boundary_f, mask_iou, masked_psnr
 from splitmerge.eval.split_truth import BENCHMARK_CASES, TruthCase, render_case
-from splitmerge.split.backends import SplitClip, get_backend
-from splitmerge.split.caption import colour_name, describe_camera, describe_motion
+from splitmerge.decompose.backends import SplitClip, get_backend
+from splitmerge.decompose.caption import colour_name, describe_camera, describe_motion
 
 from conftest import moving_subject_clip
 

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from splitmerge.split.backends import BackendUnavailable, SplitClip, describe_backends, get_backend
-from splitmerge.split.vlm_caption import HTTPCaptioner, TransformersCaptioner
+from splitmerge.decompose.backends import BackendUnavailable, SplitClip, describe_backends, get_backend
+from splitmerge.decompose.vlm_caption import HTTPCaptioner, TransformersCaptioner
 from splitmerge.vlm import ChatClient, VLMError, chat_endpoint, sample_frames, sample_indices
 from splitmerge.vlm.frames import downscale
 

@@ -5,12 +5,17 @@ Top-level API (DESIGN.md)::
     import splitmerge as sm
     video = sm.read_video(path, size=None, max_frames=None, start=0, stride=1)   # -> sm.Video
     sm.write_video(path, video)
+    layers = sm.split(path_or_video, **options)                                  # -> sm.Layers
+    meta = sm.split_to_folder(path_or_video, dir, **options)                    # streaming, bounded memory
     layers = sm.Layers.load(dir); layers.save(dir)
+
+The Split stage lives in `splitmerge.decompose` (a package named ``split`` would be shadowed by `sm.split`).
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .errors import LayersFormatError, MediaError, MissingFileError, OptionError, ShapeError, SplitMergeError
+from .decompose.pipeline import NoSubjectError, SplitConfig, split, split_to_folder
 from .samples import list_samples, sample_path
 from .video import (Layers, LayersWriter, Video, VideoInfo, VideoReader, VideoWriter, composite, iter_frames,
                     premultiply, probe, read_matte, read_video, write_matte, write_video)
@@ -26,4 +31,5 @@ __all__ = [
     "Layers", "LayersWriter", "Video", "VideoInfo", "VideoReader", "VideoWriter", "composite", "premultiply",
     "iter_frames", "probe", "read_matte", "read_video", "write_matte", "write_video",
     "list_samples", "sample_path",
+    "split", "split_to_folder", "SplitConfig", "NoSubjectError",
 ]

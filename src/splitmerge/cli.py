@@ -11,7 +11,7 @@ import json
 import sys
 
 from . import __version__
-from .errors import SplitMergeError
+from .errors import OptionError, SplitMergeError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +53,7 @@ def _cmd_samples(args) -> int:
 
 
 def _cmd_split(args) -> int:
-    from .split.pipeline import split_to_folder
+    from .decompose.pipeline import split_to_folder
 
     options: dict[str, dict] = {}
 
@@ -66,6 +66,13 @@ def _cmd_split(args) -> int:
     option(args.captioner, "model_path", args.caption_model)
     for key, value in (("url", args.vlm_url), ("model", args.vlm_model), ("api_key", args.vlm_key)):
         option(args.captioner, key, value)
+    used = {args.backend, args.refiner, args.restorer, args.captioner} - {None}
+    for setting in args.set:
+        backend, key, value = _parse_setting(setting)
+        if backend not in used:
+            raise OptionError(f"--set {setting!r}: backend {backend!r} is not used by this split "
+                              f"(using {', '.join(sorted(used))})")
+        option(backend, key, value)
     meta = split_to_folder(args.video, args.output, segmenter=args.backend, refiner=args.refiner,
                            restorer=args.restorer, captioner=args.captioner, caption=args.caption,
                            all_objects=args.all_objects, size=args.size, frames=args.frames, start=args.start,
@@ -82,8 +89,22 @@ def _cmd_split(args) -> int:
     return 0
 
 
+def _parse_setting(text: str) -> tuple[str, str, object]:
+    """"NAME.KEY=VALUE" -> (NAME, KEY, VALUE); VALUE is read as JSON when it parses (numbers, true, lists),
+    else kept as text."""
+    target, equals, raw = text.partition("=")
+    backend, dot, key = target.partition(".")
+    if not (equals and dot and backend and key.isidentifier()):
+        raise OptionError(f"--set {text!r}: expected BACKEND.KEY=VALUE, e.g. sam2.key_every=8")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return backend, key, value
+
+
 def _backends_epilog() -> str:
-    from .split.backends import describe_backends
+    from .decompose.backends import describe_backends
 
     lines = ["backends (kind name: availability):"]
     for row in describe_backends():
@@ -136,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(or SPLITMERGE_VLM_URL)")
     split.add_argument("--vlm-model", default=None, help="model name at that endpoint (or SPLITMERGE_VLM_MODEL)")
     split.add_argument("--vlm-key", default=None, help="API key (or SPLITMERGE_VLM_API_KEY)")
+    split.add_argument("--set", action="append", default=[], metavar="BACKEND.KEY=VALUE",
+                       help="an option of a backend's constructor, e.g. propagate.dilation=8 or wan-vace.steps=20 "
+                            "(repeatable; VALUE is JSON when it parses)")
     split.add_argument("--json", action="store_true", help="print the clip's metadata as JSON")
     split.set_defaults(run=_cmd_split)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import OptionError
 from .samples import list_samples, sample_path
-from .split.pipeline import split_to_folder
+from .decompose.pipeline import split_to_folder
 from .video.io import read_video, write_video
 from .video.layers import Layers, Video, composite
 from .video.preview import grid, write_png

@@ -33,13 +33,13 @@ KINDS = ("segmenter", "refiner", "restorer", "captioner")
 
 # Modules that define built-in backends; each registers its classes on import.
 BUILTIN_MODULES = (
-    "splitmerge.split.motion",
-    "splitmerge.split.restore",
-    "splitmerge.split.baseline",
-    "splitmerge.split.caption",
-    "splitmerge.split.vlm_caption",
-    "splitmerge.split.sam2",
-    "splitmerge.split.inpaint",
+    "splitmerge.decompose.motion",
+    "splitmerge.decompose.restore",
+    "splitmerge.decompose.baseline",
+    "splitmerge.decompose.caption",
+    "splitmerge.decompose.vlm_caption",
+    "splitmerge.decompose.sam2",
+    "splitmerge.decompose.inpaint",
 )
 
 _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
@@ -105,6 +105,9 @@ def get_backend(kind: str, name: str, **options: Any) -> Backend:
     if name not in registered:
         raise OptionError(f"{kind} {name!r}: unknown; expected one of {', '.join(sorted(registered))}")
     cls = registered[name]
+    unknown = sorted(set(options) - set(_accepted(cls.__init__, options)))
+    if unknown:
+        raise OptionError(f"{kind} {name!r}: unknown option(s) {', '.join(unknown)}")
     ok, reason = cls.availability(**_accepted(cls.availability, options))
     if not ok:
         raise BackendUnavailable(f"{kind} {name!r} is not available here: {reason}")
