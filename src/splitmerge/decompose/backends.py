@@ -36,6 +36,7 @@ BUILTIN_MODULES = (
     "splitmerge.decompose.motion",
     "splitmerge.decompose.restore",
     "splitmerge.decompose.baseline",
+    "splitmerge.decompose.person",
     "splitmerge.decompose.caption",
     "splitmerge.decompose.vlm_caption",
     "splitmerge.decompose.sam2",
