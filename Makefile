@@ -42,6 +42,7 @@ test: setup-dev
 bench: setup-dev
 	$(PY) benchmarks/video_io.py
 	$(PY) benchmarks/split_quality.py
+	$(PY) benchmarks/split_memory.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
