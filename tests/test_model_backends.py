@@ -207,7 +207,7 @@ def test_sam2_bad_weights_raise_one_line_errors(monkeypatch, tmp_path, sam2_dir)
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(BackendUnavailable) as error:
         Sam2Refiner(model_path=other)
-    assert "not a SAM2" in _one_line(error)
+    assert "model_type is 'bert'; expected a transformers Sam2VideoModel" in _one_line(error)
     with pytest.raises(OptionError) as error:
         Sam2Refiner(model_path=sam2_dir, key_every=0)
     assert "key_every" in _one_line(error)

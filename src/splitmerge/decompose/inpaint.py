@@ -15,7 +15,6 @@ given as ``model_path`` (CLI ``--restorer-model``) or by ``SPLITMERGE_INPAINT_MO
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -27,6 +26,7 @@ import numpy as np
 from ..errors import OptionError
 from .backends import Backend, BackendUnavailable, SplitClip, register
 from .restore import blend_weights, hole_masks
+from .weights import LocalWeights
 
 ENV_VAR = "SPLITMERGE_INPAINT_MODEL"
 STEPS = 30
@@ -42,35 +42,10 @@ NEGATIVE_PROMPT = ("person, people, animal, vehicle, object in the foreground, s
                    "blurry, smeared, distorted, flicker, artifacts, text, watermark")
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _diffusers_missing() -> str:
-    """"" when diffusers with Wan VACE and transformers are importable, else the reason with the fix."""
-    try:
-        found = (importlib.util.find_spec("diffusers.pipelines.wan") is not None
-                 and importlib.util.find_spec("transformers") is not None)
-    except ModuleNotFoundError:
-        found = False
-    return "" if found else "needs diffusers>=0.34 (Wan VACE) and transformers: pip install 'splitmerge[models]'"
-
-
-def _folder_problem(path: Path) -> str:
-    """"" when `path` looks like a diffusers WanVACEPipeline folder, else what is wrong with it."""
-    if not path.is_dir():
-        return f"{path}: no such folder"
-    index = path / "model_index.json"
-    if not index.is_file():
-        return f"{path}: no model_index.json (expected a diffusers WanVACEPipeline folder)"
-    try:
-        name = json.loads(index.read_text()).get("_class_name")
-    except (OSError, ValueError, AttributeError) as error:
-        return f"{index}: unreadable ({_first_line(error)})"
-    if name != "WanVACEPipeline":
-        return f"{index}: pipeline {name!r} is not a WanVACEPipeline"
-    return ""
+WEIGHTS = LocalWeights(
+    label="restorer 'wan-vace'", env_var=ENV_VAR, flag="--restorer-model", manifest="model_index.json",
+    key="_class_name", accepted=("WanVACEPipeline",), kind="a diffusers WanVACEPipeline folder",
+    modules=("diffusers.pipelines.wan", "transformers"), install="pip install 'splitmerge[models]' (diffusers>=0.34)")
 
 
 def _has_component(path: Path, name: str) -> bool:
@@ -105,29 +80,12 @@ class DiffusersInpaintRestorer(Backend):
     def availability(cls, model_path: str | os.PathLike | None = None) -> tuple[bool, str]:
         """(True, "") when the extra is installed and the Wan VACE folder (`model_path`, else the environment
         variable) looks usable; else (False, the reason with the fix)."""
-        missing = _diffusers_missing()
-        if missing:
-            return False, missing
-        path = model_path or os.environ.get(ENV_VAR)
-        if not path:
-            return False, f"no Wan VACE weights: set {ENV_VAR} or pass --restorer-model to a local diffusers folder"
-        problem = _folder_problem(Path(path))
-        return (False, f"{problem}; set {ENV_VAR} or --restorer-model") if problem else (True, "")
+        return WEIGHTS.availability(model_path)
 
     def __init__(self, model_path: str | os.PathLike | None = None, steps: int = STEPS, guidance: float = GUIDANCE,
                  seed: int = SEED, dilation: int = DILATION, feather: float = FEATHER, prompt: str = PROMPT,
                  negative_prompt: str = NEGATIVE_PROMPT, max_area: int = MAX_AREA, device: str | None = None):
-        missing = _diffusers_missing()
-        if missing:
-            raise BackendUnavailable(f"restorer 'wan-vace': {missing}")
-        path = model_path or os.environ.get(ENV_VAR)
-        if not path:
-            raise BackendUnavailable(f"restorer 'wan-vace': no weights folder; pass --restorer-model PATH "
-                                     f"or set {ENV_VAR}")
-        self.path = Path(path).expanduser()
-        problem = _folder_problem(self.path)
-        if problem:
-            raise BackendUnavailable(f"restorer 'wan-vace': {problem}")
+        self.path = WEIGHTS.resolve(model_path)
         for option, value, low in (("steps", steps, 1), ("seed", seed, 0), ("dilation", dilation, 0),
                                    ("max_area", max_area, 256)):
             if not isinstance(value, int) or value < low:
@@ -158,8 +116,7 @@ class DiffusersInpaintRestorer(Backend):
             vae = AutoencoderKLWan.from_pretrained(self.path, subfolder="vae", dtype=torch.float32)
             pipe = WanVACEPipeline.from_pretrained(self.path, vae=vae, dtype=dtype, **absent)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as error:
-            raise BackendUnavailable(f"restorer 'wan-vace': {self.path} cannot be loaded: "
-                                     f"{_first_line(error)}") from None
+            raise WEIGHTS.load_error(self.path, error) from None
         if pipe.transformer is None:
             raise BackendUnavailable(f"restorer 'wan-vace': {self.path} has no transformer")
         pipe.set_progress_bar_config(disable=True)

@@ -14,7 +14,6 @@ a download of ``facebook/sam2.1-hiera-tiny``), given as ``model_path`` (CLI ``--
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -24,9 +23,10 @@ import cv2
 import numpy as np
 
 from ..errors import OptionError
-from .backends import Backend, BackendUnavailable, Segmentation, SplitClip, register
+from .backends import Backend, Segmentation, SplitClip, register
 from .filters import present_frames
 from .motion import boxes_and_points
+from .weights import LocalWeights
 
 ENV_VAR = "SPLITMERGE_SAM2_MODEL"
 KEY_EVERY = 16              # present frames between two prompted key frames (besides the largest one)
@@ -38,34 +38,10 @@ BOX_LABELS = (2, 3)         # SAM2's point labels for a box's top-left and botto
 POSITIVE = 1
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _transformers_missing() -> str:
-    """"" when transformers with SAM2 video support is importable, else the reason with the fix."""
-    try:
-        found = importlib.util.find_spec("transformers.models.sam2_video") is not None
-    except ModuleNotFoundError:
-        found = False
-    return "" if found else "needs transformers>=4.56 with SAM2 video: pip install 'splitmerge[models]'"
-
-
-def _folder_problem(path: Path) -> str:
-    """"" when `path` looks like a transformers SAM2 video folder, else what is wrong with it."""
-    if not path.is_dir():
-        return f"{path}: no such folder"
-    config = path / "config.json"
-    if not config.is_file():
-        return f"{path}: no config.json (expected a transformers Sam2VideoModel folder)"
-    try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError) as error:
-        return f"{config}: unreadable ({_first_line(error)})"
-    if model_type not in ("sam2_video", "sam2"):
-        return f"{config}: model_type {model_type!r} is not a SAM2 video model"
-    return ""
+WEIGHTS = LocalWeights(
+    label="refiner 'sam2'", env_var=ENV_VAR, flag="--refiner-model", manifest="config.json", key="model_type",
+    accepted=("sam2_video", "sam2"), kind="a transformers Sam2VideoModel folder (SAM2 video)",
+    modules=("transformers.models.sam2_video",), install="pip install 'splitmerge[models]' (transformers>=4.56)")
 
 
 @register("refiner")
@@ -79,27 +55,11 @@ class Sam2Refiner(Backend):
     def availability(cls, model_path: str | os.PathLike | None = None) -> tuple[bool, str]:
         """(True, "") when the extra is installed and the SAM2 folder (`model_path`, else the environment
         variable) looks usable; else (False, the reason with the fix)."""
-        missing = _transformers_missing()
-        if missing:
-            return False, missing
-        path = model_path or os.environ.get(ENV_VAR)
-        if not path:
-            return False, f"no SAM2 weights: set {ENV_VAR} or pass --refiner-model to a local Sam2VideoModel folder"
-        problem = _folder_problem(Path(path))
-        return (False, f"{problem}; set {ENV_VAR} or --refiner-model") if problem else (True, "")
+        return WEIGHTS.availability(model_path)
 
     def __init__(self, model_path: str | os.PathLike | None = None, key_every: int = KEY_EVERY,
                  device: str | None = None):
-        missing = _transformers_missing()
-        if missing:
-            raise BackendUnavailable(f"refiner 'sam2': {missing}")
-        path = model_path or os.environ.get(ENV_VAR)
-        if not path:
-            raise BackendUnavailable(f"refiner 'sam2': no weights folder; pass --refiner-model PATH or set {ENV_VAR}")
-        self.path = Path(path).expanduser()
-        problem = _folder_problem(self.path)
-        if problem:
-            raise BackendUnavailable(f"refiner 'sam2': {problem}")
+        self.path = WEIGHTS.resolve(model_path)
         if not isinstance(key_every, int) or key_every < 1:
             raise OptionError(f"refiner 'sam2': key_every {key_every!r} must be a positive integer")
         self.key_every = key_every
@@ -112,7 +72,7 @@ class Sam2Refiner(Backend):
         try:
             self.model = Sam2VideoModel.from_pretrained(self.path, dtype=self.dtype).to(self.device).eval()
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-            raise BackendUnavailable(f"refiner 'sam2': {self.path} cannot be loaded: {_first_line(error)}") from None
+            raise WEIGHTS.load_error(self.path, error) from None
         self.input_size = int(np.max(self.model.config.image_size))
         self.mean, self.std = _normalisation(self.path)
         self.info: dict = {}
