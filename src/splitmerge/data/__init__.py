@@ -1,1 +1,7 @@
-"""Data: real material (cut-outs), and (with the Build stage) datasets and synthetic scenes."""
+"""Data: building layered datasets from many videos (locally or on Ray), synthetic scenes, real cut-outs, and
+the PyTorch datasets that feed training."""
+
+from .build import BuildConfig, build
+from .manifest import read_manifest
+
+__all__ = ["BuildConfig", "build", "read_manifest"]

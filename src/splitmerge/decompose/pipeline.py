@@ -336,7 +336,8 @@ def split_to_folder(source: str | os.PathLike | Video, directory: str | os.PathL
         started = time.perf_counter()
         caption = meta.pop("caption")
         fps_rational = meta.pop("fps_rational")
-        meta.pop("fps")
+        fps = meta.pop("fps")
         writer.close(caption, {**meta, "fps_rational": fps_rational})
         meta["seconds"]["write"] = round(meta["seconds"]["write"] + time.perf_counter() - started, 3)
-    return {**meta, "caption": caption, "path": str(directory), "num_frames": writer.num_frames}
+    return {**meta, "caption": caption, "path": str(directory), "num_frames": writer.num_frames, "fps": fps,
+            "fps_rational": fps_rational}

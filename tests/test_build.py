@@ -1,0 +1,226 @@
+"""`splitmerge build` and `splitmerge dataset`: sources, clip planning, the build, SIGKILL and resume, engines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import splitmerge as sm
+from splitmerge.cli import main
+from splitmerge.data import build, read_manifest
+from splitmerge.data.chunks import find_shots, plan_clips
+from splitmerge.data.inspect import verify
+from splitmerge.data.sources import SourceVideo, collect_sources
+from splitmerge.errors import MissingFileError, OptionError
+from splitmerge.video.io import read_matte
+
+SMALL = {"frames": 13, "size": (96, 144), "max_clips": 2}
+
+
+def dataset_fingerprint(folder: Path) -> tuple[set, dict]:
+    """What makes two datasets "the same" (DESIGN.md): the (id, status, reason) set and the decoded alphas."""
+    rows = read_manifest(folder)
+    keys = {(row["id"], row["status"], row["reason"]) for row in rows}
+    alphas = {row["id"]: read_matte(folder / row["clip"] / "alpha.mkv", raw=True) for row in rows
+              if row["status"] == "ok"}
+    return keys, alphas
+
+
+def assert_same_dataset(first: Path, second: Path) -> None:
+    keys_a, alphas_a = dataset_fingerprint(first)
+    keys_b, alphas_b = dataset_fingerprint(second)
+    assert keys_a == keys_b
+    assert alphas_a.keys() == alphas_b.keys()
+    for key in alphas_a:
+        assert np.array_equal(alphas_a[key], alphas_b[key]), key
+
+
+@pytest.fixture(scope="module")
+def broken_video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("broken") / "broken.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 30_000, dtype=np.uint8).tobytes())
+    return path
+
+
+def test_sources_from_files_folders_globs_and_lists(tmp_path):
+    folder = tmp_path / "videos" / "nested"
+    folder.mkdir(parents=True)
+    for name in ("b.mp4", "a.MOV", "notes.txt", ".hidden.mp4"):
+        (folder / name).write_bytes(b"x")
+    (tmp_path / "c.mkv").write_bytes(b"x")
+    found = [Path(s.path).name for s in collect_sources([tmp_path / "videos"])]
+    assert found == ["a.MOV", "b.mp4"]
+    assert [Path(s.path).name for s in collect_sources([str(tmp_path / "**" / "*.mp4")])] == ["b.mp4"]
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,caption,license\nc.mkv, a red  car ,CC-BY\nvideos/nested/b.mp4,,\n")
+    rows = collect_sources([listing, tmp_path / "c.mkv"])  # c.mkv named twice: kept once, first entry wins
+    assert [(Path(r.path).name, r.caption, r.license) for r in rows] == [("c.mkv", "a red car", "CC-BY"),
+                                                                         ("b.mp4", None, None)]
+    jsonl = tmp_path / "list.jsonl"
+    jsonl.write_text(json.dumps({"path": str(tmp_path / "c.mkv"), "url": "https://example.org/c"}) + "\n\n")
+    assert collect_sources([jsonl]) == [SourceVideo(str(tmp_path / "c.mkv"), url="https://example.org/c")]
+    with pytest.raises(MissingFileError, match="no such file"):
+        collect_sources([tmp_path / "missing.mp4"])
+    with pytest.raises(MissingFileError, match="matches no video"):
+        collect_sources([str(tmp_path / "*.webm")])
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with pytest.raises(OptionError, match="line 1 is not JSON"):
+        collect_sources([tmp_path / "bad.jsonl"])
+    (tmp_path / "bad.csv").write_text("file,caption\nx.mp4,y\n")
+    with pytest.raises(OptionError, match="no 'path' column"):
+        collect_sources([tmp_path / "bad.csv"])
+
+
+def test_clips_never_cross_scene_cuts_and_are_chosen_reproducibly():
+    bikes = SourceVideo(str(sm.sample_path("bikes")))
+    shots, count = find_shots(bikes.path)
+    assert count == 250 and [a for a, _ in shots] == [0, 30, 76, 137, 187, 242]
+    for stride in (1, 2, 3):
+        clips = plan_clips(bikes, 25, (96, 144), (stride,), max_clips=50, seed=0)
+        span = 24 * stride + 1
+        for clip in clips:
+            assert any(a <= clip.start and clip.start + span <= b for a, b in shots), (stride, clip.start)
+            assert clip.stride == stride and clip.frames == 25
+        assert len({c.id for c in clips}) == len(clips)
+    chosen = plan_clips(bikes, 25, (96, 144), (1, 2, 3, 4), max_clips=3, seed=5)
+    assert len(chosen) == 3 and chosen == plan_clips(bikes, 25, (96, 144), (1, 2, 3, 4), max_clips=3, seed=5)
+    assert [c.start for c in chosen] == sorted(c.start for c in chosen)
+    others = {tuple((c.start, c.stride) for c in plan_clips(bikes, 25, (96, 144), (1, 2, 3, 4), 3, seed))
+              for seed in range(6)}
+    assert len(others) > 1  # the seed matters
+
+
+def test_build_records_every_candidate_and_one_broken_video_fails_only_its_rows(tmp_path, broken_video):
+    out = tmp_path / "dataset"
+    summary = build([sm.sample_path("carphone"), broken_video], out, synthetic=2, **SMALL)
+    rows = read_manifest(out)
+    assert summary["rows"] == len(rows) == 5 and summary["failed"] == 1
+    failed = [row for row in rows if row["status"] == "failed"]
+    assert failed[0]["source_path"] == str(broken_video) and "not a readable video" in failed[0]["reason"]
+    ok = [row for row in rows if row["status"] == "ok"]
+    assert {row["kind"] for row in ok} == {"video", "synthetic"} and len(ok) >= 3
+    for row in rows:
+        if row["status"] == "skipped":  # the paper's filters, with the reason; no clip folder is kept
+            assert row["reason"] and row["clip"] == "" and not (out / "clips" / row["id"]).exists()
+    for row in ok:
+        layers = sm.Layers.load(out / row["clip"])
+        assert layers.frames.shape == (13, 96, 144, 3) and row["num_frames"] == 13 and row["caption"]
+        assert 0.01 <= row["fg_ratio"] <= 0.45 and json.loads(row["backends"])
+    carphone = [row for row in ok if row["kind"] == "video"]
+    assert all(row["source_sha1"] and row["split"] in ("train", "val", "test") for row in carphone)
+    assert len({row["split"] for row in carphone}) == 1  # one source, one split
+    assert verify(out) == []
+    assert f"{len(ok)} clips" in (out / "README.md").read_text()
+    # Building again does nothing new.
+    again = build([sm.sample_path("carphone"), broken_video], out, synthetic=2, **SMALL)
+    assert again["made_this_run"] == 0 and again["already_done"] == 4
+    # Other settings into the same folder are refused; so is a folder that is not a dataset.
+    with pytest.raises(OptionError, match="other settings"):
+        build([sm.sample_path("carphone")], out, synthetic=2, **{**SMALL, "frames": 17})
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(OptionError, match="not a dataset"):
+        build([sm.sample_path("carphone")], tmp_path / "mine", **SMALL)
+
+
+def test_verify_finds_orphans_and_damaged_clips(tmp_path):
+    out = tmp_path / "dataset"
+    build([], out, synthetic=2, **SMALL)
+    assert verify(out) == []
+    (out / "clips" / "deadbeef0000").mkdir()
+    row = next(row for row in read_manifest(out) if row["status"] == "ok")
+    (out / row["clip"] / "alpha.mkv").write_bytes(b"garbage")
+    problems = verify(out)
+    assert any("deadbeef0000" in p and "orphan" in p for p in problems)
+    assert any(row["id"] in p and "alpha.mkv" in p for p in problems)
+    assert main(["dataset", "verify", str(out)]) == 2
+
+
+def _build_command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "splitmerge.cli", "build", str(sm.sample_path("carphone")), "-o", str(out),
+            "--frames", "13", "--size", "96x144", "--max-clips", "3", "--synthetic", "5", *extra]
+
+
+def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_dataset(tmp_path):
+    reference = tmp_path / "reference"
+    assert subprocess.run(_build_command(reference), capture_output=True).returncode == 0
+    resumed = tmp_path / "resumed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for delay in (0.0, 0.7):  # kill just as the first clip lands, then again mid-way
+        process = subprocess.Popen(_build_command(resumed), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        rows = resumed / "rows"
+        before = len(list(rows.glob("*.json"))) if rows.exists() else 0
+        while time.monotonic() < deadline and process.poll() is None:
+            if rows.exists() and len(list(rows.glob("*.json"))) > before:
+                break
+            time.sleep(0.02)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    partial = len(list((resumed / "rows").glob("*.json")))
+    assert 0 < partial < 8, "the kills should land mid-build"
+    finish = subprocess.run(_build_command(resumed, "--json"), capture_output=True, text=True, env=env)
+    assert finish.returncode == 0, finish.stderr
+    summary = json.loads(finish.stdout)
+    assert summary["already_done"] == partial and summary["made_this_run"] == 8 - partial
+    assert_same_dataset(reference, resumed)
+    assert verify(resumed) == []
+    leftovers = [p for p in resumed.rglob("*") if ".partial" in p.name]
+    assert leftovers == []
+
+
+def test_engines_build_the_same_dataset(tmp_path):
+    sources = [str(sm.sample_path("carphone"))]
+    build(sources, tmp_path / "one", synthetic=2, workers=1, **SMALL)
+    build(sources, tmp_path / "two", synthetic=2, workers=2, **SMALL)
+    assert_same_dataset(tmp_path / "one", tmp_path / "two")
+
+
+def test_ray_engine_builds_the_same_dataset(tmp_path):
+    pytest.importorskip("ray")
+    sources = [str(sm.sample_path("carphone"))]
+    local = build(sources, tmp_path / "local", synthetic=2, **SMALL)
+    summary = build(sources, tmp_path / "ray", synthetic=2, engine="ray", workers=2, **SMALL)
+    assert summary["ok"] == local["ok"] >= 3 and summary["rows"] == local["rows"] == 4
+    assert_same_dataset(tmp_path / "local", tmp_path / "ray")
+
+
+def test_dataset_stats_preview_and_exports(tmp_path, capsys):
+    out = tmp_path / "dataset"
+    build([sm.sample_path("carphone")], out, synthetic=2, **SMALL)
+    assert main(["dataset", "stats", str(out)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    ok_count = stats["status"]["ok"]
+    assert ok_count >= 3 and sum(stats["status"].values()) == 4 and stats["subject_speed"]["mean"] > 0
+    for picture in stats["pictures"].values():
+        assert Path(picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["dataset", "preview", str(out)]) == 0
+    page = (out / "preview.html").read_text()
+    ok = [row for row in read_manifest(out) if row["status"] == "ok"]
+    assert page.count("<video") == ok_count and all(f"clips/{row['id']}/preview.mp4" in page for row in ok)
+    assert main(["dataset", "export", str(out), "--format", "webdataset", "--split", "all", "--per-shard", "2",
+                 "-o", str(tmp_path / "wds")]) == 0
+    shards = sorted((tmp_path / "wds").glob("shard-*.tar"))
+    assert len(shards) == (ok_count + 1) // 2
+    with tarfile.open(shards[0]) as archive:
+        names = archive.getnames()
+    assert len(names) == 2 * 6 and f"{ok[0]['id']}.alpha.mkv" in names and f"{ok[0]['id']}.txt" in names
+    assert main(["dataset", "export", str(out), "--format", "cogvideox-lists", "--split", "all",
+                 "-o", str(tmp_path / "lists")]) == 0
+    prompts = (tmp_path / "lists" / "prompts.txt").read_text().splitlines()
+    videos = (tmp_path / "lists" / "videos.txt").read_text().splitlines()
+    assert len(prompts) == len(videos) == ok_count and (tmp_path / "lists" / videos[0]).is_file()
+    capsys.readouterr()
+    assert main(["dataset", "export", str(out), "--split", "test", "-o", str(tmp_path / "none")]) == 2
+    assert "no ok clips in split 'test'" in capsys.readouterr().err
