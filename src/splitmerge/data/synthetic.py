@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..decompose.filters import present_frames, verdict
-from ..video.layers import Layers, premultiply
+from ..video.layers import Layers
 from .cutouts import CUTOUTS, load_cutout, load_photo
 
 BENCHMARK_SEED = 1_000_000
@@ -149,6 +149,7 @@ def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)
     bottom, centre = float(rows.max()), float(cols.mean())
     source_frames = np.empty((frames, height, width, 3), np.uint8)
     background = np.empty_like(source_frames)
+    foreground = np.empty_like(source_frames)
     alpha = np.empty((frames, height, width), np.float32)
     view_feet = []
     for t in range(frames):
@@ -160,13 +161,17 @@ def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)
         matrix = np.float32([[scale, 0, x - scale * centre], [0, scale, y - scale * bottom]])
         a = np.clip(cv2.warpAffine(subject_alpha, matrix, (width, height), flags=cv2.INTER_AREA), 0, 1)
         fg = cv2.warpAffine(lit_subject, matrix, (width, height), flags=cv2.INTER_AREA)
+        a = np.where(a < 1 / 255, 0, a)
+        fg = fg * (a > 0)[..., None]
         frame = fg + (1 - a[..., None]) * scene
         background[t] = np.rint(scene * 255).astype(np.uint8)
+        foreground[t] = np.clip(np.rint(fg * 255), 0, 255).astype(np.uint8)
         source_frames[t] = np.clip(np.rint(frame * 255), 0, 255).astype(np.uint8)
-        alpha[t] = np.where(a < 1 / 255, 0, a)
+        alpha[t] = a
         view_feet.append([float(x), float(y)])
     params = SceneParams(**{**asdict(params), "feet": view_feet})
-    layers = Layers(source_frames, alpha, premultiply(source_frames, alpha), background, FPS, params.caption(),
+    # The exact premultiplied subject (premultiplying the composite would mix background into soft edges).
+    layers = Layers(source_frames, alpha, foreground, background, FPS, params.caption(),
                     {"synthetic": asdict(params)})
     return layers, params
 

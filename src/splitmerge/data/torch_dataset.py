@@ -1,0 +1,208 @@
+"""PyTorch datasets that feed training: a built Dataset folder (map-style) or WebDataset shards (iterable).
+
+Each sample is the dict DESIGN.md names, at a requested frame count and size:
+
+    video         (3, T, H, W) float32 in [-1, 1]   the original clip: the target
+    foreground    (3, T, H, W) float32 in [-1, 1]   premultiplied subject, after the augmentation
+    alpha         (1, T, H, W) float32 in [0, 1]    its matte, transformed with it
+    alpha_target  (1, T, H, W) float32 in [0, 1]    the untransformed matte (the identity loss uses it)
+    background    (3, T, H, W) float32 in [-1, 1]   the clean plate
+    caption       str
+    transform     dict: {"start": first frame taken, "flip", "crop", "jitter"} as applied (JSON-able)
+    id            str
+
+The augmentation is the paper's transformation-aware one on the foreground layer only (`AugmentConfig`: each
+piece can be switched off; ``augment=None`` switches all off). A sample is a pure function of (seed, epoch,
+index): `set_epoch` draws new transforms each epoch, the same ones on every run. The input noise on fg and bg is
+added in the training step (`add_input_noise`), not here.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from ..errors import OptionError
+from ..video.geometry import parse_size
+from ..video.io import read_matte, read_video
+from ..video.transforms import AugmentConfig, augment
+from .manifest import read_manifest
+
+LAYER_FILES = ("source.mp4", "foreground.mp4", "alpha.mkv", "background.mp4")
+
+
+def load_clip_window(folder: Path, start: int, count: int, size: tuple[int, int] | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Frames [start, start + count) of a Layers folder at `size` (cover crop): (frames, alpha, foreground,
+    background) as (T, H, W, 3) uint8, (T, H, W) float32, uint8, uint8."""
+    frames = read_video(folder / "source.mp4", size=size, start=start, max_frames=count).frames
+    foreground = read_video(folder / "foreground.mp4", size=size, start=start, max_frames=count).frames
+    background = read_video(folder / "background.mp4", size=size, start=start, max_frames=count).frames
+    alpha = read_matte(folder / "alpha.mkv", size=size, start=start, max_frames=count)
+    return frames, alpha, foreground, background
+
+
+def _signed(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def _matte(alpha: np.ndarray) -> torch.Tensor:
+    """(T, H, W) float -> (1, T, H, W) float32."""
+    return torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None]
+
+
+def make_sample(frames, alpha, foreground, background, caption: str, key: str, rng: np.random.Generator,
+                config: AugmentConfig | None, start: int) -> dict:
+    """The training sample of one clip window (see the module docstring); `rng` draws the augmentation."""
+    if config is not None and config.enabled:
+        moved_fg, moved_alpha, params = augment(foreground, alpha, rng, config)
+    else:
+        moved_fg, moved_alpha, params = foreground, alpha, {"flip": False, "crop": None, "jitter": None}
+    return {"video": _signed(frames), "foreground": _signed(moved_fg), "alpha": _matte(moved_alpha),
+            "alpha_target": _matte(alpha), "background": _signed(background), "caption": caption,
+            "transform": {"start": int(start), **params}, "id": key}
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """Batch samples: tensors stacked on a new first axis, captions, transforms and ids kept as lists."""
+    batch = {}
+    for name in samples[0]:
+        values = [sample[name] for sample in samples]
+        batch[name] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+class StmDataset(Dataset):
+    """The ok clips of a built Dataset folder (one split, or all), as training samples.
+
+    Args:
+        dataset: the Dataset folder.
+        split: "train", "val", "test", or None for every ok clip.
+        frames: T per sample (a window at a random start when the clip is longer); None: the whole clip.
+        size: (H, W) or "HxW" per sample (cover crop, then resize); None: the clip's own size.
+        augment: the foreground augmentation (default: the paper's); None: no augmentation.
+        seed: with the epoch and the index, decides every random draw.
+    """
+
+    def __init__(self, dataset: str | Path, split: str | None = "train", frames: int | None = None, size=None,
+                 augment: AugmentConfig | None = AugmentConfig(), seed: int = 0):  # noqa: B008 (frozen defaults)
+        self.root = Path(dataset)
+        self.rows = [row for row in read_manifest(self.root)
+                     if row["status"] == "ok" and (split is None or row["split"] == split)]
+        if not self.rows:
+            raise OptionError(f"{self.root}: no ok clips{f' in split {split!r}' if split else ''}")
+        shortest = min(row["num_frames"] for row in self.rows)
+        if frames is not None and not 1 <= frames <= shortest:
+            raise OptionError(f"frames {frames}: must be between 1 and the shortest clip ({shortest} frames)")
+        self.frames, self.size, self.augment, self.seed = frames, parse_size(size), augment, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw other windows and transforms in epoch `epoch` (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        count = self.frames or row["num_frames"]
+        start = int(rng.integers(0, row["num_frames"] - count + 1))
+        layers = load_clip_window(self.root / row["clip"], start, count, self.size)
+        return make_sample(*layers, row["caption"], row["id"], rng, self.augment, start)
+
+
+class StmIterableDataset(IterableDataset):
+    """Samples streamed from WebDataset shards written by ``splitmerge dataset export --format webdataset``.
+
+    Shards are split between DataLoader workers (and shuffled per epoch when `shuffle` is on), each sample read
+    once per epoch. Options as `StmDataset`; `shards` is a list of .tar paths.
+    """
+
+    def __init__(self, shards: list[str | Path], frames: int | None = None, size=None,
+                 augment: AugmentConfig | None = AugmentConfig(), seed: int = 0,  # noqa: B008
+                 shuffle: bool = True):
+        self.shards = [Path(shard) for shard in shards]
+        missing = [str(shard) for shard in self.shards if not shard.is_file()]
+        if not self.shards or missing:
+            raise OptionError(f"shards: {', '.join(missing) or 'none given'}: no such file")
+        self.frames, self.size, self.augment, self.seed, self.shuffle = frames, parse_size(size), augment, seed, shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _my_shards(self) -> list[Path]:
+        order = list(self.shards)
+        if self.shuffle:
+            np.random.default_rng([self.seed, self.epoch]).shuffle(order)
+        info = get_worker_info()
+        return order if info is None else order[info.id::info.num_workers]
+
+    def __iter__(self):
+        for shard in self._my_shards():
+            for key, members in _samples_of(shard):
+                yield self._sample(shard, key, members)
+
+    def _sample(self, shard: Path, key: str, members: dict) -> dict:
+        import json
+
+        row = json.loads(members["json"])
+        rng = np.random.default_rng([self.seed, self.epoch, int(key, 16) % (2**32)])
+        count = self.frames or row["num_frames"]
+        start = int(rng.integers(0, row["num_frames"] - count + 1))
+        with tempfile.TemporaryDirectory(prefix="splitmerge-sample-") as folder:
+            for name in LAYER_FILES:
+                (Path(folder) / name).write_bytes(members[name])
+            layers = load_clip_window(Path(folder), start, count, self.size)
+        return make_sample(*layers, members["txt"].decode(), key, rng, self.augment, start)
+
+
+def _samples_of(shard: Path):
+    """Yield (key, {member suffix: bytes}) per sample of a WebDataset tar (members grouped by key)."""
+    with tarfile.open(shard) as archive:
+        current, members = None, {}
+        for info in archive:
+            if not info.isfile():
+                continue
+            key, _, suffix = info.name.partition(".")
+            if key != current and current is not None:
+                yield current, members
+                members = {}
+            current = key
+            members[suffix] = archive.extractfile(info).read()
+        if current is not None:
+            yield current, members
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """The paper's input noise (PAPER.md): per sample, sigma = exp(N(mean, std)) in [-1, 1] pixel units, added to
+    the foreground and the background inputs before encoding. `enabled=False` switches it off (ablations)."""
+
+    enabled: bool = True
+    fg_log_sigma: tuple[float, float] = (-1.0, 0.5)
+    bg_log_sigma: tuple[float, float] = (-3.0, 0.5)
+
+
+def add_input_noise(foreground: torch.Tensor, background: torch.Tensor, generator: torch.Generator,
+                    config: NoiseConfig = NoiseConfig()) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: B008
+    """Noisy copies of batched (B, C, T, H, W) inputs; one sigma per sample, drawn from `generator`."""
+    if not config.enabled:
+        return foreground, background
+
+    def noisy(tensor: torch.Tensor, log_sigma: tuple[float, float]) -> torch.Tensor:
+        mean, std = log_sigma
+        shape = (tensor.shape[0],) + (1,) * (tensor.dim() - 1)
+        sigma = torch.exp(mean + std * torch.randn(shape, generator=generator, device=tensor.device))
+        return tensor + sigma * torch.randn(tensor.shape, generator=generator, device=tensor.device)
+
+    return noisy(foreground, config.fg_log_sigma), noisy(background, config.bg_log_sigma)
