@@ -193,6 +193,21 @@ def build(sources: list, output, config: BuildConfig | None = None, **options) -
     identity = config.identity()
     run = {"engine": config.engine, "workers": config.workers, "address": config.ray_address}
 
+    with engines.session(config.engine, config.workers, config.ray_address):
+        made, planned = _plan_and_make(dataset, videos, config, run)
+    rows = read_rows(dataset)
+    manifest = write_manifest(dataset, rows)
+    from .report import write_readme
+
+    write_readme(dataset, rows, identity)
+    counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "failed")}
+    return {"dataset": str(dataset), "manifest": str(manifest), "rows": len(rows), **counts,
+            "made_this_run": made, "already_done": planned - made, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _plan_and_make(dataset: Path, videos: list[SourceVideo], config: BuildConfig, run: dict) -> tuple[int, int]:
+    """Plan every source and make every clip not done yet; returns (clips made now, clips planned)."""
+    identity = config.identity()
     done = done_ids(dataset)
     plans = [{"source": asdict(video), "config": identity} for video in videos]
     tasks: list[dict] = []
@@ -216,13 +231,4 @@ def build(sources: list, output, config: BuildConfig | None = None, **options) -
         for _, _row in engines.run(make_clip, todo, **run):
             made += 1
             bar.update()
-
-    rows = read_rows(dataset)
-    manifest = write_manifest(dataset, rows)
-    from .report import write_readme
-
-    write_readme(dataset, rows, identity)
-    counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "failed")}
-    return {"dataset": str(dataset), "manifest": str(manifest), "rows": len(rows), **counts,
-            "made_this_run": made, "already_done": len(tasks) - len(todo),
-            "seconds": round(time.perf_counter() - started, 2)}
+    return made, len(tasks)
