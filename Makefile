@@ -43,6 +43,7 @@ bench: setup-dev
 	$(PY) benchmarks/video_io.py
 	$(PY) benchmarks/split_quality.py
 	$(PY) benchmarks/split_memory.py
+	$(PY) benchmarks/build_throughput.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -224,3 +224,11 @@ def test_dataset_stats_preview_and_exports(tmp_path, capsys):
     capsys.readouterr()
     assert main(["dataset", "export", str(out), "--split", "test", "-o", str(tmp_path / "none")]) == 2
     assert "no ok clips in split 'test'" in capsys.readouterr().err
+
+
+def test_a_source_too_short_for_one_clip_gets_a_skipped_row_with_the_reason(tmp_path):
+    short = sm.write_video(tmp_path / "short.mp4", sm.read_video(sm.sample_path("carphone"), max_frames=10))
+    summary = build([short], tmp_path / "dataset", **SMALL)
+    (row,) = read_manifest(tmp_path / "dataset")
+    assert summary["skipped"] == 1 and row["status"] == "skipped" and row["source_path"] == str(short)
+    assert row["reason"].startswith("no scene-cut-free shot of 13 frames") and row["source_sha1"]

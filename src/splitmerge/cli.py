@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import __version__
@@ -286,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("splitmerge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (so the interpreter's final flush stays quiet)
+        return 0
 
 
 if __name__ == "__main__":

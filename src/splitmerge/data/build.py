@@ -78,20 +78,28 @@ class BuildConfig:
 
 
 def plan_source(item: dict) -> dict:
-    """Engine step 1: one source video -> {"tasks": [ClipTask dicts]} or {"failed": row} when it is unreadable."""
+    """Engine step 1: one source video -> {"tasks": [ClipTask dicts]}, or {"row": its one row} when it gives
+    no clips (failed: unreadable; skipped: no shot long enough)."""
     source = SourceVideo(**item["source"])
     config = item["config"]
     try:
         sha1 = file_sha1(source.path)
         tasks = plan_clips(source, config["frames"], tuple(config["size"]), tuple(config["strides"]),
                            config["max_clips"], config["seed"], sha1=sha1)
-        return {"tasks": [task.to_dict() for task in tasks], "sha1": sha1}
     except (SplitMergeError, OSError) as error:
-        key = hashlib.sha1(f"unreadable:{Path(source.path).resolve()}".encode()).hexdigest()[:12]
-        row = {**empty_row(), "id": key, "split": "train", "status": "failed", "reason": _one_line(error),
-               "kind": "video", "source_path": source.path, "license": source.license or "", "url": source.url or "",
-               "caption": source.caption or ""}
-        return {"failed": row}
+        return {"row": _source_row(source, "unreadable", "failed", _one_line(error))}
+    if not tasks:
+        reason = f"no scene-cut-free shot of {config['frames']} frames (at stride {min(config['strides'])} or more)"
+        return {"row": _source_row(source, f"no clips:{sha1}", "skipped", reason, sha1)}
+    return {"tasks": [task.to_dict() for task in tasks], "sha1": sha1}
+
+
+def _source_row(source: SourceVideo, what: str, status: str, reason: str, sha1: str = "") -> dict:
+    """The one row of a source that gives no clips (unreadable, or too short), so the manifest says why."""
+    key = hashlib.sha1(f"{what}:{Path(source.path).resolve()}".encode()).hexdigest()[:12]
+    return {**empty_row(), "id": key, "split": split_of(sha1) if sha1 else "train", "status": status,
+            "reason": reason, "kind": "video", "source_path": source.path, "source_sha1": sha1,
+            "license": source.license or "", "url": source.url or "", "caption": source.caption or ""}
 
 
 def make_clip(item: dict) -> dict:
@@ -213,9 +221,9 @@ def _plan_and_make(dataset: Path, videos: list[SourceVideo], config: BuildConfig
     tasks: list[dict] = []
     with _progress(len(plans), "planning") as bar:
         for _, planned in engines.run(plan_source, plans, **run):
-            if "failed" in planned:
-                if planned["failed"]["id"] not in done:
-                    write_row(dataset, planned["failed"])
+            if "row" in planned:
+                if planned["row"]["id"] not in done:
+                    write_row(dataset, planned["row"])
             else:
                 tasks.extend(planned["tasks"])
             bar.update()

@@ -87,15 +87,20 @@ def plan_clips(source: SourceVideo, frames: int, size: tuple[int, int], strides:
                max_clips: int, seed: int, sha1: str | None = None) -> list[ClipTask]:
     """The clips to make of one source video.
 
-    One stride is drawn for the video from `strides` (seeded by `seed` and the file's hash); every shot is cut
+    One stride is drawn for the video from those of `strides` that some shot can hold (seeded by `seed` and the
+    file's hash); every shot is cut
     into back-to-back windows of ``(frames - 1) * stride + 1`` source frames; `max_clips` of all windows are
     drawn (same seeding) and returned in time order. A video with no shot long enough gives no clips.
     """
     sha1 = sha1 or file_sha1(source.path)
     rng = np.random.default_rng([seed, int(sha1[:8], 16)])
-    stride = int(rng.choice(strides))
-    span = (frames - 1) * stride + 1
     shots, _ = find_shots(source.path)
+    longest = max((end - first for first, end in shots), default=0)
+    fitting = [s for s in strides if (frames - 1) * s + 1 <= longest]  # a stride no shot can hold is not drawn
+    if not fitting:
+        return []
+    stride = int(rng.choice(fitting))
+    span = (frames - 1) * stride + 1
     starts = [start for first, end in shots for start in range(first, end - span + 1, span)]
     if len(starts) > max_clips:
         starts = sorted(rng.choice(starts, size=max_clips, replace=False).tolist())
