@@ -8,6 +8,7 @@ Top-level API (DESIGN.md)::
     layers = sm.split(path_or_video, **options)                                  # -> sm.Layers
     meta = sm.split_to_folder(path_or_video, dir, **options)                    # streaming, bounded memory
     layers = sm.Layers.load(dir); layers.save(dir)
+    out = sm.compose(fg=layers, background=path_or_video, method="copy-paste")  # -> sm.Composite
 
 The Split stage lives in `splitmerge.decompose` (a package named ``split`` would be shadowed by `sm.split`).
 """
@@ -16,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from .errors import LayersFormatError, MediaError, MissingFileError, OptionError, ShapeError, SplitMergeError
 from .decompose.pipeline import NoSubjectError, SplitConfig, split, split_to_folder
+from .merge.compose import Composite, compose
 from .samples import list_samples, sample_path
 from .video import (Layers, LayersWriter, Video, VideoInfo, VideoReader, VideoWriter, composite, iter_frames,
                     premultiply, probe, read_matte, read_video, write_matte, write_video)
@@ -31,5 +33,5 @@ __all__ = [
     "Layers", "LayersWriter", "Video", "VideoInfo", "VideoReader", "VideoWriter", "composite", "premultiply",
     "iter_frames", "probe", "read_matte", "read_video", "write_matte", "write_video",
     "list_samples", "sample_path",
-    "split", "split_to_folder", "SplitConfig", "NoSubjectError",
+    "split", "split_to_folder", "SplitConfig", "NoSubjectError", "compose", "Composite",
 ]

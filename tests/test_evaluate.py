@@ -1,0 +1,139 @@
+"""Compose baselines, benchmarks, metrics that behave, and the evaluation report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import splitmerge as sm
+from splitmerge.cli import main
+from splitmerge.data.synthetic import render_scene
+from splitmerge.errors import OptionError
+from splitmerge.eval.bench import load_bench, make_bench
+from splitmerge.eval.evaluate import bootstrap_interval, truth_metrics
+from splitmerge.eval.features import paper_metrics
+from splitmerge.video.layers import composite
+from splitmerge.video.transforms import color_jitter
+
+SIZE = (96, 144)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    layers, params = render_scene(10, frames=9, size=SIZE)  # the camera pans 1.4 px a frame
+    return layers, params
+
+
+def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
+    layers, _ = scene
+    truth, alpha, fg, bg = layers.frames, layers.alpha, layers.foreground, layers.background
+    perfect = truth_metrics(truth, alpha, truth, alpha)
+    assert perfect["psnr"] is None and perfect["ssim"] == pytest.approx(1.0) and perfect["placement_iou"] == 1.0
+    assert perfect["colour_error"] == 0.0 and perfect["fg_mse"] == 0.0
+    best = paper_metrics(fg, alpha, bg, truth, alpha)
+    assert best["fg_identity@appearance"] > 98 and best["bg_identity@appearance"] > 99.9
+    assert best["bg_motion@dis"] < 0.05 and best["fg_motion@flow"] < 0.1
+
+    # A shifted subject lowers placement IoU (and PSNR).
+    moved_fg, moved_alpha = np.roll(fg, 12, axis=2), np.roll(alpha, 12, axis=2)
+    shifted = truth_metrics(composite(moved_fg, moved_alpha, bg), moved_alpha, truth, alpha)
+    assert shifted["placement_iou"] < 0.8 and shifted["psnr"] < 30
+
+    # A colour-shifted subject raises the colour error and lowers FG identity.
+    tinted_fg, _ = color_jitter(fg, alpha, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.3)
+    tinted = composite(tinted_fg, alpha, bg)
+    assert truth_metrics(tinted, alpha, truth, alpha)["colour_error"] > 10
+    assert paper_metrics(fg, alpha, bg, tinted, alpha)["fg_identity@appearance"] < best["fg_identity@appearance"] - 5
+
+    # A frozen background raises the BG motion error (the camera pans in the input).
+    frozen = composite(fg, alpha, np.repeat(bg[:1], len(bg), axis=0))
+    assert paper_metrics(fg, alpha, bg, frozen, alpha)["bg_motion@dis"] > 10 * max(best["bg_motion@dis"], 0.01)
+    assert truth_metrics(frozen, alpha, truth, alpha)["bg_psnr"] < 30
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    values = list(np.random.default_rng(0).normal(5, 1, 40))
+    low, high = bootstrap_interval(values)
+    assert low < np.mean(values) < high and high - low < 1.5
+    assert bootstrap_interval([3.0]) == (3.0, 3.0)
+
+
+def test_compose_baselines_and_their_options(scene, tmp_path):
+    layers, _ = scene
+    background = sm.Video(layers.background, layers.fps)
+    plain = sm.compose(fg=layers, background=background, method="copy-paste")
+    assert np.abs(plain.frames.astype(int) - layers.frames.astype(int)).max() <= 2  # it rebuilds the scene
+    assert np.allclose(plain.alpha, layers.alpha, atol=1e-4) and plain.meta["method"] == "copy-paste"
+    tinted_fg, _ = color_jitter(layers.foreground, layers.alpha, brightness=1.5, contrast=1.0, saturation=1.0,
+                                hue=0.0)
+    bright = sm.Layers(layers.frames, layers.alpha, tinted_fg, layers.background, layers.fps)
+    pasted = sm.compose(fg=bright, background=background, method="copy-paste")
+    harmonized = sm.compose(fg=bright, background=background, method="harmonized-copy-paste")
+    inside = layers.alpha > 0.9
+    error = lambda result: np.abs(result.frames.astype(int) - layers.frames.astype(int))[inside].mean()  # noqa: E731
+    assert error(harmonized) < error(pasted)  # pulled back towards the scene's light
+    moved = sm.compose(fg=layers, background=background, method="copy-paste", position=(0.2, 0.5), scale=0.5)
+    assert moved.alpha.sum() < 0.5 * layers.alpha.sum()
+    track = tmp_path / "track.csv"
+    track.write_text("\n".join(f"{0.2 + 0.05 * t},0.6" for t in range(9)))
+    along = sm.compose(fg=layers, background=background, method="copy-paste", trajectory=track)
+    xs = [np.nonzero(a > 0.5)[1].mean() for a in along.alpha]
+    assert np.all(np.diff(xs) > 0)
+    with pytest.raises(OptionError, match="method 'magic'"):
+        sm.compose(fg=layers, background=background, method="magic")
+    out = tmp_path / "result.mp4"
+    assert main(["compose", "--fg", str(tmp_path / "missing"), "--bg", "x.mp4", "-o", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_benchmarks_keep_their_inputs_truth_and_transforms(tmp_path):
+    bench = make_bench("synthetic", tmp_path / "synthetic", cases=2, frames=9, size=SIZE)
+    record, cases = load_bench(bench)
+    assert record["kind"] == "synthetic" and len(cases) == 2
+    for case in cases:
+        assert case.truth and case.transform["crop"] and case.transform["jitter"]  # every input is transformed
+        layer, truth = case.foreground(), case.truth_video()
+        assert layer.frames.shape == truth.frames.shape == (9, *SIZE, 3)
+        assert case.truth_alpha().shape == (9, *SIZE) and len(case.placement["feet"]) == 9
+    cross = make_bench("cross", tmp_path / "cross", cases=2, frames=9, size=SIZE)
+    _, cross_cases = load_bench(cross)
+    assert not any(case.truth for case in cross_cases) and "-on-" in cross_cases[0].id
+    with pytest.raises(OptionError, match="needs --data"):
+        make_bench("self", tmp_path / "self")
+
+
+def test_evaluate_writes_metrics_csv_and_a_report(tmp_path, capsys):
+    bench = tmp_path / "bench"
+    assert main(["bench", "make", "synthetic", "-o", str(bench), "--cases", "2", "--frames", "9", "--size",
+                 "96x144"]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--bench", str(bench), "--method", "copy-paste", "--method",
+                 "harmonized-copy-paste", "-o", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["methods"] == ["copy-paste", "harmonized-copy-paste"] and len(metrics["rows"]) == 4
+    for method in metrics["methods"]:
+        for entry in metrics["summary"][method].values():
+            assert entry["ci95"][0] <= entry["mean"] + 1e-9 and entry["mean"] <= entry["ci95"][1] + 1e-9
+        assert "placement_iou" in metrics["summary"][method] and "fg_identity@appearance" in metrics["summary"][method]
+    with (out / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 + 2 and rows[-1]["case"] == "mean" and rows[0]["matte"] == "method"
+    page = (out / "report.html").read_text()
+    assert page.count("<video") == 2 and "harmonized-copy-paste" in page and "charts/psnr.png" in page
+    assert (out / "charts" / "psnr.png").read_bytes()[:4] == b"\x89PNG"
+    # A results folder (a method run elsewhere): its videos are re-split to find the subject.
+    results = tmp_path / "truth-as-method"
+    results.mkdir()
+    for case in load_bench(bench)[1]:
+        sm.write_video(results / f"{case.id}.mp4", case.truth_video())
+    again = tmp_path / "eval2"
+    assert main(["evaluate", "--bench", str(bench), "--results", str(results), "-o", str(again)]) == 0
+    scored = json.loads((again / "metrics.json").read_text())
+    assert scored["rows"][0]["matte"].startswith("resplit")
+    assert scored["summary"]["truth-as-method"]["psnr"]["mean"] > 35  # the truth itself, through the codec
+    capsys.readouterr()
+    assert main(["evaluate", "--bench", str(tmp_path / "nope"), "--method", "copy-paste", "-o", str(again)]) == 2
+    assert "no bench.json" in capsys.readouterr().err
