@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import splitmerge as sm
+import splitmerge.eval.evaluate
 from splitmerge.cli import main
 from splitmerge.data.synthetic import render_scene
 from splitmerge.errors import OptionError
@@ -137,3 +138,45 @@ def test_evaluate_writes_metrics_csv_and_a_report(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--bench", str(tmp_path / "nope"), "--method", "copy-paste", "-o", str(again)]) == 2
     assert "no bench.json" in capsys.readouterr().err
+
+
+def test_judge_parses_strictly():
+    from splitmerge.eval.judge import KEYS, parse_answer
+
+    full = {key: "1" for key in KEYS}
+    full["overall"], full["scale"] = "2", "none"
+    verdicts = parse_answer("Sure! " + json.dumps(full) + " Hope that helps.")
+    assert verdicts["fg_identity"] == 0 and verdicts["overall"] == 1 and verdicts["scale"] is None
+    partial = parse_answer(json.dumps({"overall": "video 2", "fg_identity": "maybe"}))
+    assert partial["overall"] == 1 and partial["fg_identity"] == "unparsed" and partial["bg_motion"] == "unparsed"
+    assert set(parse_answer("I prefer the first one.").values()) == {"unparsed"}
+
+
+def test_vlm_judge_records_order_maps_winners_and_caches(tmp_path, monkeypatch):
+    from fake_vlm import FakeServer
+    from splitmerge.eval.judge import KEYS
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    bench = make_bench("synthetic", tmp_path / "bench", cases=3, frames=9, size=SIZE)
+    always_first = json.dumps({key: "1" for key in KEYS})
+    with FakeServer() as server:
+        server.plan = [("answer", always_first), ("answer", always_first), ("answer", "no idea")]
+        judge = {"url": server.url, "model": "judge-vlm", "frames": 2, "retries": 0}
+        metrics = sm.eval.evaluate.evaluate(bench, ["copy-paste", "harmonized-copy-paste"], tmp_path / "eval",
+                                            judge=judge)
+        asked = len(server.requests)
+        request = server.requests[0]["body"]
+        images = [part for part in request["messages"][-1]["content"] if part["type"] == "image_url"]
+        assert request["model"] == "judge-vlm" and len(images) == 4 * 2  # fg, bg, video 1, video 2
+        record = json.loads((tmp_path / "eval" / "judge.json").read_text())
+        # The judge always says "video 1": each win goes to whichever method was shown first.
+        for verdict in record["verdicts"][:2]:
+            assert set(verdict["winners"].values()) == {verdict["shown"][0]}
+        assert set(record["verdicts"][2]["winners"].values()) == {"unparsed"}
+        assert record["verdicts"][2]["reply"] == "no idea"
+        table = metrics["judge"]["summary"]["copy-paste vs harmonized-copy-paste"]["overall"]
+        assert table["unparsed"] == 1 and table["copy-paste"] + table["harmonized-copy-paste"] == 2
+        assert "VLM judge" in (tmp_path / "eval" / "report.html").read_text()
+        # A rerun costs nothing: every answer comes from the cache.
+        sm.eval.evaluate.evaluate(bench, ["copy-paste", "harmonized-copy-paste"], tmp_path / "eval", judge=judge)
+        assert len(server.requests) == asked == 3

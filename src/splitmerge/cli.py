@@ -173,12 +173,19 @@ def _cmd_bench(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .eval.evaluate import evaluate
 
-    metrics = evaluate(args.bench, args.method, args.output, results=args.results, seed=args.seed)
+    judge = None
+    if args.judge:
+        judge = {"url": args.vlm_url, "model": args.vlm_model, "api_key": args.vlm_key, "frames": args.judge_frames}
+        judge = {key: value for key, value in judge.items() if value is not None}
+    metrics = evaluate(args.bench, args.method, args.output, results=args.results, seed=args.seed, judge=judge)
     names = [n for n in metrics["higher_is_better"] if any(n in s for s in metrics["summary"].values())]
     print(f"{metrics['kind']} benchmark, {metrics['cases']} cases, {metrics['seconds']:.1f} s; "
           f"{args.output}/report.html")
     for method, summary in metrics["summary"].items():
         print(f"  {method}: " + ", ".join(f"{n} {summary[n]['mean']:.3f}" for n in names if n in summary))
+    for pair, table in metrics.get("judge", {}).get("summary", {}).items():
+        rate = table["overall"]["win_rate"]
+        print(f"  judge, {pair}: overall win rate {'-' if rate is None else f'{100 * rate:.0f}%'}")
     return 0
 
 
@@ -348,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--results", action="append", default=[], help="a folder of <case>.mp4 results")
     evaluate_parser.add_argument("-o", "--output", required=True, help="the evaluation folder")
     evaluate_parser.add_argument("--seed", type=int, default=0)
+    evaluate_parser.add_argument("--judge", action="store_true", help="also ask a VLM judge for pairwise "
+                                                                      "verdicts (OpenAI-compatible endpoint)")
+    evaluate_parser.add_argument("--judge-frames", type=int, default=4, help="frames per video sent to the judge")
+    evaluate_parser.add_argument("--vlm-url", default=None, help="judge endpoint (or SPLITMERGE_VLM_URL)")
+    evaluate_parser.add_argument("--vlm-model", default=None, help="judge model (or SPLITMERGE_VLM_MODEL)")
+    evaluate_parser.add_argument("--vlm-key", default=None, help="judge API key (or SPLITMERGE_VLM_API_KEY)")
     evaluate_parser.set_defaults(run=_cmd_evaluate)
 
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")

@@ -23,6 +23,7 @@ from ..atomic import atomic_file
 from ..errors import MissingFileError, OptionError
 from ..video.io import read_video, write_video
 from ..video.layers import Video
+from ..vlm.frames import sample_indices
 from .bench import BenchCase, load_bench
 from .features import paper_metrics
 from .metrics import colour_error, mask_iou, masked_mse, masked_psnr, psnr, ssim, warping_error
@@ -111,9 +112,14 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 
 def evaluate(bench: str | Path, methods: list[str], output: str | Path, results: list[str | Path] | None = None,
-             seed: int = 0) -> dict:
+             seed: int = 0, judge: dict | None = None) -> dict:
     """Score `methods` (registered composition methods) and `results` folders (one method each, named by the
-    folder) on the benchmark `bench`; write the outputs into `output`. Returns the metrics record."""
+    folder) on the benchmark `bench`; write the outputs into `output`. Returns the metrics record.
+
+    `judge`: when given, also ask a VLM judge for pairwise verdicts (`judge.run_judge`): a dict of `ChatClient`
+    options (url, model, api_key, timeout, retries; the environment fills what is missing) plus ``frames`` per
+    video (default 4). Its answers are cached under ``output/.vlm_cache`` unless ``cache_dir`` says otherwise.
+    """
     record, cases = load_bench(bench)
     results_by_name = {Path(folder).name: Path(folder) for folder in results or []}
     for folder in results_by_name.values():
@@ -125,6 +131,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
+    judged_frames: dict[str, dict[str, np.ndarray]] = {method: {} for method in everything}
     for case in cases:
         layer = case.foreground()
         background = case.background().frames
@@ -138,6 +145,8 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
                 alpha, matte = _resplit(frames, fps)
             alpha = alpha[:count]
             write_video(out / "videos" / method / f"{case.id}.mp4", Video(frames, fps), crf=16)
+            if judge is not None:  # the frames the judge will see, kept exact (re-decoding can differ by a level)
+                judged_frames[method][case.id] = frames[sample_indices(len(frames), int(judge.get("frames", 4)))]
             scores = paper_metrics(layer.foreground[:count], layer.alpha[:count], background[:count], frames,
                                    alpha, case.prompt, _caption(frames, alpha, fps))
             if truth is not None:
@@ -148,6 +157,8 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     metrics = {"bench": str(bench), "kind": record["kind"], "methods": everything, "cases": len(cases),
                "seconds": round(time.perf_counter() - started, 2), "higher_is_better": HIGHER_IS_BETTER,
                "summary": summary, "rows": rows}
+    if judge is not None:
+        metrics["judge"] = _judge(out, cases, judged_frames, judge, seed)
     with atomic_file(out / "metrics.json") as temporary:
         temporary.write_text(json.dumps(metrics, indent=2) + "\n")
     _write_csv(out / "metrics.csv", rows, summary)
@@ -155,6 +166,24 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
 
     write_report(out, metrics, cases)
     return metrics
+
+
+def _judge(out: Path, cases: list[BenchCase], videos: dict[str, dict[str, np.ndarray]], options: dict,
+           seed: int) -> dict:
+    """Run the VLM judge over every pair of methods (`videos`: method -> case id -> the frames to show);
+    writes ``judge.json``; returns its summary part."""
+    from ..vlm.http import ChatClient
+    from .judge import run_judge
+
+    if len(videos) < 2:
+        raise OptionError("the judge compares methods in pairs: give at least two")
+    options = dict(options)
+    frames = int(options.pop("frames", 4))
+    client = ChatClient(**{"cache_dir": out / ".vlm_cache", **options})
+    judged = run_judge(client, cases, videos, seed=seed, frames=frames)
+    with atomic_file(out / "judge.json") as temporary:
+        temporary.write_text(json.dumps(judged, indent=2) + "\n")
+    return {key: judged[key] for key in ("model", "endpoint", "frames", "summary")}
 
 
 def _write_csv(path: Path, rows: list[dict], summary: dict) -> None:

@@ -79,6 +79,27 @@ def _case_video(out: Path, case: BenchCase, methods: list[str]) -> Path:
     return write_video(path, Video(np.stack(frames), layer.fps), crf=20)
 
 
+def _judge_table(judge: dict | None) -> str:
+    """Win rates of the VLM judge, per pair and criterion (ties count half; unparsed answers are left out)."""
+    if not judge:
+        return ""
+    rows = []
+    for pair, table in judge["summary"].items():
+        first, second = pair.split(" vs ")
+        cells = []
+        for entry in table.values():
+            rate = "-" if entry["win_rate"] is None else f"{100 * entry['win_rate']:.0f}%"
+            unparsed = f", {entry['unparsed']} unparsed" if entry["unparsed"] else ""
+            cells.append(f"<td>{rate}<br><span class=ci>{entry[first]}/{entry['none']}/{entry[second]}{unparsed}"
+                         "</span></td>")
+        rows.append(f"<tr><th>{html.escape(pair)}</th>{''.join(cells)}</tr>")
+    header = "".join(f"<th>{html.escape(key)}</th>" for key in next(iter(judge["summary"].values())))
+    return (f"<h2>VLM judge ({html.escape(str(judge['model']))}, {judge['frames']} frames per video)</h2>"
+            "<p class=note>Win rate of the first method of each pair; below: wins / no preference / losses "
+            "(ties count half; unparsed answers are left out).</p>"
+            f"<table><tr><th>pair</th>{header}</tr>{''.join(rows)}</table>")
+
+
 def write_report(out: Path, metrics: dict, cases: list[BenchCase]) -> Path:
     """Write ``report.html`` (and its charts and case videos) into `out`."""
     summary, methods = metrics["summary"], metrics["methods"]
@@ -123,6 +144,7 @@ split again).
 Ground-truth metrics (psnr, ssim, fg_*, bg_psnr, placement_iou, colour_error = mean CIEDE2000 under the true matte,
 warp_error x1000) exist only where the benchmark has truth.</p>
 <table><tr><th>method</th>{header}</tr>{''.join(rows)}</table>
+{_judge_table(metrics.get("judge"))}
 <h2>Charts</h2><div class="charts">{''.join(f'<img src="{p.relative_to(out)}">' for p in charts)}</div>
 <h2>Cases</h2>{''.join(blocks)}
 </body></html>
