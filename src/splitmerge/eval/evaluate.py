@@ -22,17 +22,30 @@ import numpy as np
 from ..atomic import atomic_file
 from ..errors import MissingFileError, OptionError
 from ..video.io import read_video, write_video
-from ..video.layers import Video
+from ..video.layers import Video, premultiply
 from ..vlm.frames import sample_indices
 from .bench import BenchCase, load_bench
+from .feature_models import load_feature_models, model_metrics
 from .features import paper_metrics
 from .metrics import colour_error, mask_iou, masked_mse, masked_psnr, psnr, ssim, warping_error
 
-# Which way is better, per metric (for the report's arrows and bar colours).
+# Which way is better, per metric; a metric with a backend tag (``fg_identity@clip-vit``) goes by its base name.
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "fg_psnr": True, "fg_mse": False, "bg_psnr": True,
-                    "placement_iou": True, "colour_error": False, "warp_error": False,
-                    "fg_identity@appearance": True, "bg_identity@appearance": True, "fg_motion@flow": False,
-                    "bg_motion@dis": False, "text_alignment@minilm": True}
+                    "placement_iou": True, "colour_error": False, "warp_error": False, "fg_identity": True,
+                    "bg_identity": True, "fg_motion": False, "bg_motion": False, "text_alignment": True}
+
+
+def higher_is_better(name: str) -> bool:
+    return HIGHER_IS_BETTER[name.split("@")[0]]
+
+
+def metric_names(rows: list[dict]) -> list[str]:
+    """Every metric the rows hold, ground-truth metrics first, in a stable order."""
+    names = list(dict.fromkeys(name for row in rows for name in row["scores"]))
+    order = list(HIGHER_IS_BETTER)
+    return sorted(names, key=lambda name: (order.index(name.split("@")[0]), name))
+
+
 BOOTSTRAP = 1000
 
 
@@ -101,7 +114,7 @@ def summarize_rows(rows: list[dict]) -> dict:
     for method in dict.fromkeys(row["method"] for row in rows):
         mine = [row for row in rows if row["method"] == method]
         metrics = {}
-        for name in HIGHER_IS_BETTER:
+        for name in metric_names(rows):
             values = [row["scores"].get(name) for row in mine]
             finite = [v for v in values if v is not None and np.isfinite(v)]
             if finite:
@@ -112,13 +125,15 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 
 def evaluate(bench: str | Path, methods: list[str], output: str | Path, results: list[str | Path] | None = None,
-             seed: int = 0, judge: dict | None = None) -> dict:
+             seed: int = 0, judge: dict | None = None, features: dict | None = None) -> dict:
     """Score `methods` (registered composition methods) and `results` folders (one method each, named by the
     folder) on the benchmark `bench`; write the outputs into `output`. Returns the metrics record.
 
     `judge`: when given, also ask a VLM judge for pairwise verdicts (`judge.run_judge`): a dict of `ChatClient`
     options (url, model, api_key, timeout, retries; the environment fills what is missing) plus ``frames`` per
     video (default 4). Its answers are cached under ``output/.vlm_cache`` unless ``cache_dir`` says otherwise.
+    `features`: model backends for the paper's metrics besides the offline proxies, ``{"identity_model": DIR,
+    "action_model": DIR}`` (`feature_models`).
     """
     record, cases = load_bench(bench)
     results_by_name = {Path(folder).name: Path(folder) for folder in results or []}
@@ -130,6 +145,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
         raise OptionError("evaluate: give at least one --method or --results folder")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    identity, action = load_feature_models(**(features or {}))
     rows, started = [], time.perf_counter()
     judged_frames: dict[str, dict[str, np.ndarray]] = {method: {} for method in everything}
     for case in cases:
@@ -149,13 +165,18 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
                 judged_frames[method][case.id] = frames[sample_indices(len(frames), int(judge.get("frames", 4)))]
             scores = paper_metrics(layer.foreground[:count], layer.alpha[:count], background[:count], frames,
                                    alpha, case.prompt, _caption(frames, alpha, fps))
+            if identity is not None or action is not None:
+                keep = 1.0 - np.maximum(layer.alpha[:count] > 0.01, alpha > 0.01)
+                scores.update(model_metrics(identity, action, layer.foreground[:count], background[:count],
+                                            premultiply(frames, alpha), keep, frames))
             if truth is not None:
                 scores.update(truth_metrics(frames, alpha, truth[0][:count], truth[1][:count]))
             rows.append({"case": case.id, "kind": case.kind, "method": method, "matte": matte,
                          "truth_matte": truth is not None, "scores": scores})
     summary = summarize_rows(rows)
+    directions = {name: higher_is_better(name) for name in metric_names(rows)}
     metrics = {"bench": str(bench), "kind": record["kind"], "methods": everything, "cases": len(cases),
-               "seconds": round(time.perf_counter() - started, 2), "higher_is_better": HIGHER_IS_BETTER,
+               "seconds": round(time.perf_counter() - started, 2), "higher_is_better": directions,
                "summary": summary, "rows": rows}
     if judge is not None:
         metrics["judge"] = _judge(out, cases, judged_frames, judge, seed)
@@ -187,7 +208,7 @@ def _judge(out: Path, cases: list[BenchCase], videos: dict[str, dict[str, np.nda
 
 
 def _write_csv(path: Path, rows: list[dict], summary: dict) -> None:
-    names = list(HIGHER_IS_BETTER)
+    names = metric_names(rows)
     with atomic_file(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["case", "method", "matte", *names, *[f"{n}_ci95_low" for n in names],
