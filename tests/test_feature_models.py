@@ -12,7 +12,7 @@ from splitmerge.data.synthetic import render_scene
 from splitmerge.errors import MissingFileError
 from splitmerge.eval.bench import make_bench
 from splitmerge.eval.evaluate import evaluate
-from splitmerge.eval.feature_models import ActionDistribution, ImageFeatures, model_metrics
+from splitmerge.eval.feature_models import ActionDistribution, ImageFeatures, LearnedFlow, model_metrics
 from splitmerge.video.transforms import color_jitter
 
 transformers = pytest.importorskip("transformers")
@@ -34,6 +34,10 @@ def folders(tmp_path_factory):
     videomae = transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(
         **vision, num_frames=4, tubelet_size=2, num_labels=7))
     videomae.save_pretrained(root / "tiny-videomae")
+    perceiver = transformers.PerceiverForOpticalFlow(transformers.PerceiverConfig(
+        num_latents=8, d_latents=32, d_model=32, num_blocks=1, num_self_attends_per_block=1,
+        num_self_attention_heads=2, num_cross_attention_heads=1, train_size=[16, 24]))
+    perceiver.save_pretrained(root / "tiny-perceiver-flow")
     return root
 
 
@@ -64,6 +68,21 @@ def test_action_distribution_and_kl(folders, scene):
     frozen = np.repeat(scene.foreground[:1], len(scene.foreground), axis=0)
     moved = model_metrics(None, action, scene.foreground, scene.background, frozen, keep, scene.frames)
     assert moved["fg_motion@tiny-videomae"] > 0
+
+
+def test_learned_flow_gives_pixel_flow_and_a_bg_motion_error(folders, scene):
+    flow = LearnedFlow(folders / "tiny-perceiver-flow")
+    field = flow(scene.frames[:3])
+    assert field.shape == (2, 64, 96, 2) and np.isfinite(field).all()
+    assert np.array_equal(field, flow(scene.frames[:3]))
+    keep = 1.0 - (scene.alpha[:3] > 0.01)
+    same = model_metrics(None, None, scene.foreground[:3], scene.background[:3], scene.foreground[:3], keep,
+                         scene.background[:3], flow)
+    assert same["bg_motion@tiny-perceiver-flow"] == pytest.approx(0.0, abs=1e-9)
+    shuffled = scene.background[:3][::-1].copy()
+    moved = model_metrics(None, None, scene.foreground[:3], scene.background[:3], scene.foreground[:3], keep,
+                          shuffled, flow)
+    assert moved["bg_motion@tiny-perceiver-flow"] > 0
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):

@@ -177,7 +177,8 @@ def _cmd_evaluate(args) -> int:
     if args.judge:
         judge = {"url": args.vlm_url, "model": args.vlm_model, "api_key": args.vlm_key, "frames": args.judge_frames}
         judge = {key: value for key, value in judge.items() if value is not None}
-    features = {"identity_model": args.identity_model, "action_model": args.action_model}
+    features = {"identity_model": args.identity_model, "action_model": args.action_model,
+                "flow_model": args.flow_model}
     metrics = evaluate(args.bench, args.method, args.output, results=args.results, seed=args.seed, judge=judge,
                        features=features)
     names = [n for n in metrics["higher_is_better"] if any(n in s for s in metrics["summary"].values())]
@@ -361,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(CLIP, SigLIP, DINOv2) for fg/bg identity besides the offline proxy")
     evaluate_parser.add_argument("--action-model", default=None, help="a local video classifier folder (VideoMAE, "
                                  "TimeSformer; Kinetics-400) for fg motion besides the offline proxy")
+    evaluate_parser.add_argument("--flow-model", default=None, help="a local PerceiverForOpticalFlow folder for bg "
+                                 "motion besides the DIS-flow proxy")
     evaluate_parser.add_argument("--judge", action="store_true", help="also ask a VLM judge for pairwise "
                                                                       "verdicts (OpenAI-compatible endpoint)")
     evaluate_parser.add_argument("--judge-frames", type=int, default=4, help="frames per video sent to the judge")

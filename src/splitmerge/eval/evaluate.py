@@ -133,7 +133,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     options (url, model, api_key, timeout, retries; the environment fills what is missing) plus ``frames`` per
     video (default 4). Its answers are cached under ``output/.vlm_cache`` unless ``cache_dir`` says otherwise.
     `features`: model backends for the paper's metrics besides the offline proxies, ``{"identity_model": DIR,
-    "action_model": DIR}`` (`feature_models`).
+    "action_model": DIR, "flow_model": DIR}`` (`feature_models`).
     """
     record, cases = load_bench(bench)
     results_by_name = {Path(folder).name: Path(folder) for folder in results or []}
@@ -145,7 +145,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
         raise OptionError("evaluate: give at least one --method or --results folder")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    identity, action = load_feature_models(**(features or {}))
+    identity, action, flow = load_feature_models(**(features or {}))
     rows, started = [], time.perf_counter()
     judged_frames: dict[str, dict[str, np.ndarray]] = {method: {} for method in everything}
     for case in cases:
@@ -165,10 +165,10 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
                 judged_frames[method][case.id] = frames[sample_indices(len(frames), int(judge.get("frames", 4)))]
             scores = paper_metrics(layer.foreground[:count], layer.alpha[:count], background[:count], frames,
                                    alpha, case.prompt, _caption(frames, alpha, fps))
-            if identity is not None or action is not None:
+            if identity is not None or action is not None or flow is not None:
                 keep = 1.0 - np.maximum(layer.alpha[:count] > 0.01, alpha > 0.01)
                 scores.update(model_metrics(identity, action, layer.foreground[:count], background[:count],
-                                            premultiply(frames, alpha), keep, frames))
+                                            premultiply(frames, alpha), keep, frames, flow))
             if truth is not None:
                 scores.update(truth_metrics(frames, alpha, truth[0][:count], truth[1][:count]))
             rows.append({"case": case.id, "kind": case.kind, "method": method, "matte": matte,

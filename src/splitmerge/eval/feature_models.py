@@ -5,6 +5,7 @@
   paper's ViCLIP kind), DINOv2 and other encoders (pooled or CLS output). Frames are resized to the model's
   input size and normalised with the folder's preprocessor settings (CLIP's when the folder has none and the
   model is CLIP-like, ImageNet's otherwise).
+- Flow backends (``bg_motion@NAME``): ``PerceiverForOpticalFlow`` (the paper's own flow model), `LearnedFlow`.
 - Action backends (``fg_motion@NAME``): a video classifier (VideoMAE, TimeSformer: ``AutoModelForVideoClassification``,
   Kinetics-400 checkpoints being the paper's kind) gives a distribution over actions for the input subject and
   for the result's subject; the score is the KL divergence between them (lower is better), as in the paper.
@@ -115,8 +116,49 @@ class ActionDistribution:
         return torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float64)
 
 
+class LearnedFlow:
+    """Optical flow from a transformers ``PerceiverForOpticalFlow`` folder (the paper's own flow model).
+
+    Each frame pair is resized to the model's ``train_size``, scaled to [-1, 1], turned into 3x3 patches around
+    every pixel (27 values, as Perceiver IO does), and the predicted flow is resized back and rescaled to the
+    clip's pixels."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        import torch
+        from transformers import PerceiverForOpticalFlow
+
+        folder = _folder(path, "PerceiverForOpticalFlow")
+        self.model = PerceiverForOpticalFlow.from_pretrained(folder, local_files_only=True).to(device).eval()
+        self.size = tuple(int(v) for v in self.model.config.train_size)  # (H, W)
+        self.name = Path(folder).name
+        self.device, self._torch = device, torch
+
+    def _patches(self, frame: np.ndarray):
+        torch = self._torch
+        height, width = self.size
+        image = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1
+        tensor = torch.from_numpy(image.transpose(2, 0, 1))[None]          # (1, 3, H, W)
+        patches = torch.nn.functional.unfold(tensor, kernel_size=3, padding=1)  # (1, 27, H * W)
+        return patches.view(27, height, width)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """(T, H, W, 3) uint8 -> (T-1, H, W, 2) flow in pixels of the clip."""
+        torch = self._torch
+        height, width = frames.shape[1:3]
+        model_h, model_w = self.size
+        flows = []
+        for t in range(len(frames) - 1):
+            inputs = torch.stack([self._patches(frames[t]), self._patches(frames[t + 1])])[None].to(self.device)
+            with torch.no_grad():
+                flow = self.model(inputs=inputs).logits[0].float().cpu().numpy()  # (h, w, 2)
+            flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
+            flows.append(flow * np.float32([width / model_w, height / model_h]))
+        return np.stack(flows)
+
+
 def model_metrics(identity: ImageFeatures | None, action: ActionDistribution | None, input_fg: np.ndarray,
-                  background: np.ndarray, result_fg: np.ndarray, keep: np.ndarray, result: np.ndarray) -> dict:
+                  background: np.ndarray, result_fg: np.ndarray, keep: np.ndarray, result: np.ndarray,
+                  flow: LearnedFlow | None = None) -> dict:
     """The paper's identity and motion metrics with model features.
 
     Args:
@@ -135,14 +177,20 @@ def model_metrics(identity: ImageFeatures | None, action: ActionDistribution | N
         p, q = action(input_fg), action(result_fg)
         p, q = np.maximum(p, 1e-8), np.maximum(q, 1e-8)
         scores[f"fg_motion@{action.name}"] = float(np.sum(p * np.log(p / q)))
+    if flow is not None:
+        outside = keep[:-1] > 0
+        difference = np.square(flow(background) - flow(result)).sum(axis=-1)
+        scores[f"bg_motion@{flow.name}"] = float(difference[outside].mean()) if outside.any() else float("nan")
     return scores
 
 
-def load_feature_models(identity_model: str | None = None, action_model: str | None = None
-                        ) -> tuple[ImageFeatures | None, ActionDistribution | None]:
+def load_feature_models(identity_model: str | None = None, action_model: str | None = None,
+                        flow_model: str | None = None
+                        ) -> tuple[ImageFeatures | None, ActionDistribution | None, LearnedFlow | None]:
     """The model backends asked for (None where no folder is given)."""
     try:
         return (ImageFeatures(identity_model) if identity_model else None,
-                ActionDistribution(action_model) if action_model else None)
+                ActionDistribution(action_model) if action_model else None,
+                LearnedFlow(flow_model) if flow_model else None)
     except (OSError, ValueError, KeyError) as error:
         raise OptionError(f"feature model cannot be loaded: {' '.join(str(error).split())[:200]}") from None
