@@ -28,8 +28,17 @@ def folders(tmp_path_factory):
     clip = transformers.CLIPModel(transformers.CLIPConfig(
         vision_config={**vision, "projection_dim": 16},
         text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                         vocab_size=64, max_position_embeddings=16), projection_dim=16))
+                         vocab_size=64, max_position_embeddings=32, eos_token_id=59, bos_token_id=58),
+        projection_dim=16))
     clip.save_pretrained(root / "tiny-clip")
+    # A CLIP tokenizer of single characters (no merges), saved with the model, as a real CLIP folder has one.
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list(".,'")
+    vocab = {token: i for i, token in enumerate(letters + [f"{c}</w>" for c in letters] +
+                                                ["<|startoftext|>", "<|endoftext|>"])}
+    (root / "vocab.json").write_text(json.dumps(vocab))
+    (root / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = transformers.CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"))
+    tokenizer.save_pretrained(root / "tiny-clip")
     transformers.Dinov2Model(transformers.Dinov2Config(**vision)).save_pretrained(root / "tiny-dinov2")
     videomae = transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(
         **vision, num_frames=4, tubelet_size=2, num_labels=7))
@@ -56,6 +65,19 @@ def test_identity_features_see_identical_and_changed_subjects(folders, scene, na
                                  hue=0.4)
     assert 100 * first @ first == pytest.approx(100, abs=1e-3)
     assert 100 * first @ features(recoloured) < 100 - 1e-3
+
+
+def test_clip_folders_with_a_tokenizer_score_text_alignment(folders, scene):
+    features = ImageFeatures(folders / "tiny-clip")
+    text = features.text("a cup moves right.")
+    assert text is not None and np.linalg.norm(text) == pytest.approx(1.0, abs=1e-5)
+    assert np.array_equal(text, features.text("a cup moves right."))
+    assert not np.array_equal(text, features.text("zzz"))
+    keep = 1.0 - (scene.alpha > 0.01)
+    scores = model_metrics(features, None, scene.foreground, scene.background, scene.foreground, keep, scene.frames,
+                           prompt="a cup moves right.")
+    assert -100 <= scores["text_alignment@tiny-clip"] <= 100
+    assert ImageFeatures(folders / "tiny-dinov2").text("a cup") is None
 
 
 def test_action_distribution_and_kl(folders, scene):

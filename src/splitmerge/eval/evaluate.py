@@ -168,7 +168,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
             if identity is not None or action is not None or flow is not None:
                 keep = 1.0 - np.maximum(layer.alpha[:count] > 0.01, alpha > 0.01)
                 scores.update(model_metrics(identity, action, layer.foreground[:count], background[:count],
-                                            premultiply(frames, alpha), keep, frames, flow))
+                                            premultiply(frames, alpha), keep, frames, flow, case.prompt))
             if truth is not None:
                 scores.update(truth_metrics(frames, alpha, truth[0][:count], truth[1][:count]))
             rows.append({"case": case.id, "kind": case.kind, "method": method, "matte": matte,

@@ -4,7 +4,8 @@
   100. `ImageFeatures` works with any transformers vision model: CLIP / SigLIP (``get_image_features``, the
   paper's ViCLIP kind), DINOv2 and other encoders (pooled or CLS output). Frames are resized to the model's
   input size and normalised with the folder's preprocessor settings (CLIP's when the folder has none and the
-  model is CLIP-like, ImageNet's otherwise).
+  model is CLIP-like, ImageNet's otherwise). A CLIP-like folder with its tokenizer also gives
+  ``text_alignment@NAME``: cosine x 100 of the result's mean frame feature and the prompt's text feature.
 - Flow backends (``bg_motion@NAME``): ``PerceiverForOpticalFlow`` (the paper's own flow model), `LearnedFlow`.
 - Action backends (``fg_motion@NAME``): a video classifier (VideoMAE, TimeSformer: ``AutoModelForVideoClassification``,
   Kinetics-400 checkpoints being the paper's kind) gives a distribution over actions for the input subject and
@@ -72,6 +73,27 @@ class ImageFeatures:
         self.mean, self.std = _normalisation(folder, self.clip_like)
         self.name = Path(folder).name
         self.device, self._torch = device, torch
+        self.tokenizer = None
+        if self.clip_like and hasattr(self.model, "get_text_features"):
+            from transformers import AutoTokenizer
+
+            try:  # a CLIP-like folder with its tokenizer also scores text alignment
+                self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            except (OSError, ValueError, TypeError):
+                self.tokenizer = None
+
+    def text(self, prompt: str) -> np.ndarray | None:
+        """The prompt's unit text feature in the same space as the frames (CLIP-like folders with a tokenizer)."""
+        if self.tokenizer is None:
+            return None
+        torch = self._torch
+        limit = int(getattr(getattr(self.model.config, "text_config", None), "max_position_embeddings", 77))
+        tokens = self.tokenizer([prompt], padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        with torch.no_grad():
+            features = self.model.get_text_features(**{k: v.to(self.device) for k, v in tokens.items()})
+            features = getattr(features, "pooler_output", features)
+        vector = features[0].float().cpu().numpy()
+        return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """(T, H, W, 3) uint8 -> (D,) unit vector, from `IDENTITY_FRAMES` evenly spaced frames."""
@@ -158,7 +180,7 @@ class LearnedFlow:
 
 def model_metrics(identity: ImageFeatures | None, action: ActionDistribution | None, input_fg: np.ndarray,
                   background: np.ndarray, result_fg: np.ndarray, keep: np.ndarray, result: np.ndarray,
-                  flow: LearnedFlow | None = None) -> dict:
+                  flow: LearnedFlow | None = None, prompt: str = "") -> dict:
     """The paper's identity and motion metrics with model features.
 
     Args:
@@ -173,6 +195,9 @@ def model_metrics(identity: ImageFeatures | None, action: ActionDistribution | N
         masked_bg = (background * keep[..., None]).astype(np.uint8)
         masked_result = (result * keep[..., None]).astype(np.uint8)
         scores["bg_identity" + tag] = float(100 * identity(masked_bg) @ identity(masked_result))
+        text = identity.text(prompt) if prompt else None
+        if text is not None:  # the paper's video-text cosine, with frame features averaged
+            scores["text_alignment" + tag] = float(100 * identity(result) @ text)
     if action is not None:
         p, q = action(input_fg), action(result_fg)
         p, q = np.maximum(p, 1e-8), np.maximum(q, 1e-8)
