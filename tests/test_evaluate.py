@@ -135,6 +135,12 @@ def test_evaluate_writes_metrics_csv_and_a_report(tmp_path, capsys):
     scored = json.loads((again / "metrics.json").read_text())
     assert scored["rows"][0]["matte"].startswith("resplit")
     assert scored["summary"]["truth-as-method"]["psnr"]["mean"] > 35  # the truth itself, through the codec
+    third = tmp_path / "eval3"
+    assert main(["evaluate", "--bench", str(bench), "--results", str(results), "--subject-matte", "truth",
+                 "-o", str(third)]) == 0
+    by_truth = json.loads((third / "metrics.json").read_text())
+    assert {row["matte"] for row in by_truth["rows"]} == {"truth"}
+    assert by_truth["summary"]["truth-as-method"]["placement_iou"]["mean"] == 1.0
     capsys.readouterr()
     assert main(["evaluate", "--bench", str(tmp_path / "nope"), "--method", "copy-paste", "-o", str(again)]) == 2
     assert "no bench.json" in capsys.readouterr().err

@@ -180,7 +180,7 @@ def _cmd_evaluate(args) -> int:
     features = {"identity_model": args.identity_model, "action_model": args.action_model,
                 "flow_model": args.flow_model}
     metrics = evaluate(args.bench, args.method, args.output, results=args.results, seed=args.seed, judge=judge,
-                       features=features)
+                       features=features, subject_matte=args.subject_matte)
     names = [n for n in metrics["higher_is_better"] if any(n in s for s in metrics["summary"].values())]
     print(f"{metrics['kind']} benchmark, {metrics['cases']} cases, {metrics['seconds']:.1f} s; "
           f"{args.output}/report.html")
@@ -358,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--results", action="append", default=[], help="a folder of <case>.mp4 results")
     evaluate_parser.add_argument("-o", "--output", required=True, help="the evaluation folder")
     evaluate_parser.add_argument("--seed", type=int, default=0)
+    evaluate_parser.add_argument("--subject-matte", default="method", choices=["method", "resplit", "truth"],
+                                 help="where the subject is in a result: the method's own matte (default; results "
+                                      "folders are re-split), always re-split (the paper), or the true matte")
     evaluate_parser.add_argument("--identity-model", default=None, help="a local transformers vision model folder "
                                  "(CLIP, SigLIP, DINOv2) for fg/bg identity besides the offline proxy")
     evaluate_parser.add_argument("--action-model", default=None, help="a local video classifier folder (VideoMAE, "

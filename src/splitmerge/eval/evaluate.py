@@ -125,16 +125,22 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 
 def evaluate(bench: str | Path, methods: list[str], output: str | Path, results: list[str | Path] | None = None,
-             seed: int = 0, judge: dict | None = None, features: dict | None = None) -> dict:
+             seed: int = 0, judge: dict | None = None, features: dict | None = None,
+             subject_matte: str = "method") -> dict:
     """Score `methods` (registered composition methods) and `results` folders (one method each, named by the
     folder) on the benchmark `bench`; write the outputs into `output`. Returns the metrics record.
 
     `judge`: when given, also ask a VLM judge for pairwise verdicts (`judge.run_judge`): a dict of `ChatClient`
     options (url, model, api_key, timeout, retries; the environment fills what is missing) plus ``frames`` per
     video (default 4). Its answers are cached under ``output/.vlm_cache`` unless ``cache_dir`` says otherwise.
+    `subject_matte`: where the subject is in each result: "method" (the method's own matte; results from a
+    folder are re-split), "resplit" (always split the result again: the paper's protocol) or "truth" (the
+    benchmark's true matte where there is one). Each row records which was used.
     `features`: model backends for the paper's metrics besides the offline proxies, ``{"identity_model": DIR,
     "action_model": DIR, "flow_model": DIR}`` (`feature_models`).
     """
+    if subject_matte not in ("method", "resplit", "truth"):
+        raise OptionError(f"subject matte {subject_matte!r}: expected method, resplit or truth")
     record, cases = load_bench(bench)
     results_by_name = {Path(folder).name: Path(folder) for folder in results or []}
     for folder in results_by_name.values():
@@ -156,9 +162,12 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
             frames, alpha, fps = _result_of(case, method, results_by_name, seed)
             count = min(len(frames), layer.num_frames, len(background))
             frames = frames[:count]
-            matte = "method"
-            if alpha is None:
+            if subject_matte == "truth" and truth is not None:
+                alpha, matte = truth[1], "truth"
+            elif subject_matte == "resplit" or alpha is None:
                 alpha, matte = _resplit(frames, fps)
+            else:
+                matte = "method"
             alpha = alpha[:count]
             write_video(out / "videos" / method / f"{case.id}.mp4", Video(frames, fps), crf=16)
             if judge is not None:  # the frames the judge will see, kept exact (re-decoding can differ by a level)
