@@ -36,6 +36,15 @@ class MiniLMEncoder:
         self.model = AutoModel.from_pretrained(folder, local_files_only=True).to(device).eval()
         self.device, self.max_tokens, self._torch = device, max_tokens, torch
 
+    def tokens(self, texts: list[str], length: int = 32):
+        """(N, length, 384) float32 token features (padding positions zeroed) for cross-attention."""
+        torch = self._torch
+        tokens = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=length,
+                                return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            hidden = self.model(**tokens).last_hidden_state
+        return hidden * tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+
     def encode(self, texts: list[str]):
         """(N, 384) float32 tensor of unit vectors, one per text."""
         torch = self._torch

@@ -1,0 +1,91 @@
+"""The Composer's video transformers, from diffusers, behind one calling convention.
+
+`build_backbone(kind, **config)` makes a ``WanTransformer3DModel`` ("wan") or ``CogVideoXTransformer3DModel``
+("cogvideox"); `run_backbone` calls either with (B, C, T, H, W) latents, a (B,) timestep and (B, L, D) text and
+returns (B, C_out, T, H, W); `widen_input` grows a (pretrained) backbone's input projection to more channels:
+the existing weights are kept, and the new channels start as a copy of the weights of chosen existing channels
+(the paper: the pretrained image-conditioning channels) or at zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import OptionError
+
+KINDS = ("wan", "cogvideox")
+
+
+def build_backbone(kind: str, **config) -> nn.Module:
+    if kind == "wan":
+        from diffusers import WanTransformer3DModel
+
+        return WanTransformer3DModel(**config)
+    if kind == "cogvideox":
+        from diffusers import CogVideoXTransformer3DModel
+
+        return CogVideoXTransformer3DModel(**config)
+    raise OptionError(f"backbone {kind!r}: expected one of {', '.join(KINDS)}")
+
+
+def load_backbone(kind: str, folder) -> nn.Module:
+    if kind == "wan":
+        from diffusers import WanTransformer3DModel as cls
+    elif kind == "cogvideox":
+        from diffusers import CogVideoXTransformer3DModel as cls
+    else:
+        raise OptionError(f"backbone {kind!r}: expected one of {', '.join(KINDS)}")
+    return cls.from_pretrained(folder)
+
+
+def input_projection(model: nn.Module, kind: str) -> nn.Module:
+    """The layer that takes the input channels (a Conv3d for Wan, a Conv2d or Linear for CogVideoX)."""
+    return model.patch_embedding if kind == "wan" else model.patch_embed.proj
+
+
+def run_backbone(model: nn.Module, kind: str, latents: torch.Tensor, timestep: torch.Tensor,
+                 text: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) latents -> (B, C_out, T, H, W) prediction."""
+    if kind == "wan":
+        return model(hidden_states=latents, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+    out = model(hidden_states=latents.transpose(1, 2), encoder_hidden_states=text, timestep=timestep,
+                return_dict=False)[0]
+    return out.transpose(1, 2)
+
+
+def widen_input(model: nn.Module, kind: str, channels: int, copy_from: list[int | None] | None = None) -> None:
+    """Give `model` an input projection of `channels` input channels in place.
+
+    Channel i < old count keeps its weights; new channel j takes the weights of channel ``copy_from[j - old]``
+    when given (e.g. the pretrained image-conditioning channels), else (no list, or None there) zero: the new
+    input starts silent. The
+    config's ``in_channels`` is updated so `save_pretrained` round-trips.
+    """
+    layer = input_projection(model, kind)
+    old = layer.weight.shape[1] if not isinstance(layer, nn.Linear) else layer.in_features
+    if channels < old:
+        raise OptionError(f"widen_input: {channels} channels is fewer than the {old} the backbone has")
+    extra = channels - old
+    if copy_from is not None and len(copy_from) != extra:
+        raise OptionError(f"widen_input: copy_from names {len(copy_from)} channels for {extra} new ones")
+    with torch.no_grad():
+        if isinstance(layer, nn.Linear):  # CogVideoX 1.5 patchifies into a Linear over (C * p * p * p_t)
+            raise OptionError("widen_input: linear patch projections (CogVideoX 1.5) are not supported yet")
+        shape = list(layer.weight.shape)
+        shape[1] = channels
+        weight = layer.weight.new_zeros(shape)
+        weight[:, :old] = layer.weight
+        for offset, source in enumerate(copy_from or []):
+            if source is not None:
+                weight[:, old + offset] = layer.weight[:, source]
+        conv = type(layer)(channels, layer.out_channels, kernel_size=layer.kernel_size, stride=layer.stride,
+                           padding=layer.padding, bias=layer.bias is not None)
+        conv.weight.copy_(weight)
+        if layer.bias is not None:
+            conv.bias.copy_(layer.bias)
+    if kind == "wan":
+        model.patch_embedding = conv
+    else:
+        model.patch_embed.proj = conv
+    model.register_to_config(in_channels=channels)

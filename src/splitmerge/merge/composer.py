@@ -1,0 +1,240 @@
+"""The Composer: a diffusers video transformer that rebuilds a clip from a transformed foreground layer, the
+background and the caption (multi-layer fusion by channel concatenation, the paper's section 3).
+
+Inputs at latent resolution, concatenated on the channel axis (`ComposerConfig.matte_channel` adds the last):
+
+    [ noisy target (C) | transformed foreground, premultiplied (C) | background (C) | matte (1) ]  -> backbone -> C
+
+Objectives (``objective``): ``"flow"`` (rectified flow matching: x_s = (1 - s) x0 + s e, the model predicts
+e - x0; sampled with diffusers' FlowMatchEulerDiscreteScheduler) or ``"v"`` (v-prediction on a DDPM schedule, as
+CogVideoX trains; sampled with DDIM). Loss: the identity-preservation loss L = a L_fg + (1 - a) L_bg, each term the
+squared error averaged over its own region of the *untransformed* matte max-pooled to latent resolution (the
+target's subject is where the original clip has it); ``identity_loss=False`` gives the plain mean (ablation).
+
+Shapes: pixels (B, 3, T, H, W) in [-1, 1]; mattes (B, 1, T, H, W) in [0, 1]; captions a list of B strings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_dir
+from ..errors import MissingFileError, OptionError
+from .backbones import build_backbone, load_backbone, run_backbone
+from .codecs import build_codec
+
+TEXT_DIM = {"minilm": 384}
+
+
+def _default_backbone() -> dict:
+    return {"patch_size": [1, 2, 2], "num_attention_heads": 4, "attention_head_dim": 32, "num_layers": 4,
+            "ffn_dim": 512, "freq_dim": 64, "text_dim": 384, "rope_max_seq_len": 256}
+
+
+@dataclass
+class ComposerConfig:
+    """Everything that defines a Composer (saved as ``composer.json``)."""
+
+    backbone: str = "wan"
+    backbone_config: dict = field(default_factory=_default_backbone)
+    codec: dict = field(default_factory=lambda: {"kind": "pixel", "spatial": 4, "temporal": 1})
+    text_encoder: str = "minilm"      # "minilm" (the pip package's MiniLM) or "none" (zeros: tests, ablations)
+    text_length: int = 32
+    objective: str = "flow"           # "flow" or "v"
+    matte_channel: bool = True
+    identity_loss: bool = True
+    identity_weight: float = 0.5      # a in L = a L_fg + (1 - a) L_bg
+    caption_dropout: float = 0.1
+    flow_shift: float = 3.0
+    train_timesteps: int = 1000
+
+    def __post_init__(self):
+        if self.objective not in ("flow", "v"):
+            raise OptionError(f"objective {self.objective!r}: expected flow or v")
+        if self.text_encoder not in ("minilm", "none"):
+            raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm or none")
+        if not 0 <= self.identity_weight <= 1:
+            raise OptionError(f"identity weight {self.identity_weight}: must be in [0, 1]")
+
+
+class Composer(nn.Module):
+    """See the module docstring. `backbone` may be given (e.g. a pretrained, widened one); else it is built."""
+
+    def __init__(self, config: ComposerConfig | None = None, backbone: nn.Module | None = None):
+        super().__init__()
+        self.config = config or ComposerConfig()
+        self.codec = build_codec(self.config.codec)
+        channels = self.codec.channels
+        self.in_channels = 3 * channels + int(self.config.matte_channel)
+        if backbone is None:
+            settings = {**self.config.backbone_config, "in_channels": self.in_channels, "out_channels": channels}
+            if self.config.backbone == "wan":
+                settings["patch_size"] = tuple(settings["patch_size"])
+            backbone = build_backbone(self.config.backbone, **settings)
+        self.transformer = backbone
+        self.text_dim = int(self.config.backbone_config.get("text_dim",
+                                                            self.config.backbone_config.get("text_embed_dim", 384)))
+        if self.config.text_encoder == "minilm" and self.text_dim != TEXT_DIM["minilm"]:
+            raise OptionError(f"backbone text dim {self.text_dim} does not match MiniLM's 384")
+
+    @classmethod
+    def from_backbone(cls, config: ComposerConfig, backbone: nn.Module) -> "Composer":
+        """A Composer around a pretrained backbone, its input projection widened to the Composer's channels.
+
+        An image-to-video backbone (inputs [noisy C | image C], like CogVideoX-I2V's 16 + 16) keeps its noisy
+        and image weights for [noisy | foreground]; the background's new channels start from the pretrained
+        image-conditioning weights (the paper), the matte channel at zero. A text-to-video backbone (C inputs)
+        gets all new channels at zero, so training starts from the backbone's own behaviour."""
+        from .backbones import input_projection, widen_input
+
+        codec = build_codec(config.codec)
+        channels = codec.channels
+        old = input_projection(backbone, config.backbone).weight.shape[1]
+        wanted = 3 * channels + int(config.matte_channel)
+        if old == 2 * channels:
+            copy_from = list(range(channels, 2 * channels)) + [None] * int(config.matte_channel)
+        elif old == channels:
+            copy_from = None
+        else:
+            raise OptionError(f"backbone takes {old} input channels; expected {channels} (text-to-video) or "
+                              f"{2 * channels} (image-to-video) for this codec")
+        widen_input(backbone, config.backbone, wanted, copy_from)
+        return cls(config, backbone)
+
+    # ------------------------------------------------------------------------------------------------- inputs
+
+    def encode_text(self, captions: list[str], generator: torch.Generator | None = None,
+                    dropout: float = 0.0) -> torch.Tensor:
+        """(B, L, D) text features; each caption is dropped (to "") with probability `dropout` (for CFG)."""
+        device = next(self.parameters()).device
+        if dropout > 0:
+            draws = torch.rand(len(captions), generator=generator)
+            captions = ["" if float(d) < dropout else c for c, d in zip(captions, draws, strict=True)]
+        if self.config.text_encoder == "none":
+            return torch.zeros(len(captions), self.config.text_length, self.text_dim, device=device)
+        from .text import default_encoder
+
+        return default_encoder().tokens(captions, self.config.text_length).to(device)
+
+    def conditions(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+        """(B, 2C [+1], t, h, w): the encoded foreground and background [and the pooled matte]."""
+        parts = [self.codec.encode(foreground), self.codec.encode(background)]
+        if self.config.matte_channel:
+            parts.append(self.codec.matte(alpha) * 2 - 1)
+        return torch.cat(parts, dim=1)
+
+    def predict(self, noisy: torch.Tensor, conditions: torch.Tensor, timestep: torch.Tensor,
+                text: torch.Tensor) -> torch.Tensor:
+        return run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
+                            timestep, text)
+
+    # ------------------------------------------------------------------------------------------------- training
+
+    def _noise_level(self, batch: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Flow: sigma in (0, 1), logit-normal then shifted (more weight on noisy levels, as SD3/Wan train)."""
+        s = torch.sigmoid(torch.randn(batch, generator=generator))
+        shift = self.config.flow_shift
+        return shift * s / (1 + (shift - 1) * s)
+
+    def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        """The training loss of a batch (what `StmDataset` yields, collated; noise on fg/bg already added).
+
+        Returns {"loss", "loss_fg", "loss_bg"} (scalars; loss_fg/loss_bg are the region means, for logging)."""
+        device = next(self.parameters()).device
+        video = batch["video"].to(device)
+        target = self.codec.encode(video)
+        conditions = self.conditions(batch["foreground"].to(device), batch["alpha"].to(device),
+                                     batch["background"].to(device))
+        text = self.encode_text(list(batch["caption"]), generator, self.config.caption_dropout)
+        noise = torch.randn(target.shape, generator=generator).to(device)
+        count = target.shape[0]
+        if self.config.objective == "flow":
+            sigma = self._noise_level(count, generator).to(device)
+            view = sigma.view(-1, 1, 1, 1, 1)
+            noisy = (1 - view) * target + view * noise
+            goal, timestep = noise - target, sigma * self.config.train_timesteps
+        else:
+            scheduler = self._ddpm()
+            steps = torch.randint(0, self.config.train_timesteps, (count,), generator=generator)
+            noisy = scheduler.add_noise(target, noise, steps.to(device))
+            goal, timestep = scheduler.get_velocity(target, noise, steps.to(device)), steps.to(device).float()
+        prediction = self.predict(noisy, conditions, timestep, text)
+        error = (prediction.float() - goal.float()).pow(2).mean(dim=1, keepdim=True)  # (B, 1, t, h, w)
+        subject = self.codec.matte(batch["alpha_target"].to(device))
+        fg = (error * subject).flatten(1).sum(1) / subject.flatten(1).sum(1).clamp(min=1e-6)
+        bg = (error * (1 - subject)).flatten(1).sum(1) / (1 - subject).flatten(1).sum(1).clamp(min=1e-6)
+        if self.config.identity_loss:
+            a = self.config.identity_weight
+            loss = (a * fg + (1 - a) * bg).mean()
+        else:
+            loss = error.mean()
+        return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach()}
+
+    def _ddpm(self):
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(num_train_timesteps=self.config.train_timesteps, beta_schedule="scaled_linear",
+                             beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction")
+
+    # ------------------------------------------------------------------------------------------------- sampling
+
+    @torch.no_grad()
+    def sample(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor, captions: list[str],
+               steps: int = 20, guidance: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate the composite: (B, 3, T, H, W) in [-1, 1]. `guidance` > 1 uses classifier-free guidance
+        against the empty caption."""
+        device = next(self.parameters()).device
+        conditions = self.conditions(foreground.to(device), alpha.to(device), background.to(device))
+        count = conditions.shape[0]
+        text = self.encode_text(captions)
+        empty = self.encode_text([""] * count) if guidance != 1.0 else None
+        shape = (count, self.codec.channels, *conditions.shape[2:])
+        latent = torch.randn(shape, generator=generator).to(device)
+        if self.config.objective == "flow":
+            from diffusers import FlowMatchEulerDiscreteScheduler
+
+            scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.config.train_timesteps,
+                                                        shift=self.config.flow_shift)
+        else:
+            from diffusers import DDIMScheduler
+
+            scheduler = DDIMScheduler(num_train_timesteps=self.config.train_timesteps, beta_schedule="scaled_linear",
+                                      beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction",
+                                      timestep_spacing="trailing", rescale_betas_zero_snr=True)
+        scheduler.set_timesteps(steps, device=device)
+        for t in scheduler.timesteps:
+            timestep = t.expand(count).float().to(device)
+            prediction = self.predict(latent, conditions, timestep, text)
+            if empty is not None:
+                unconditional = self.predict(latent, conditions, timestep, empty)
+                prediction = unconditional + guidance * (prediction - unconditional)
+            latent = scheduler.step(prediction, t, latent, return_dict=False)[0]
+        return self.codec.decode(latent).clamp(-1, 1)
+
+    # ------------------------------------------------------------------------------------------------ save/load
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """``composer.json`` (the config) and ``transformer/`` (diffusers: config + safetensors), atomically."""
+        with atomic_dir(folder) as temporary:
+            (temporary / "composer.json").write_text(json.dumps({"format": "splitmerge.composer", "version": 1,
+                                                                 **asdict(self.config)}, indent=2) + "\n")
+            self.transformer.save_pretrained(temporary / "transformer", safe_serialization=True)
+        return Path(folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "Composer":
+        folder = Path(folder)
+        record_path = folder / "composer.json"
+        if not record_path.is_file():
+            raise MissingFileError(f"{folder}: no composer.json (not a saved Composer)")
+        record = json.loads(record_path.read_text())
+        if record.pop("format", None) != "splitmerge.composer":
+            raise OptionError(f"{record_path}: not a splitmerge Composer")
+        record.pop("version", None)
+        config = ComposerConfig(**record)
+        return cls(config, backbone=load_backbone(config.backbone, folder / "transformer"))

