@@ -192,6 +192,21 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .merge.train import TrainConfig, preset_path, train
+
+    if bool(args.preset) == bool(args.config):
+        raise OptionError("train: give --preset NAME or --config FILE (one of them)")
+    path = preset_path(args.preset) if args.preset else args.config
+    config = TrainConfig.load(path, data=args.data, max_steps=args.max_steps, seed=args.seed)
+    summary = train(config, args.output, resume=args.resume)
+    if not summary["main_process"]:
+        return 0
+    print(f"{summary['run']}: {summary['steps']} steps (resumed from {summary['resumed_from']}), last loss "
+          f"{summary['loss']:.4f}, {summary['seconds']:.1f} s; model in {summary['model']}")
+    return 0
+
+
 def _parse_setting(text: str) -> tuple[str, str, object]:
     """"NAME.KEY=VALUE" -> (NAME, KEY, VALUE); VALUE is read as JSON when it parses (numbers, true, lists),
     else kept as text."""
@@ -374,6 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--vlm-model", default=None, help="judge model (or SPLITMERGE_VLM_MODEL)")
     evaluate_parser.add_argument("--vlm-key", default=None, help="judge API key (or SPLITMERGE_VLM_API_KEY)")
     evaluate_parser.set_defaults(run=_cmd_evaluate)
+
+    train_parser = commands.add_parser(
+        "train", help="train the Composer on a built dataset (presets: cpu-tiny, cpu-small, ...)",
+        description="Train (or --resume) a Composer. Logs log.jsonl, loss.png, validation grids and checkpoints "
+                    "(safetensors) in the run folder; the final model is RUN/model.")
+    train_parser.add_argument("--preset", default=None, help="a preset name (splitmerge/configs/NAME.yaml)")
+    train_parser.add_argument("--config", default=None, help="a YAML config file")
+    train_parser.add_argument("--data", default=None, help="the Dataset folder")
+    train_parser.add_argument("-o", "--output", required=True, help="the run folder")
+    train_parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train_parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
+    train_parser.add_argument("--seed", type=int, default=None)
+    train_parser.set_defaults(run=_cmd_train)
 
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")
     samples.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -175,6 +175,10 @@ class Composer(nn.Module):
             loss = error.mean()
         return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach()}
 
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        """The training loss (`loss`): calling the module lets DDP/FSDP wrappers see the forward pass."""
+        return self.loss(batch, generator)
+
     def _ddpm(self):
         from diffusers import DDPMScheduler
 

@@ -1,0 +1,343 @@
+"""`splitmerge train`: the Composer's training loop, in one file (accelerate: CPU, one GPU, DDP or FSDP).
+
+Every random draw is a function of (seed, step, rank): which clips a step trains on, their augmentation, the
+input noise on fg and bg, the caption dropout and the diffusion noise. So the run needs no saved RNG state: a
+run resumed from a checkpoint (model, optimizer and schedule, all safetensors/JSON) continues with exactly the
+losses an uninterrupted run logs.
+
+Run folder: ``config.json`` (the resolved config), ``log.jsonl`` (one line per step: step, loss, loss_fg,
+loss_bg, lr, seconds), ``loss.png``, ``checkpoints/step-NNNNNN/`` (``composer/``, ``optimizer.safetensors``,
+``state.json``, ``ema.safetensors`` when EMA is on), ``validation/step-NNNNNN.png`` (inputs | generated |
+truth on held-out clips) and ``model/`` (the final Composer, loadable with `Composer.from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_dir, atomic_file
+from ..errors import MissingFileError, OptionError
+from .composer import Composer, ComposerConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Presets are YAML files of these fields (``splitmerge/configs/<name>.yaml``); flags
+    override."""
+
+    composer: dict = field(default_factory=dict)         # ComposerConfig fields
+    pretrained: str | None = None                        # a diffusers transformer folder to widen and fine-tune
+    data: str | None = None
+    split: str | None = "train"
+    frames: int = 8
+    size: tuple[int, int] = (32, 48)
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    schedule: str = "cosine"                             # cosine or constant (after warm-up)
+    max_steps: int = 100
+    grad_clip: float = 1.0
+    augment: bool = True                                 # the paper's transformation-aware augmentation
+    input_noise: bool = True                             # the paper's noise on fg and bg inputs
+    ema: float | None = None                             # EMA decay of the weights, e.g. 0.999
+    mixed_precision: str = "no"                          # no, bf16, fp16 (accelerate)
+    checkpoint_every: int = 50
+    validate_every: int = 50
+    validation_clips: int = 2
+    validation_steps: int = 10
+    seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self):
+        self.size = tuple(int(v) for v in self.size)
+        if self.schedule not in ("cosine", "constant"):
+            raise OptionError(f"schedule {self.schedule!r}: expected cosine or constant")
+        for name in ("frames", "batch_size", "max_steps", "checkpoint_every", "validate_every"):
+            if int(getattr(self, name)) < 1:
+                raise OptionError(f"{name} must be a positive integer")
+        ComposerConfig(**self.composer)  # validates early
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides) -> "TrainConfig":
+        """A YAML config (a preset or a user's file) with `overrides` (None values ignored)."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"{path}: no such training config")
+        try:
+            record = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise OptionError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        known = {f.name for f in fields(cls)}
+        unknown = set(record) - known
+        if unknown:
+            raise OptionError(f"{path}: unknown fields {', '.join(sorted(unknown))}")
+        record.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**record)
+
+
+def preset_path(name: str) -> Path:
+    path = CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+        raise OptionError(f"preset {name!r}: unknown; expected one of {', '.join(known)}")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------ pieces
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine to zero or constant."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.learning_rate
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def batch_indices(config: TrainConfig, step: int, size: int, rank: int, world: int) -> list[int]:
+    """The dataset indices rank `rank` trains on at `step`: every rank a different slice of one draw."""
+    rng = np.random.default_rng([config.seed, step, 7])
+    total = config.batch_size * world
+    drawn = rng.permutation(size)[:total] if total <= size else rng.integers(0, size, total)
+    return [int(i) for i in drawn[rank * config.batch_size:(rank + 1) * config.batch_size]]
+
+
+def _save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    """Optimizer state as safetensors (tensors) + JSON (the rest): no pickle."""
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    save_file(tensors, str(path / "optimizer.safetensors"))
+    (path / "optimizer.json").write_text(json.dumps({"param_groups": state["param_groups"], "scalars": scalars}))
+
+
+def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    record = json.loads((path / "optimizer.json").read_text())
+    state: dict[int, dict] = {}
+    for name, value in list(tensors.items()) + list(record["scalars"].items()):
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": record["param_groups"]})
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    found = sorted((run / "checkpoints").glob("step-*")) if (run / "checkpoints").is_dir() else []
+    return found[-1] if found else None
+
+
+class Ema:
+    """Exponential moving average of the trainable weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            if name in self.shadow:
+                self.shadow[name].mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+
+
+def _to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+
+
+def _plot_losses(run: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    figure, axes = plt.subplots(figsize=(6, 3.2), dpi=100)
+    for key, colour in (("loss", "#222"), ("loss_fg", "#d9534f"), ("loss_bg", "#3b7dd8")):
+        values = np.array([r[key] for r in rows])
+        window = max(1, len(values) // 30)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        axes.plot(steps[window - 1:], smooth, label=key, color=colour, linewidth=1.2)
+    axes.set_xlabel("step")
+    axes.set_yscale("log")
+    axes.legend(fontsize=8)
+    axes.set_title(f"training loss (moving mean over {max(1, len(rows) // 30)} steps)", fontsize=9)
+    figure.tight_layout()
+    with atomic_file(run / "loss.png") as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)
+
+
+# -------------------------------------------------------------------------------------------------------- loop
+
+
+def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
+    """Train (or resume) into the run folder `run`. Returns a summary (steps, last loss, seconds, paths)."""
+    from accelerate import Accelerator
+
+    from ..data.torch_dataset import NoiseConfig, StmDataset, add_input_noise, collate_samples
+    from ..video.preview import grid, write_png
+    from ..video.transforms import AugmentConfig
+
+    if not config.data:
+        raise OptionError("train: no dataset (--data DATASET)")
+    run = Path(run)
+    checkpoint = latest_checkpoint(run) if resume else None
+    if not resume and run.exists() and any(run.iterdir()):
+        raise OptionError(f"{run}: exists and is not empty; pass --resume to continue it, or use a new folder")
+    # cpu=True on a machine without CUDA, so torchrun's processes join one gloo group (MULTI_CPU).
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    rank, world = accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.seed)  # the initial weights: the same on every rank
+    composer_config = ComposerConfig(**config.composer)
+    if config.pretrained:
+        from .backbones import load_backbone
+
+        model = Composer.from_backbone(composer_config, load_backbone(composer_config.backbone, config.pretrained))
+    else:
+        model = Composer(composer_config)
+    augment = AugmentConfig() if config.augment else None
+    dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
+                         seed=config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    start = 0
+    if checkpoint is not None:
+        loaded = Composer.from_pretrained(checkpoint / "composer")
+        model.load_state_dict(loaded.state_dict())
+        _load_optimizer(checkpoint, optimizer)
+        start = json.loads((checkpoint / "state.json").read_text())["step"]
+    ema = Ema(model, config.ema) if config.ema else None
+    if ema is not None and checkpoint is not None and (checkpoint / "ema.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        ema.shadow = load_file(str(checkpoint / "ema.safetensors"))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    core = accelerator.unwrap_model(model)
+    noise = NoiseConfig(enabled=config.input_noise)
+    if accelerator.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        _truncate_log(run / "log.jsonl", start)  # steps logged after the checkpoint are redone
+    validation = _validation_batch(config, collate_samples)
+    started, loss_value = time.perf_counter(), math.nan
+    for step in range(start, config.max_steps):
+        dataset.set_epoch(step)
+        batch = collate_samples([dataset[i] for i in batch_indices(config, step, len(dataset), rank, world)])
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1_009 + rank)
+        batch["foreground"], batch["background"] = add_input_noise(batch["foreground"], batch["background"],
+                                                                   generator, noise)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        with accelerator.autocast():
+            out = model(batch, generator)  # forward() is the loss: DDP all-reduces the gradients
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(out["loss"])
+        if config.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        if ema is not None:
+            ema.update(core)
+        losses = {key: accelerator.reduce(value.detach().float(), "mean").item() for key, value in out.items()}
+        loss_value = losses["loss"]
+        if accelerator.is_main_process:
+            row = {"step": step + 1, **{k: round(v, 6) for k, v in losses.items()},
+                   "lr": learning_rate(config, step), "seconds": round(time.perf_counter() - started, 3)}
+            with (run / "log.jsonl").open("a") as log:
+                log.write(json.dumps(row) + "\n")
+        done = step + 1
+        if accelerator.is_main_process and (done % config.checkpoint_every == 0 or done == config.max_steps):
+            _checkpoint(run, done, core, optimizer, ema)
+            _plot_losses(run)
+        if accelerator.is_main_process and validation is not None and (done % config.validate_every == 0 or
+                                                                       done == config.max_steps):
+            _validate(run, done, core, validation, config, grid, write_png)
+        accelerator.wait_for_everyone()
+    # One number per rank that any difference in the weights changes: under DDP they must all agree.
+    checksum = torch.stack([p.detach().double().sum() for p in core.parameters()]).sum().reshape(1)
+    checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
+    summary = {"run": str(run), "steps": config.max_steps, "resumed_from": start, "loss": loss_value,
+               "seconds": round(time.perf_counter() - started, 2), "model": str(run / "model"),
+               "processes": world, "weight_checksums": checksums, "main_process": accelerator.is_main_process}
+    if accelerator.is_main_process:
+        core.save_pretrained(run / "model")
+        with atomic_file(run / "summary.json") as temporary:
+            temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    with atomic_file(path) as temporary:
+        temporary.write_text("".join(line + "\n" for line in kept))
+
+
+def _checkpoint(run: Path, step: int, core: Composer, optimizer, ema: Ema | None) -> None:
+    with atomic_dir(run / "checkpoints" / f"step-{step:06d}") as folder:
+        core.save_pretrained(folder / "composer")
+        _save_optimizer(folder, optimizer)
+        if ema is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(folder / "ema.safetensors"))
+        (folder / "state.json").write_text(json.dumps({"step": step}) + "\n")
+
+
+def _validation_batch(config: TrainConfig, collate) -> dict | None:
+    """Held-out clips (the dataset's val/test split, else the first training clips) with the paper's transform
+    drawn once, for the same pictures every time."""
+    from ..data.torch_dataset import StmDataset
+    from ..video.transforms import AugmentConfig
+
+    for split in ("val", "test", config.split):
+        try:
+            data = StmDataset(config.data, split=split, frames=config.frames, size=config.size,
+                              augment=AugmentConfig(), seed=config.seed + 1)
+        except OptionError:
+            continue
+        picks = list(range(min(config.validation_clips, len(data))))
+        return collate([data[i] for i in picks]) if picks else None
+    return None
+
+
+def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png) -> None:
+    core.eval()
+    generated = core.sample(batch["foreground"], batch["alpha"], batch["background"], list(batch["caption"]),
+                            steps=config.validation_steps, generator=torch.Generator().manual_seed(config.seed))
+    core.train()
+    rows = []
+    for i in range(len(generated)):
+        inputs, made, truth = _to_uint8(batch["foreground"][i]), _to_uint8(generated[i]), _to_uint8(batch["video"][i])
+        background = _to_uint8(batch["background"][i])
+        middle = inputs.shape[0] // 2
+        rows.append([inputs[middle], background[middle], made[middle], truth[middle]])
+    write_png(run / "validation" / f"step-{step:06d}.png",
+              grid(rows, ["input subject (transformed)", "background", "generated", "truth"], height=120))

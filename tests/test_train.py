@@ -1,0 +1,114 @@
+"""`splitmerge train`: the cpu-tiny preset trains, a SIGKILLed run resumes with the same losses, and two DDP
+processes (gloo, torchrun) keep identical weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from splitmerge.cli import main
+from splitmerge.data import build
+from splitmerge.errors import OptionError
+from splitmerge.merge.composer import Composer
+from splitmerge.merge.train import TrainConfig, learning_rate, preset_path
+
+pytest.importorskip("accelerate")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train") / "dataset"
+    build([], folder, synthetic=6, frames=8, size=(32, 48))
+    return folder
+
+
+def small_config(tmp_path: Path, **fields) -> Path:
+    """cpu-tiny with fewer steps and more checkpoints, as a YAML file."""
+    import yaml
+
+    record = yaml.safe_load(preset_path("cpu-tiny").read_text())
+    record.update({"max_steps": 12, "checkpoint_every": 4, "validate_every": 12, "validation_steps": 3, **fields})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(record))
+    return path
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+
+
+def test_cpu_tiny_trains_logs_checkpoints_and_saves_a_model(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "cpu-tiny", "--data", str(dataset), "-o", str(run)]) == 0
+    logged = losses(run)
+    assert [step for step, _ in logged] == list(range(1, 31))
+    first, last = sum(v for _, v in logged[:5]) / 5, sum(v for _, v in logged[-5:]) / 5
+    assert last < first  # it learns something
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "validation" / "step-000030.png").read_bytes()[:4] == b"\x89PNG"
+    files = {p.name for p in (run / "checkpoints" / "step-000010").rglob("*") if p.is_file()}
+    assert {"optimizer.safetensors", "state.json", "diffusion_pytorch_model.safetensors"} <= files
+    assert not any(p.suffix in (".pt", ".bin", ".pkl") for p in run.rglob("*"))  # no pickles anywhere
+    model = Composer.from_pretrained(run / "model")
+    assert model.config.text_encoder == "minilm"
+    assert main(["train", "--preset", "cpu-tiny", "--data", str(dataset), "-o", str(run)]) == 2  # not empty
+
+
+def test_sigkill_then_resume_continues_with_the_same_losses(dataset, tmp_path):
+    config = small_config(tmp_path)
+    straight = tmp_path / "straight"
+    command = [sys.executable, "-m", "splitmerge.cli", "train", "--config", str(config), "--data", str(dataset)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    assert subprocess.run([*command, "-o", str(straight)], env=env, capture_output=True).returncode == 0
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "-o", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (killed / "checkpoints" / "step-000008").exists():
+            break
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (killed / "checkpoints" / "step-000004").exists()
+    assert not (killed / "model").exists(), "the kill should land before the end"
+    resumed = subprocess.run([*command, "-o", str(killed), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert losses(killed) == losses(straight)
+    assert not [p for p in killed.rglob("*") if ".partial" in p.name]
+
+
+def test_two_ddp_processes_keep_identical_weights(dataset, tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    config = small_config(tmp_path, max_steps=4, checkpoint_every=4, validate_every=4)
+    run = tmp_path / "ddp"
+    result = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29531", "-m", "splitmerge.cli",
+                             "train", "--config", str(config), "--data", str(dataset), "-o", str(run)],
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and len(summary["weight_checksums"]) == 2
+    assert summary["weight_checksums"][0] == summary["weight_checksums"][1]
+    assert len(losses(run)) == 4
+
+
+def test_config_errors_and_schedule(tmp_path):
+    config = TrainConfig(max_steps=100, warmup_steps=10, learning_rate=1.0)
+    assert learning_rate(config, 0) == pytest.approx(0.1) and learning_rate(config, 9) == pytest.approx(1.0)
+    assert learning_rate(config, 99) < 0.01
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_sizes: 3\n")
+    with pytest.raises(OptionError, match="unknown fields batch_sizes"):
+        TrainConfig.load(bad)
+    with pytest.raises(OptionError, match="preset 'huge'"):
+        preset_path("huge")
+    assert main(["train", "--preset", "cpu-tiny", "-o", str(tmp_path / "r")]) == 2  # no --data
