@@ -44,6 +44,7 @@ bench: setup-dev
 	$(PY) benchmarks/split_quality.py
 	$(PY) benchmarks/split_memory.py
 	$(PY) benchmarks/build_throughput.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,100 @@
+"""Training throughput of the Composer presets: step time, samples/s and model FLOP utilisation (MFU).
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 10] [--presets cpu-tiny,cpu-small]
+
+Measures in this one run: the machine's matmul peak (best of several 2048x2048 fp32 and bf16 matmuls), then per
+preset a training step on a batch of the preset's shape (random clips, so data loading is not counted: see
+`splitmerge train`'s log for end-to-end seconds): forward + backward + AdamW, best and median of `--steps` after
+2 warm-up steps. FLOPs per step are counted by torch's FlopCounterMode on one step; MFU = FLOPs per second of
+the median step / the fp32 peak (the presets train in fp32 on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from splitmerge.merge.composer import Composer, ComposerConfig
+from splitmerge.merge.train import TrainConfig, preset_path
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of a size x size matmul in `dtype`."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size ** 3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def fake_batch(config: TrainConfig) -> dict:
+    b, t, (h, w) = config.batch_size, config.frames, config.size
+    alpha = torch.zeros(b, 1, t, h, w)
+    alpha[..., h // 4: h // 2, w // 4: w // 2] = 1
+    return {"video": torch.rand(b, 3, t, h, w) * 2 - 1, "foreground": torch.rand(b, 3, t, h, w) * 2 - 1,
+            "alpha": alpha, "alpha_target": alpha, "background": torch.rand(b, 3, t, h, w) * 2 - 1,
+            "caption": ["a subject walks across the ground"] * b}
+
+
+def measure(name: str, steps: int, peak: float) -> dict:
+    config = TrainConfig.load(preset_path(name))
+    torch.manual_seed(0)
+    model = Composer(ComposerConfig(**config.composer))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    batch = fake_batch(config)
+    generator = torch.Generator().manual_seed(0)
+
+    def step():
+        out = model.loss(batch, generator)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    step()
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    median = statistics.median(times)
+    tokens = model.codec.latent_shape(config.frames, *config.size)
+    patch = config.composer["backbone_config"].get("patch_size", [1, 2, 2])
+    sequence = tokens[1] // patch[0] * (tokens[2] // patch[1]) * (tokens[3] // patch[2])
+    return {"preset": name, "batch": config.batch_size, "frames": config.frames, "size": list(config.size),
+            "tokens_per_clip": sequence, "parameters": sum(p.numel() for p in model.parameters()),
+            "step_seconds_median": median, "step_seconds_best": min(times),
+            "samples_per_second": config.batch_size / median, "gflop_per_step": flops / 1e9,
+            "mfu_fp32": flops / median / 1e9 / peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--presets", default="cpu-tiny,cpu-small")
+    args = parser.parse_args()
+    fp32, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    print(f"matmul peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s (2048^2, best of 5)", flush=True)
+    rows = [measure(name, args.steps, fp32) for name in args.presets.split(",")]
+    print(json.dumps({"peak_gflops": {"fp32": fp32, "bf16": bf16}, "presets": rows}, indent=2))
+    print("\n| preset | batch x frames x size | tokens/clip | params | step (s) | samples/s | GFLOP/step | MFU fp32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['preset']} | {r['batch']} x {r['frames']} x {r['size'][0]}x{r['size'][1]} | "
+              f"{r['tokens_per_clip']} | {r['parameters'] / 1e6:.2f} M | {r['step_seconds_median']:.3f} | "
+              f"{r['samples_per_second']:.2f} | {r['gflop_per_step']:.1f} | {100 * r['mfu_fp32']:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
