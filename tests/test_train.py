@@ -112,3 +112,72 @@ def test_config_errors_and_schedule(tmp_path):
     with pytest.raises(OptionError, match="preset 'huge'"):
         preset_path("huge")
     assert main(["train", "--preset", "cpu-tiny", "-o", str(tmp_path / "r")]) == 2  # no --data
+
+
+def _tiny_t5(folder: Path, kind: str) -> int:
+    """A tiny T5/UMT5 encoder and a word-level tokenizer saved as a diffusers pipeline lays them out."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "</s>", "<unk>", "a", "cup", "cat", "box", "ball", "moves", "left", "right", "on", "grass"]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
+                                         unk_token="<unk>").save_pretrained(folder / "tokenizer")
+    config_cls = transformers.UMT5Config if kind == "umt5" else transformers.T5Config
+    model_cls = transformers.UMT5EncoderModel if kind == "umt5" else transformers.T5EncoderModel
+    model_cls(config_cls(vocab_size=len(words), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2)
+              ).save_pretrained(folder / "text_encoder")
+    return 32
+
+
+@pytest.mark.parametrize("preset", ["cogvideox-5b-i2v-stm", "wan-1.3b-stm"])
+def test_gpu_presets_build_from_tiny_random_variants(preset, tmp_path, monkeypatch):
+    import diffusers
+    import torch
+
+    from splitmerge.merge.backbones import input_projection
+    from splitmerge.merge.train import build_composer
+
+    torch.manual_seed(0)
+    folder = tmp_path / "weights"
+    if preset.startswith("cogvideox"):
+        text_dim = _tiny_t5(folder, "t5")
+        diffusers.AutoencoderKLCogVideoX(down_block_types=("CogVideoXDownBlock3D",) * 4,
+                                         up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8,) * 4,
+                                         latent_channels=4, layers_per_block=1, norm_num_groups=2
+                                         ).save_pretrained(folder / "vae")
+        diffusers.CogVideoXTransformer3DModel(  # image-to-video: noisy 4 + image 4 latent channels
+            num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=32,
+            text_embed_dim=text_dim, num_layers=1, sample_width=6, sample_height=4, sample_frames=9,
+            max_text_seq_length=12).save_pretrained(folder / "transformer")
+        monkeypatch.setenv("SPLITMERGE_COGVIDEOX", str(folder))
+        expected_inputs = 12   # 4 + 4 + 4, no matte channel (the paper's preset)
+    else:
+        text_dim = _tiny_t5(folder, "umt5")
+        diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                   temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
+                                   latents_std=[1.0] * 4).save_pretrained(folder / "vae")
+        diffusers.WanTransformer3DModel(  # text-to-video: 4 latent channels in
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+            text_dim=text_dim, freq_dim=32, ffn_dim=64, num_layers=1, rope_max_seq_len=64
+        ).save_pretrained(folder / "transformer")
+        monkeypatch.setenv("SPLITMERGE_WAN", str(folder))
+        expected_inputs = 13   # 4 + 4 + 4 + matte
+    config = TrainConfig.load(preset_path(preset), frames=9, size=(32, 48))
+    config.composer["text_length"] = 12
+    model = build_composer(config)
+    assert input_projection(model.transformer, model.config.backbone).weight.shape[1] == expected_inputs
+    b, t, (h, w) = 1, config.frames, config.size
+    alpha = torch.zeros(b, 1, t, h, w)
+    alpha[..., 8:24, 12:36] = 1
+    batch = {"video": torch.rand(b, 3, t, h, w) * 2 - 1, "foreground": torch.rand(b, 3, t, h, w) * 2 - 1,
+             "alpha": alpha, "alpha_target": alpha, "background": torch.rand(b, 3, t, h, w) * 2 - 1,
+             "caption": ["a cat moves left on grass"]}
+    out = model.loss(batch, torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and config.mixed_precision == "bf16"
+    monkeypatch.delenv("SPLITMERGE_WAN", raising=False)
+    monkeypatch.delenv("SPLITMERGE_COGVIDEOX", raising=False)
+    with pytest.raises(OptionError, match="set the environment variable SPLITMERGE_"):
+        TrainConfig.load(preset_path(preset))

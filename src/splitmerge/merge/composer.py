@@ -43,7 +43,8 @@ class ComposerConfig:
     backbone: str = "wan"
     backbone_config: dict = field(default_factory=_default_backbone)
     codec: dict = field(default_factory=lambda: {"kind": "pixel", "spatial": 4, "temporal": 1})
-    text_encoder: str = "minilm"      # "minilm" (the pip package's MiniLM) or "none" (zeros: tests, ablations)
+    text_encoder: str = "minilm"      # "minilm" (the pip package's MiniLM), "t5" (a local T5/UMT5 folder:
+    text_encoder_path: str | None = None  # the backbone's own, e.g. CogVideoX's or Wan's) or "none" (zeros)
     text_length: int = 32
     objective: str = "flow"           # "flow" or "v"
     matte_channel: bool = True
@@ -56,8 +57,10 @@ class ComposerConfig:
     def __post_init__(self):
         if self.objective not in ("flow", "v"):
             raise OptionError(f"objective {self.objective!r}: expected flow or v")
-        if self.text_encoder not in ("minilm", "none"):
-            raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm or none")
+        if self.text_encoder not in ("minilm", "t5", "none"):
+            raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm, t5 or none")
+        if self.text_encoder == "t5" and not self.text_encoder_path:
+            raise OptionError("text encoder t5 needs text_encoder_path (a folder with text_encoder/ and tokenizer/)")
         if not 0 <= self.identity_weight <= 1:
             raise OptionError(f"identity weight {self.identity_weight}: must be in [0, 1]")
 
@@ -65,10 +68,10 @@ class ComposerConfig:
 class Composer(nn.Module):
     """See the module docstring. `backbone` may be given (e.g. a pretrained, widened one); else it is built."""
 
-    def __init__(self, config: ComposerConfig | None = None, backbone: nn.Module | None = None):
+    def __init__(self, config: ComposerConfig | None = None, backbone: nn.Module | None = None, codec=None):
         super().__init__()
         self.config = config or ComposerConfig()
-        self.codec = build_codec(self.config.codec)
+        self.codec = codec or build_codec(self.config.codec)
         channels = self.codec.channels
         self.in_channels = 3 * channels + int(self.config.matte_channel)
         if backbone is None:
@@ -77,8 +80,8 @@ class Composer(nn.Module):
                 settings["patch_size"] = tuple(settings["patch_size"])
             backbone = build_backbone(self.config.backbone, **settings)
         self.transformer = backbone
-        self.text_dim = int(self.config.backbone_config.get("text_dim",
-                                                            self.config.backbone_config.get("text_embed_dim", 384)))
+        backbone_settings = self.transformer.config
+        self.text_dim = int(getattr(backbone_settings, "text_dim", None) or backbone_settings.text_embed_dim)
         if self.config.text_encoder == "minilm" and self.text_dim != TEXT_DIM["minilm"]:
             raise OptionError(f"backbone text dim {self.text_dim} does not match MiniLM's 384")
 
@@ -104,7 +107,7 @@ class Composer(nn.Module):
             raise OptionError(f"backbone takes {old} input channels; expected {channels} (text-to-video) or "
                               f"{2 * channels} (image-to-video) for this codec")
         widen_input(backbone, config.backbone, wanted, copy_from)
-        return cls(config, backbone)
+        return cls(config, backbone, codec)
 
     # ------------------------------------------------------------------------------------------------- inputs
 
@@ -117,6 +120,10 @@ class Composer(nn.Module):
             captions = ["" if float(d) < dropout else c for c, d in zip(captions, draws, strict=True)]
         if self.config.text_encoder == "none":
             return torch.zeros(len(captions), self.config.text_length, self.text_dim, device=device)
+        if self.config.text_encoder == "t5":
+            from .text import t5_encoder
+
+            return t5_encoder(self.config.text_encoder_path, str(device)).tokens(captions, self.config.text_length)
         from .text import default_encoder
 
         return default_encoder().tokens(captions, self.config.text_length).to(device)

@@ -61,3 +61,41 @@ class MiniLMEncoder:
 def default_encoder() -> MiniLMEncoder:
     """One shared encoder per process."""
     return MiniLMEncoder()
+
+
+class T5TextEncoder:
+    """A frozen T5 / UMT5 encoder from a local folder (``text_encoder/`` and ``tokenizer/`` inside it, as diffusers
+    pipelines lay them out, or the model and tokenizer files in the folder itself), as CogVideoX and Wan use."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        import torch
+        from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
+
+        folder = Path(path).expanduser()
+        model_dir = folder / "text_encoder" if (folder / "text_encoder").is_dir() else folder
+        token_dir = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
+        if not (model_dir / "config.json").is_file():
+            raise OptionError(f"{model_dir}: no config.json (expected a T5 text encoder folder)")
+        import json
+
+        kind = json.loads((model_dir / "config.json").read_text()).get("model_type", "t5")
+        cls = UMT5EncoderModel if kind == "umt5" else T5EncoderModel
+        self.tokenizer = AutoTokenizer.from_pretrained(token_dir, local_files_only=True)
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        self.model = cls.from_pretrained(model_dir, local_files_only=True, torch_dtype=dtype).to(device).eval()
+        self.device, self._torch = device, torch
+
+    def tokens(self, texts: list[str], length: int = 226):
+        """(N, length, D) float32 token features, padding positions zeroed (the diffusers pipelines' way)."""
+        torch = self._torch
+        tokens = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=length,
+                                add_special_tokens=True, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            hidden = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])[0]
+        return (hidden * tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)).float()
+
+
+@lru_cache(maxsize=2)
+def t5_encoder(path: str, device: str = "cpu") -> T5TextEncoder:
+    """One shared T5 encoder per (folder, device)."""
+    return T5TextEncoder(path, device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -84,7 +85,36 @@ class TrainConfig:
         if unknown:
             raise OptionError(f"{path}: unknown fields {', '.join(sorted(unknown))}")
         record.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**record)
+        return cls(**_expand(record))
+
+
+def _expand(value):
+    """Environment variables in every string of a config ($SPLITMERGE_WAN/transformer); an unset one is an
+    error that names it."""
+    if isinstance(value, dict):
+        return {key: _expand(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item) for item in value]
+    if isinstance(value, str) and "$" in value:
+        expanded = os.path.expandvars(value)
+        if "$" in expanded:
+            missing = expanded[expanded.index("$"):].split("/")[0].strip("${}")
+            raise OptionError(f"config value {value!r}: set the environment variable {missing} (a local weights "
+                              "folder)")
+        return expanded
+    return value
+
+
+def build_composer(config: TrainConfig) -> Composer:
+    """The Composer a config asks for: built from its settings, or around a pretrained backbone (widened)."""
+    composer_config = ComposerConfig(**config.composer)
+    if config.pretrained:
+        from .backbones import load_backbone
+
+        if not Path(config.pretrained).is_dir():
+            raise MissingFileError(f"{config.pretrained}: no such pretrained transformer folder")
+        return Composer.from_backbone(composer_config, load_backbone(composer_config.backbone, config.pretrained))
+    return Composer(composer_config)
 
 
 def preset_path(name: str) -> Path:
@@ -215,13 +245,7 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)  # the initial weights: the same on every rank
-    composer_config = ComposerConfig(**config.composer)
-    if config.pretrained:
-        from .backbones import load_backbone
-
-        model = Composer.from_backbone(composer_config, load_backbone(composer_config.backbone, config.pretrained))
-    else:
-        model = Composer(composer_config)
+    model = build_composer(config)
     augment = AugmentConfig() if config.augment else None
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
                          seed=config.seed)
