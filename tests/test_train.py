@@ -181,3 +181,42 @@ def test_gpu_presets_build_from_tiny_random_variants(preset, tmp_path, monkeypat
     monkeypatch.delenv("SPLITMERGE_COGVIDEOX", raising=False)
     with pytest.raises(OptionError, match="set the environment variable SPLITMERGE_"):
         TrainConfig.load(preset_path(preset))
+
+
+def test_lora_fine_tune_trains_adapters_only_and_saves_a_peft_adapter(dataset, tmp_path):
+    import diffusers
+    import torch
+    import yaml
+
+    from splitmerge.merge.backbones import input_projection
+
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    diffusers.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16,
+                                    in_channels=48, out_channels=48, text_dim=384, freq_dim=32, ffn_dim=64,
+                                    num_layers=2, rope_max_seq_len=64).save_pretrained(base)
+    record = yaml.safe_load(preset_path("cpu-tiny").read_text())
+    record["composer"].update(text_encoder="none", text_length=4, lora_rank=4, backbone_config={})
+    record.update(pretrained=str(base), max_steps=3, checkpoint_every=3, validate_every=3, validation_steps=2)
+    config_path = tmp_path / "lora.yaml"
+    config_path.write_text(yaml.safe_dump(record))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config_path), "--data", str(dataset), "-o", str(run)]) == 0
+    saved = {p.relative_to(run / "model").as_posix() for p in (run / "model").rglob("*") if p.is_file()}
+    assert {"composer.json", "input_projection.safetensors", "adapter/adapter_model.safetensors",
+            "adapter/adapter_config.json"} <= saved and not any(p.startswith("transformer/") for p in saved)
+    model = Composer.from_pretrained(run / "model")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 0 < trainable < sum(p.numel() for p in model.parameters())
+    pretrained = diffusers.WanTransformer3DModel.from_pretrained(base)
+    frozen = dict(pretrained.named_parameters())
+    block = "blocks.0.ffn.net.0.proj.weight"
+    assert torch.equal(dict(model.transformer.named_parameters())[block], frozen[block])   # the base is untouched
+    assert input_projection(model.transformer, "wan").weight.shape[1] == 3 * 48 + 1
+    again = Composer.from_pretrained(run / "model")
+    batch = {k: v[:1] if torch.is_tensor(v) else v[:1] for k, v in
+             {"video": torch.rand(1, 3, 8, 32, 48), "foreground": torch.rand(1, 3, 8, 32, 48),
+              "alpha": torch.ones(1, 1, 8, 32, 48), "alpha_target": torch.ones(1, 1, 8, 32, 48),
+              "background": torch.rand(1, 3, 8, 32, 48), "caption": ["x"]}.items()}
+    assert model.loss(batch, torch.Generator().manual_seed(0))["loss"].item() == \
+        again.loss(batch, torch.Generator().manual_seed(0))["loss"].item()

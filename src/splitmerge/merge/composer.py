@@ -53,6 +53,9 @@ class ComposerConfig:
     caption_dropout: float = 0.1
     flow_shift: float = 3.0
     train_timesteps: int = 1000
+    lora_rank: int | None = None      # LoRA on the attention projections instead of a full fine-tune
+    lora_targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    base: str | None = None           # the pretrained transformer folder a LoRA Composer was widened from
 
     def __post_init__(self):
         if self.objective not in ("flow", "v"):
@@ -84,6 +87,23 @@ class Composer(nn.Module):
         self.text_dim = int(getattr(backbone_settings, "text_dim", None) or backbone_settings.text_embed_dim)
         if self.config.text_encoder == "minilm" and self.text_dim != TEXT_DIM["minilm"]:
             raise OptionError(f"backbone text dim {self.text_dim} does not match MiniLM's 384")
+        if self.config.lora_rank:
+            self._add_lora()
+
+    def _add_lora(self) -> None:
+        """Low-rank adapters on the attention projections (PEFT); only they and the (widened) input projection
+        train, the rest of the backbone stays frozen."""
+        from peft import LoraConfig
+
+        from .backbones import input_projection
+
+        rank = int(self.config.lora_rank)
+        self.transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=self.config.lora_targets,
+                                                init_lora_weights=True))
+        for name, parameter in self.transformer.named_parameters():
+            parameter.requires_grad_("lora_" in name)
+        for parameter in input_projection(self.transformer, self.config.backbone).parameters():
+            parameter.requires_grad_(True)
 
     @classmethod
     def from_backbone(cls, config: ComposerConfig, backbone: nn.Module) -> "Composer":
@@ -230,11 +250,31 @@ class Composer(nn.Module):
     # ------------------------------------------------------------------------------------------------ save/load
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """``composer.json`` (the config) and ``transformer/`` (diffusers: config + safetensors), atomically."""
+        """``composer.json`` (the config) and ``transformer/`` (diffusers: config + safetensors), atomically.
+
+        A LoRA Composer saves only what it trained: ``adapter/`` (the PEFT adapter, safetensors) and
+        ``input_projection.safetensors``; loading rebuilds the rest from ``base``."""
+        from safetensors.torch import save_file
+
         with atomic_dir(folder) as temporary:
             (temporary / "composer.json").write_text(json.dumps({"format": "splitmerge.composer", "version": 1,
                                                                  **asdict(self.config)}, indent=2) + "\n")
-            self.transformer.save_pretrained(temporary / "transformer", safe_serialization=True)
+            if self.config.lora_rank:
+                from peft import get_peft_model_state_dict
+
+                from .backbones import input_projection
+
+                adapter = temporary / "adapter"
+                adapter.mkdir()
+                state = get_peft_model_state_dict(self.transformer)
+                save_file({k: v.detach().contiguous() for k, v in state.items()},
+                          str(adapter / "adapter_model.safetensors"))
+                self.transformer.peft_config["default"].save_pretrained(adapter)
+                layer = input_projection(self.transformer, self.config.backbone)
+                save_file({k: v.detach().contiguous() for k, v in layer.state_dict().items()},
+                          str(temporary / "input_projection.safetensors"))
+            else:
+                self.transformer.save_pretrained(temporary / "transformer", safe_serialization=True)
         return Path(folder)
 
     @classmethod
@@ -248,4 +288,17 @@ class Composer(nn.Module):
             raise OptionError(f"{record_path}: not a splitmerge Composer")
         record.pop("version", None)
         config = ComposerConfig(**record)
-        return cls(config, backbone=load_backbone(config.backbone, folder / "transformer"))
+        if not config.lora_rank:
+            return cls(config, backbone=load_backbone(config.backbone, folder / "transformer"))
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        from .backbones import input_projection
+
+        if not config.base or not Path(config.base).is_dir():
+            raise MissingFileError(f"{folder}: a LoRA Composer needs its base transformer folder ({config.base})")
+        model = cls.from_backbone(config, load_backbone(config.backbone, config.base))
+        input_projection(model.transformer, config.backbone).load_state_dict(
+            load_file(str(folder / "input_projection.safetensors")))
+        set_peft_model_state_dict(model.transformer, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
+        return model

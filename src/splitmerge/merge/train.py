@@ -113,6 +113,7 @@ def build_composer(config: TrainConfig) -> Composer:
 
         if not Path(config.pretrained).is_dir():
             raise MissingFileError(f"{config.pretrained}: no such pretrained transformer folder")
+        composer_config.base = str(config.pretrained)
         return Composer.from_backbone(composer_config, load_backbone(composer_config.backbone, config.pretrained))
     return Composer(composer_config)
 
@@ -249,7 +250,8 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
     augment = AugmentConfig() if config.augment else None
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
                          seed=config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters and the input projection
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = 0
     if checkpoint is not None:
         loaded = Composer.from_pretrained(checkpoint / "composer")
