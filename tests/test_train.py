@@ -220,3 +220,26 @@ def test_lora_fine_tune_trains_adapters_only_and_saves_a_peft_adapter(dataset, t
               "background": torch.rand(1, 3, 8, 32, 48), "caption": ["x"]}.items()}
     assert model.loss(batch, torch.Generator().manual_seed(0))["loss"].item() == \
         again.loss(batch, torch.Generator().manual_seed(0))["loss"].item()
+
+
+def test_a_trained_composer_composes_through_sm_compose(dataset, tmp_path):
+    import numpy as np
+
+    import splitmerge as sm
+    from splitmerge.data.synthetic import render_scene
+
+    config = small_config(tmp_path, max_steps=2, checkpoint_every=2, validate_every=2)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run)]) == 0
+    layers, _ = render_scene(7, frames=11, size=(48, 64))  # another length and size than it trained at
+    background = sm.Video(layers.background, layers.fps)
+    first = sm.compose(fg=layers, background=background, method="stm", model=str(run / "model"), steps=2, seed=3)
+    again = sm.compose(fg=layers, background=background, method="stm", model=str(run / "model"), steps=2, seed=3)
+    assert first.frames.shape == layers.frames.shape and np.array_equal(first.frames, again.frames)
+    untouched = first.alpha == 0
+    assert np.array_equal(first.frames[untouched], layers.background[untouched])  # the background kept exactly
+    raw = sm.compose(fg=layers, background=background, method="stm", model=str(run / "model"), steps=2, seed=3,
+                     preserve_background=False)
+    assert raw.alpha is None and raw.meta["preserved"] is False
+    with pytest.raises(OptionError, match="no Composer"):
+        sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "none"))

@@ -151,7 +151,7 @@ def _cmd_compose(args) -> int:
             raise OptionError(f"--position {args.position!r}: expected X,Y fractions, e.g. 0.5,0.7")
     result = compose(fg=args.fg, background=args.bg, prompt=args.prompt, method=args.method, model=args.model,
                      seed=args.seed, steps=args.steps, guidance=args.guidance, position=position, scale=args.scale,
-                     trajectory=args.trajectory)
+                     trajectory=args.trajectory, preserve_background=not args.no_preserve_background)
     path = result.save(args.output)
     if args.layers_out:
         result.layers().save(args.layers_out)
@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compose", help="put foreground layer(s) into a background video",
         description="Compose one or more foreground layers (Layers folders, e.g. from `split`) into a background "
                     "video. Methods: copy-paste (alpha composite as given), harmonized-copy-paste (the subject's "
-                    "colours moved towards the background around it, in Lab); stm (the Composer) when it lands.")
+                    "colours moved towards the background around it, in Lab); stm (a trained Composer: --model DIR).")
     compose_parser.add_argument("--fg", action="append", required=True, help="a Layers folder (repeatable)")
     compose_parser.add_argument("--bg", required=True, help="the background video")
     compose_parser.add_argument("-o", "--output", required=True, help="the result video (.mp4)")
@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     compose_parser.add_argument("--scale", type=float, default=None, help="size relative to the frame height")
     compose_parser.add_argument("--trajectory", default=None, help="JSON list or CSV of X,Y per frame")
     compose_parser.add_argument("--layers-out", default=None, help="also write the result as a Layers folder")
+    compose_parser.add_argument("--no-preserve-background", action="store_true",
+                                help="stm: keep the raw generation instead of the given background wherever the "
+                                     "generation does not change it")
     compose_parser.set_defaults(run=_cmd_compose)
 
     bench = commands.add_parser("bench", help="make a composition benchmark folder",

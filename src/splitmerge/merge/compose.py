@@ -39,7 +39,7 @@ def register_method(name: str):
 
 def methods() -> list[str]:
     """The registered method names."""
-    from . import baselines  # noqa: F401 (registers the baselines)
+    from . import baselines, stm  # noqa: F401 (they register their methods)
 
     return sorted(_METHODS)
 

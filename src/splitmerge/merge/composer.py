@@ -56,6 +56,8 @@ class ComposerConfig:
     lora_rank: int | None = None      # LoRA on the attention projections instead of a full fine-tune
     lora_targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     base: str | None = None           # the pretrained transformer folder a LoRA Composer was widened from
+    sample_frames: int | None = None  # the clip length and (H, W) it was trained at (recorded by training;
+    sample_size: list | None = None   # inference runs there, in windows over time)
 
     def __post_init__(self):
         if self.objective not in ("flow", "v"):

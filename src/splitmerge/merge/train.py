@@ -246,6 +246,7 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(config.seed)  # the initial weights: the same on every rank
+    config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
     model = build_composer(config)
     augment = AugmentConfig() if config.augment else None
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
