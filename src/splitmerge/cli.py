@@ -180,7 +180,7 @@ def _cmd_evaluate(args) -> int:
     features = {"identity_model": args.identity_model, "action_model": args.action_model,
                 "flow_model": args.flow_model}
     metrics = evaluate(args.bench, args.method, args.output, results=args.results, seed=args.seed, judge=judge,
-                       features=features, subject_matte=args.subject_matte)
+                       features=features, subject_matte=args.subject_matte, model=args.model)
     names = [n for n in metrics["higher_is_better"] if any(n in s for s in metrics["summary"].values())]
     print(f"{metrics['kind']} benchmark, {metrics['cases']} cases, {metrics['seconds']:.1f} s; "
           f"{args.output}/report.html")
@@ -199,6 +199,10 @@ def _cmd_train(args) -> int:
         raise OptionError("train: give --preset NAME or --config FILE (one of them)")
     path = preset_path(args.preset) if args.preset else args.config
     config = TrainConfig.load(path, data=args.data, max_steps=args.max_steps, seed=args.seed)
+    if args.no_augment:
+        config.augment = False
+    if args.no_identity_loss:
+        config.composer = {**config.composer, "identity_loss": False}
     summary = train(config, args.output, resume=args.resume)
     if not summary["main_process"]:
         return 0
@@ -376,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--results", action="append", default=[], help="a folder of <case>.mp4 results")
     evaluate_parser.add_argument("-o", "--output", required=True, help="the evaluation folder")
     evaluate_parser.add_argument("--seed", type=int, default=0)
+    evaluate_parser.add_argument("--model", default="default", help="the Composer folder for --method stm")
     evaluate_parser.add_argument("--subject-matte", default="method", choices=["method", "resplit", "truth"],
                                  help="where the subject is in a result: the method's own matte (default; results "
                                       "folders are re-split), always re-split (the paper), or the true matte")
@@ -404,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train_parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
     train_parser.add_argument("--seed", type=int, default=None)
+    train_parser.add_argument("--no-augment", action="store_true", help="ablation: no transformation-aware "
+                                                                         "augmentation of the foreground")
+    train_parser.add_argument("--no-identity-loss", action="store_true", help="ablation: the plain loss instead "
+                                                                               "of the identity-preservation loss")
     train_parser.set_defaults(run=_cmd_train)
 
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")

@@ -63,8 +63,8 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
     return {key: (None if isinstance(value, float) and math.isinf(value) else value) for key, value in scores.items()}
 
 
-def _result_of(case: BenchCase, method: str, results: dict[str, Path], seed: int) -> tuple[np.ndarray, np.ndarray |
-                                                                                            None, float]:
+def _result_of(case: BenchCase, method: str, results: dict[str, Path], seed: int, model: str = "default"
+               ) -> tuple[np.ndarray, np.ndarray | None, float]:
     """(frames, matte or None, fps) of `method` on `case`."""
     if method in results:
         path = results[method] / f"{case.id}.mp4"
@@ -75,7 +75,7 @@ def _result_of(case: BenchCase, method: str, results: dict[str, Path], seed: int
     from ..merge.compose import compose
 
     composite = compose(fg=case.foreground(), background=case.background(), prompt=case.prompt, method=method,
-                        seed=seed)
+                        seed=seed, model=model)
     return composite.frames, composite.alpha, composite.fps
 
 
@@ -126,13 +126,14 @@ def summarize_rows(rows: list[dict]) -> dict:
 
 def evaluate(bench: str | Path, methods: list[str], output: str | Path, results: list[str | Path] | None = None,
              seed: int = 0, judge: dict | None = None, features: dict | None = None,
-             subject_matte: str = "method") -> dict:
+             subject_matte: str = "method", model: str = "default") -> dict:
     """Score `methods` (registered composition methods) and `results` folders (one method each, named by the
     folder) on the benchmark `bench`; write the outputs into `output`. Returns the metrics record.
 
     `judge`: when given, also ask a VLM judge for pairwise verdicts (`judge.run_judge`): a dict of `ChatClient`
     options (url, model, api_key, timeout, retries; the environment fills what is missing) plus ``frames`` per
     video (default 4). Its answers are cached under ``output/.vlm_cache`` unless ``cache_dir`` says otherwise.
+    `model`: the Composer folder for the ``stm`` method ("default": the bundled one).
     `subject_matte`: where the subject is in each result: "method" (the method's own matte; results from a
     folder are re-split), "resplit" (always split the result again: the paper's protocol) or "truth" (the
     benchmark's true matte where there is one). Each row records which was used.
@@ -159,7 +160,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
         background = case.background().frames
         truth = (case.truth_video().frames, case.truth_alpha()) if case.truth else None
         for method in everything:
-            frames, alpha, fps = _result_of(case, method, results_by_name, seed)
+            frames, alpha, fps = _result_of(case, method, results_by_name, seed, model)
             count = min(len(frames), layer.num_frames, len(background))
             frames = frames[:count]
             if subject_matte == "truth" and truth is not None:
