@@ -243,3 +243,18 @@ def test_a_trained_composer_composes_through_sm_compose(dataset, tmp_path):
     assert raw.alpha is None and raw.meta["preserved"] is False
     with pytest.raises(OptionError, match="no Composer"):
         sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "none"))
+
+
+def test_ema_weights_become_the_final_model(dataset, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    config = small_config(tmp_path, max_steps=3, checkpoint_every=3, validate_every=3, ema=0.5)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run)]) == 0
+    shadow = load_file(str(run / "checkpoints" / "step-000003" / "ema.safetensors"))
+    final = dict(Composer.from_pretrained(run / "model").named_parameters())
+    raw = dict(Composer.from_pretrained(run / "checkpoints" / "step-000003" / "composer").named_parameters())
+    name = next(iter(shadow))
+    assert torch.equal(final[name], shadow[name]) and not torch.equal(raw[name], shadow[name])
+    assert json.loads((run / "summary.json").read_text())["weights"] == "ema"

@@ -8,7 +8,8 @@ losses an uninterrupted run logs.
 Run folder: ``config.json`` (the resolved config), ``log.jsonl`` (one line per step: step, loss, loss_fg,
 loss_bg, lr, seconds), ``loss.png``, ``checkpoints/step-NNNNNN/`` (``composer/``, ``optimizer.safetensors``,
 ``state.json``, ``ema.safetensors`` when EMA is on), ``validation/step-NNNNNN.png`` (inputs | generated |
-truth on held-out clips) and ``model/`` (the final Composer, loadable with `Composer.from_pretrained`).
+truth on held-out clips) and ``model/`` (the final Composer, loadable with `Composer.from_pretrained`; the EMA
+weights when EMA is on).
 """
 
 from __future__ import annotations
@@ -311,6 +312,12 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
     summary = {"run": str(run), "steps": config.max_steps, "resumed_from": start, "loss": loss_value,
                "seconds": round(time.perf_counter() - started, 2), "model": str(run / "model"),
                "processes": world, "weight_checksums": checksums, "main_process": accelerator.is_main_process}
+    if ema is not None:  # the final model is the moving average (the checkpoints keep both)
+        with torch.no_grad():
+            for name, parameter in core.named_parameters():
+                if name in ema.shadow:
+                    parameter.copy_(ema.shadow[name])
+        summary["weights"] = "ema"
     if accelerator.is_main_process:
         core.save_pretrained(run / "model")
         with atomic_file(run / "summary.json") as temporary:
