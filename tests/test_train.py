@@ -193,7 +193,7 @@ def test_lora_fine_tune_trains_adapters_only_and_saves_a_peft_adapter(dataset, t
     torch.manual_seed(0)
     base = tmp_path / "base"
     diffusers.WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16,
-                                    in_channels=48, out_channels=48, text_dim=384, freq_dim=32, ffn_dim=64,
+                                    in_channels=12, out_channels=12, text_dim=384, freq_dim=32, ffn_dim=64,
                                     num_layers=2, rope_max_seq_len=64).save_pretrained(base)
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())
     record["composer"].update(text_encoder="none", text_length=4, lora_rank=4, backbone_config={})
@@ -212,7 +212,7 @@ def test_lora_fine_tune_trains_adapters_only_and_saves_a_peft_adapter(dataset, t
     frozen = dict(pretrained.named_parameters())
     block = "blocks.0.ffn.net.0.proj.weight"
     assert torch.equal(dict(model.transformer.named_parameters())[block], frozen[block])   # the base is untouched
-    assert input_projection(model.transformer, "wan").weight.shape[1] == 3 * 48 + 1
+    assert input_projection(model.transformer, "wan").weight.shape[1] == 3 * 12 + 1  # cpu-tiny: 2x2 cells
     again = Composer.from_pretrained(run / "model")
     batch = {k: v[:1] if torch.is_tensor(v) else v[:1] for k, v in
              {"video": torch.rand(1, 3, 8, 32, 48), "foreground": torch.rand(1, 3, 8, 32, 48),
