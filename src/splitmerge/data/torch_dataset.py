@@ -48,9 +48,14 @@ def load_clip_window(folder: Path, start: int, count: int, size: tuple[int, int]
     return frames, alpha, foreground, background
 
 
-def _signed(frames: np.ndarray) -> torch.Tensor:
+def to_signed(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [-1, 1]."""
     return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def from_signed(video: torch.Tensor) -> np.ndarray:
+    """Inverse of `to_signed`: (3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8 (clamped, rounded)."""
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
 
 
 def _matte(alpha: np.ndarray) -> torch.Tensor:
@@ -65,8 +70,8 @@ def make_sample(frames, alpha, foreground, background, caption: str, key: str, r
         moved_fg, moved_alpha, params = augment(foreground, alpha, rng, config)
     else:
         moved_fg, moved_alpha, params = foreground, alpha, {"flip": False, "crop": None, "jitter": None}
-    return {"video": _signed(frames), "foreground": _signed(moved_fg), "alpha": _matte(moved_alpha),
-            "alpha_target": _matte(alpha), "background": _signed(background), "caption": caption,
+    return {"video": to_signed(frames), "foreground": to_signed(moved_fg), "alpha": _matte(moved_alpha),
+            "alpha_target": _matte(alpha), "background": to_signed(background), "caption": caption,
             "transform": {"start": int(start), **params}, "id": key}
 
 

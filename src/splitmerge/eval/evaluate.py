@@ -63,9 +63,9 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
     return {key: (None if isinstance(value, float) and math.isinf(value) else value) for key, value in scores.items()}
 
 
-def _result_of(case: BenchCase, method: str, results: dict[str, Path], seed: int, model: str = "default"
-               ) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """(frames, matte or None, fps) of `method` on `case`."""
+def _result_of(case: BenchCase, layer, background: Video, method: str, results: dict[str, Path], seed: int,
+               model: str = "default") -> tuple[np.ndarray, np.ndarray | None, float]:
+    """(frames, matte or None, fps) of `method` on `case`, whose subject `layer` and `background` are loaded."""
     if method in results:
         path = results[method] / f"{case.id}.mp4"
         if not path.is_file():
@@ -74,8 +74,8 @@ def _result_of(case: BenchCase, method: str, results: dict[str, Path], seed: int
         return video.frames, None, video.fps
     from ..merge.compose import compose
 
-    composite = compose(fg=case.foreground(), background=case.background(), prompt=case.prompt, method=method,
-                        seed=seed, model=model)
+    composite = compose(fg=layer, background=background, prompt=case.prompt, method=method, seed=seed,
+                        model=model)
     return composite.frames, composite.alpha, composite.fps
 
 
@@ -157,10 +157,11 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     judged_frames: dict[str, dict[str, np.ndarray]] = {method: {} for method in everything}
     for case in cases:
         layer = case.foreground()
-        background = case.background().frames
+        background_video = case.background()
+        background = background_video.frames
         truth = (case.truth_video().frames, case.truth_alpha()) if case.truth else None
         for method in everything:
-            frames, alpha, fps = _result_of(case, method, results_by_name, seed, model)
+            frames, alpha, fps = _result_of(case, layer, background_video, method, results_by_name, seed, model)
             count = min(len(frames), layer.num_frames, len(background))
             frames = frames[:count]
             if subject_matte == "truth" and truth is not None:

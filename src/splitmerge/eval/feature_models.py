@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import MissingFileError, OptionError
+from .features import kl_divergence
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
@@ -201,7 +202,7 @@ def model_metrics(identity: ImageFeatures | None, action: ActionDistribution | N
     if action is not None:
         p, q = action(input_fg), action(result_fg)
         p, q = np.maximum(p, 1e-8), np.maximum(q, 1e-8)
-        scores[f"fg_motion@{action.name}"] = float(np.sum(p * np.log(p / q)))
+        scores[f"fg_motion@{action.name}"] = kl_divergence(p, q)
     if flow is not None:
         outside = keep[:-1] > 0
         difference = np.square(flow(background) - flow(result)).sum(axis=-1)

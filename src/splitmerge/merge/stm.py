@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.torch_dataset import from_signed, to_signed
 from ..errors import OptionError
 from .compose import ComposeInputs, Composite, register_method
 
@@ -39,11 +40,6 @@ def load_composer(path: str):
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
-
-
-def _signed(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (1, 3, T, H, W) in [-1, 1]."""
-    return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
 
 
 @register_method("stm")
@@ -69,11 +65,10 @@ def stm(inputs: ComposeInputs) -> Composite:
     made = []
     for start in range(0, count, window):
         picks = np.minimum(np.arange(start, start + window), count - 1)
-        out = model.sample(_signed(small_fg[picks]), torch.from_numpy(small_alpha[picks])[None, None],
-                           _signed(small_bg[picks]), [inputs.prompt], steps=inputs.steps or 20,
+        out = model.sample(to_signed(small_fg[picks])[None], torch.from_numpy(small_alpha[picks])[None, None],
+                           to_signed(small_bg[picks])[None], [inputs.prompt], steps=inputs.steps or 20,
                            guidance=inputs.guidance or 1.0, generator=generator)
-        frames = ((out[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
-        made.append(frames[: min(window, count - start)])
+        made.append(from_signed(out[0])[: min(window, count - start)])
     generated = _resize(np.concatenate(made), (height, width)) if size != (height, width) else np.concatenate(made)
     if not inputs.options.get("preserve_background", True):
         return Composite(generated, inputs.fps, None, background, {"model": str(path), "preserved": False})

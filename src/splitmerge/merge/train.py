@@ -199,11 +199,6 @@ class Ema:
         self.updates += 1
 
 
-def _to_uint8(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
-
-
 def _plot_losses(run: Path) -> None:
     import matplotlib
 
@@ -367,14 +362,17 @@ def _validation_batch(config: TrainConfig, collate) -> dict | None:
 
 
 def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png) -> None:
+    from ..data.torch_dataset import from_signed
+
     core.eval()
     generated = core.sample(batch["foreground"], batch["alpha"], batch["background"], list(batch["caption"]),
                             steps=config.validation_steps, generator=torch.Generator().manual_seed(config.seed))
     core.train()
     rows = []
     for i in range(len(generated)):
-        inputs, made, truth = _to_uint8(batch["foreground"][i]), _to_uint8(generated[i]), _to_uint8(batch["video"][i])
-        background = _to_uint8(batch["background"][i])
+        inputs, made, truth = from_signed(batch["foreground"][i]), from_signed(generated[i]), from_signed(
+            batch["video"][i])
+        background = from_signed(batch["background"][i])
         middle = inputs.shape[0] // 2
         rows.append([inputs[middle], background[middle], made[middle], truth[middle]])
     write_png(run / "validation" / f"step-{step:06d}.png",
