@@ -76,7 +76,11 @@ def test_clip_folders_with_a_tokenizer_score_text_alignment(folders, scene):
     keep = 1.0 - (scene.alpha > 0.01)
     scores = model_metrics(features, None, scene.foreground, scene.background, scene.foreground, keep, scene.frames,
                            prompt="a cup moves right.")
-    assert -100 <= scores["text_alignment@tiny-clip"] <= 100
+    other = model_metrics(features, None, scene.foreground, scene.background, scene.foreground, keep, scene.frames,
+                          prompt="zzz")
+    assert scores["text_alignment@tiny-clip"] != other["text_alignment@tiny-clip"]   # the prompt matters
+    assert "text_alignment@tiny-clip" not in model_metrics(features, None, scene.foreground, scene.background,
+                                                           scene.foreground, keep, scene.frames)  # no prompt
     assert ImageFeatures(folders / "tiny-dinov2").text("a cup") is None
 
 
