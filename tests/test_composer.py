@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from splitmerge.errors import MissingFileError, ShapeError
+from splitmerge.errors import MissingFileError, OptionError, ShapeError
 from splitmerge.merge.backbones import build_backbone, input_projection
 from splitmerge.merge.codecs import PixelCodec, VaeCodec
 from splitmerge.merge.composer import Composer, ComposerConfig
@@ -90,6 +90,40 @@ def test_composer_learns_a_batch_and_samples(backbone):
     again = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"], steps=3,
                          guidance=2.0, generator=torch.Generator().manual_seed(1))
     assert torch.equal(frames, again)
+
+
+def test_layer_output_keeps_the_background_exact_and_learns_where_the_subject_goes():
+    """output="layer": x0 = a * layer + (1 - a) * background. The background comes through bit-exact wherever the
+    sampled matte is empty, and a few steps on one batch move the matte onto the untransformed subject."""
+    from splitmerge.merge.codecs import PixelCodec
+
+    codec = PixelCodec(spatial=2)
+    matte = torch.rand(1, codec.matte_channels, 2, 3, 4)
+    assert torch.equal(codec.decode(codec.expand_matte(matte))[:, :1], codec.decode_matte(matte))
+    torch.manual_seed(0)
+    model = Composer(tiny(output="layer", codec={"kind": "pixel", "spatial": 2, "temporal": 1}))
+    assert model.out_channels == 12 + 4
+    batch = make_batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        out = model.loss(batch, generator)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    video, matte = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
+                                steps=4, generator=torch.Generator().manual_seed(1), with_matte=True)
+    assert matte.shape == batch["alpha"].shape and video.shape == batch["video"].shape
+    empty = (matte == 0).expand_as(video)
+    assert empty.any() and torch.equal(video[empty], batch["background"][empty])
+    inside, outside = matte[batch["alpha_target"] > 0.5].mean(), matte[batch["alpha_target"] < 0.5].mean()
+    moved_only = matte[(batch["alpha"] > 0.5) & (batch["alpha_target"] < 0.5)].mean()
+    assert inside > 0.5 > moved_only and inside > 3 * outside
+    with pytest.raises(OptionError, match="flow"):
+        ComposerConfig(output="layer", objective="v")
+    with pytest.raises(OptionError, match="with_matte"):
+        Composer(tiny()).sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
+                                steps=1, with_matte=True)
 
 
 def test_identity_loss_weights_the_regions_by_the_untransformed_matte():

@@ -196,7 +196,7 @@ def test_lora_fine_tune_trains_adapters_only_and_saves_a_peft_adapter(dataset, t
                                     in_channels=12, out_channels=12, text_dim=384, freq_dim=32, ffn_dim=64,
                                     num_layers=2, rope_max_seq_len=64).save_pretrained(base)
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())
-    record["composer"].update(text_encoder="none", text_length=4, lora_rank=4, backbone_config={})
+    record["composer"].update(text_encoder="none", text_length=4, lora_rank=4, backbone_config={}, output="direct")
     record.update(pretrained=str(base), max_steps=3, checkpoint_every=3, validate_every=3, validation_steps=2)
     config_path = tmp_path / "lora.yaml"
     config_path.write_text(yaml.safe_dump(record))
@@ -231,18 +231,31 @@ def test_a_trained_composer_composes_through_sm_compose(dataset, tmp_path):
     config = small_config(tmp_path, max_steps=2, checkpoint_every=2, validate_every=2)
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run)]) == 0
-    layers, _ = render_scene(7, frames=11, size=(48, 64))  # another length and size than it trained at
+    layers, _ = render_scene(7, frames=21, size=(48, 64))  # another length and size than it trained at
     background = sm.Video(layers.background, layers.fps)
     first = sm.compose(fg=layers, background=background, method="stm", model=str(run / "model"), steps=2, seed=3)
     again = sm.compose(fg=layers, background=background, method="stm", model=str(run / "model"), steps=2, seed=3)
     assert first.frames.shape == layers.frames.shape and np.array_equal(first.frames, again.frames)
     untouched = first.alpha == 0
     assert np.array_equal(first.frames[untouched], layers.background[untouched])  # the background kept exactly
+    assert first.meta["matte"] == "model" and first.meta["windows"] == 4  # 21 frames in 8-frame windows
     raw = sm.compose(fg=layers, background=background, method="stm", model=str(run / "model"), steps=2, seed=3,
                      preserve_background=False)
     assert raw.alpha is None and raw.meta["preserved"] is False
     with pytest.raises(OptionError, match="no Composer"):
         sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "none"))
+
+
+def test_windows_cover_the_clip_and_cross_fade():
+    from splitmerge.merge.stm import window_starts, window_weights
+
+    assert window_starts(5, 8, 2) == [0] and window_starts(8, 8, 2) == [0]
+    assert window_starts(21, 8, 2) == [0, 4, 9, 13] and window_starts(14, 8, 2) == [0, 6]
+    covered = sorted({f for s in window_starts(21, 8, 2) for f in range(s, s + 8)})
+    assert covered == list(range(21))
+    middle = window_weights(8, 2, first=False, last=False)
+    assert list(middle[:2]) == pytest.approx([1 / 3, 2 / 3]) and list(middle[-2:]) == pytest.approx([2 / 3, 1 / 3])
+    assert window_weights(8, 2, first=True, last=True).tolist() == [1.0] * 8
 
 
 def test_ema_weights_become_the_final_model(dataset, tmp_path):

@@ -59,16 +59,31 @@ def test_resized_crop_keeps_the_subject_and_the_scale_range():
     fg, alpha = square_layer(box=(10, 20, 20, 24))
     for seed in range(40):
         params = tf.sample_resized_crop(alpha, np.random.default_rng(seed), (0.5, 2.0), 0.9)
-        assert 0.5 <= params["scale"] <= 2.0 or params["fallback"] == "identity"
+        assert 0.5 <= params["area"] <= 2.0 or params["fallback"] == "identity"
+        assert params["scale"] == pytest.approx(params["area"] ** -0.5)
         assert params["kept"] >= 0.9
         _, out = tf.affine(fg, alpha, params["scale"], params["shift"], params["center"])
         kept_mass = out.sum() / (params["scale"] ** 2 * alpha.sum())
         assert kept_mass >= 0.85  # the resampled matte agrees with the analytic count
 
 
+@pytest.mark.parametrize("area", [0.5, 2.0])
+def test_resized_crop_is_a_crop_box_of_the_frame(area):
+    """The drawn move is that of a box with the frame's aspect ratio and `area` times its area, inside the frame
+    (zoom in) or covering it (zoom out), resized to the frame: x' = zoom (x - corner) - 0.5."""
+    _, alpha = square_layer(height=40, width=60, box=(14, 20, 8, 10))
+    for seed in range(10):
+        params = tf.sample_resized_crop(alpha, np.random.default_rng(seed), (area, area), 0.9)
+        zoom, center, shift = params["scale"], np.array(params["center"]), np.array(params["shift"])
+        assert zoom == pytest.approx(area ** -0.5) and params["fallback"] == ""
+        corner = center - (center + shift + 0.5) / zoom + 0.5   # the box's top-left edge, 0 = the frame's
+        spare = np.array([60, 40]) * (1 - 1 / zoom)
+        assert np.all(np.minimum(0, spare) - 1e-9 <= corner) and np.all(corner <= np.maximum(0, spare) + 1e-9)
+
+
 def test_resized_crop_falls_back_when_nothing_fits():
     _, alpha = square_layer(height=40, width=60, box=(1, 1, 38, 58))
-    params = tf.sample_resized_crop(alpha, np.random.default_rng(0), (1.9, 2.0), 0.99)
+    params = tf.sample_resized_crop(alpha, np.random.default_rng(0), (0.5, 0.55), 0.99)
     assert params["fallback"] == "identity" and params["scale"] == 1.0 and params["kept"] == 1.0
 
 

@@ -2,6 +2,11 @@
 matte reaches latent resolution by max-pooling by those factors (the paper's way: a subject pixel anywhere in a
 latent cell marks the cell).
 
+A Composer with ``output="layer"`` also predicts a matte in latent space: ``matte_channels`` values per latent
+cell (one per pixel for the pixel codec, one per cell for a VAE), `expand_matte` spreads them over the latent
+channels for compositing (``a * layer + (1 - a) * background`` in latent space, exact for the pixel codec) and
+`decode_matte` brings them to pixels.
+
 - `PixelCodec` (no weights; CPU presets): space-to-depth. (B, 3, T, H, W) in [-1, 1] -> (B, 3 * t * s * s,
   T / t, H / s, W / s); exact and invertible. ``spatial=1, temporal=1`` is plain pixels.
 - `VaeCodec` (GPU presets): a diffusers video VAE from a local folder (``AutoencoderKLWan``,
@@ -36,7 +41,8 @@ class PixelCodec:
         if spatial < 1 or temporal < 1:
             raise OptionError(f"pixel codec factors must be >= 1 (got spatial {spatial}, temporal {temporal})")
         self.spatial, self.temporal = int(spatial), int(temporal)
-        self.channels = 3 * self.spatial * self.spatial * self.temporal
+        self.matte_channels = self.spatial * self.spatial * self.temporal
+        self.channels = 3 * self.matte_channels
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         return self.channels, frames // self.temporal, height // self.spatial, width // self.spatial
@@ -68,6 +74,15 @@ class PixelCodec:
         """(B, 1, T, H, W) in [0, 1] -> (B, 1, T / t, H / s, W / s), max-pooled."""
         return F.max_pool3d(alpha, kernel_size=(self.temporal, self.spatial, self.spatial))
 
+    def expand_matte(self, matte: torch.Tensor) -> torch.Tensor:
+        """(B, t*s*s, ...) per-pixel matte values in latent layout -> (B, C, ...): the same value on each colour
+        channel of its pixel (the colour is the outermost factor of `encode`'s channel order)."""
+        return matte.repeat(1, 3, 1, 1, 1)
+
+    def decode_matte(self, matte: torch.Tensor) -> torch.Tensor:
+        """(B, t*s*s, t', h', w') -> (B, 1, T, H, W)."""
+        return self.decode(matte)
+
     def describe(self) -> dict:
         return {"kind": "pixel", "spatial": self.spatial, "temporal": self.temporal}
 
@@ -95,6 +110,7 @@ class VaeCodec:
         self.spatial = int(getattr(config, "spatial_compression_ratio", None) or
                            2 ** (len(getattr(config, "block_out_channels", [0, 0, 0, 0])) - 1))
         self.channels = int(getattr(config, "latent_channels", None) or config.z_dim)
+        self.matte_channels = 1
         mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
         if mean and (len(mean) != self.channels or len(std or []) != self.channels):
             raise OptionError(f"{folder}: latents_mean/std have {len(mean)} entries for {self.channels} channels")
@@ -123,6 +139,17 @@ class VaeCodec:
         if rest.shape[2] == 0:
             return first
         return torch.cat([first, F.max_pool3d(rest, kernel_size=(self.temporal, self.spatial, self.spatial))], 2)
+
+    def expand_matte(self, matte: torch.Tensor) -> torch.Tensor:
+        """(B, 1, ...) -> (B, C, ...): one matte value per latent cell, on every latent channel."""
+        return matte.expand(-1, self.channels, -1, -1, -1)
+
+    def decode_matte(self, matte: torch.Tensor) -> torch.Tensor:
+        """(B, 1, t', h', w') -> (B, 1, T, H, W), nearest; the first latent frame is one pixel frame (causal VAE)."""
+        first = matte[:, :, :1]
+        rest = matte[:, :, 1:].repeat_interleave(self.temporal, dim=2)
+        frames = torch.cat([first, rest], dim=2)
+        return frames.repeat_interleave(self.spatial, dim=3).repeat_interleave(self.spatial, dim=4)
 
     def describe(self) -> dict:
         return {"kind": "vae", "path": self.path, "spatial": self.spatial, "temporal": self.temporal}

@@ -5,6 +5,15 @@ Inputs at latent resolution, concatenated on the channel axis (`ComposerConfig.m
 
     [ noisy target (C) | transformed foreground, premultiplied (C) | background (C) | matte (1) ]  -> backbone -> C
 
+Outputs (``output``): ``"direct"``, the backbone's output is the objective's target (the paper, and the way a
+pretrained backbone keeps its behaviour); or ``"layer"``, the backbone predicts a subject layer and its matte in
+latent space (C + ``codec.matte_channels`` channels) and the clean estimate is that layer over the given
+background, x0 = a * layer + (1 - a) * background with a = sigmoid(raw + `MATTE_OFFSET`). The background then
+comes through exactly wherever the matte is empty (a lesson of PROBES.md: a small transformer trained from scratch
+on a CPU does not learn to reproduce a background, and sampling noise leaks into it); the model spends itself on
+the subject, and its matte is the result's. Layer outputs train on the x0 error (flow noise levels) and sample
+with the flow scheduler through v = (x_s - x0) / s.
+
 Objectives (``objective``): ``"flow"`` (rectified flow matching: x_s = (1 - s) x0 + s e, the model predicts
 e - x0; sampled with diffusers' FlowMatchEulerDiscreteScheduler) or ``"v"`` (v-prediction on a DDPM schedule, as
 CogVideoX trains; sampled with DDIM). Loss: the identity-preservation loss L = a L_fg + (1 - a) L_bg, each term the
@@ -29,6 +38,8 @@ from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
 
 TEXT_DIM = {"minilm": 384}
+MATTE_OFFSET = -3.0   # a layer's matte starts near empty (sigmoid(-3) = 0.05): the background shows until learnt
+MATTE_FLOOR = 0.02    # sampled matte values below this are exactly 0, so the background there is exact
 
 
 def _default_backbone() -> dict:
@@ -47,6 +58,7 @@ class ComposerConfig:
     text_encoder_path: str | None = None  # the backbone's own, e.g. CogVideoX's or Wan's) or "none" (zeros)
     text_length: int = 32
     objective: str = "flow"           # "flow" or "v"
+    output: str = "direct"            # "direct" (the objective's target) or "layer" (subject layer + matte)
     matte_channel: bool = True
     identity_loss: bool = True
     identity_weight: float = 0.5      # a in L = a L_fg + (1 - a) L_bg
@@ -62,6 +74,10 @@ class ComposerConfig:
     def __post_init__(self):
         if self.objective not in ("flow", "v"):
             raise OptionError(f"objective {self.objective!r}: expected flow or v")
+        if self.output not in ("direct", "layer"):
+            raise OptionError(f"output {self.output!r}: expected direct or layer")
+        if self.output == "layer" and self.objective != "flow":
+            raise OptionError("output layer trains with the flow objective only")
         if self.text_encoder not in ("minilm", "t5", "none"):
             raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm, t5 or none")
         if self.text_encoder == "t5" and not self.text_encoder_path:
@@ -79,8 +95,10 @@ class Composer(nn.Module):
         self.codec = codec or build_codec(self.config.codec)
         channels = self.codec.channels
         self.in_channels = 3 * channels + int(self.config.matte_channel)
+        self.out_channels = channels + (self.codec.matte_channels if self.config.output == "layer" else 0)
         if backbone is None:
-            settings = {**self.config.backbone_config, "in_channels": self.in_channels, "out_channels": channels}
+            settings = {**self.config.backbone_config, "in_channels": self.in_channels,
+                        "out_channels": self.out_channels}
             if self.config.backbone == "wan":
                 settings["patch_size"] = tuple(settings["patch_size"])
             backbone = build_backbone(self.config.backbone, **settings)
@@ -117,6 +135,8 @@ class Composer(nn.Module):
         gets all new channels at zero, so training starts from the backbone's own behaviour."""
         from .backbones import input_projection, widen_input
 
+        if config.output != "direct":
+            raise OptionError("a pretrained backbone keeps its own output: use output direct")
         codec = build_codec(config.codec)
         channels = codec.channels
         old = input_projection(backbone, config.backbone).weight.shape[1]
@@ -159,8 +179,17 @@ class Composer(nn.Module):
 
     def predict(self, noisy: torch.Tensor, conditions: torch.Tensor, timestep: torch.Tensor,
                 text: torch.Tensor) -> torch.Tensor:
+        """The backbone's raw output: (B, out_channels, t, h, w)."""
         return run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
                             timestep, text)
+
+    def layer_estimate(self, raw: torch.Tensor, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output ``layer``: the raw output (B, C + m, t, h, w) read as a layer and its matte, composited over
+        the encoded `background` (B, C, t, h, w). Returns (x0 estimate (B, C, ...), matte (B, m, ...) in [0, 1])."""
+        channels = self.codec.channels
+        layer, matte = raw[:, :channels], torch.sigmoid(raw[:, channels:].float() + MATTE_OFFSET)
+        spread = self.codec.expand_matte(matte)
+        return spread * layer + (1 - spread) * background, matte
 
     # ------------------------------------------------------------------------------------------------- training
 
@@ -173,6 +202,8 @@ class Composer(nn.Module):
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         """The training loss of a batch (what `StmDataset` yields, collated; noise on fg/bg already added).
 
+        With output ``layer``, ``batch["background_clean"]`` (the background before the input noise; default: the
+        background) is what the layer is composited over.
         Returns {"loss", "loss_fg", "loss_bg"} (scalars; loss_fg/loss_bg are the region means, for logging)."""
         device = next(self.parameters()).device
         video = batch["video"].to(device)
@@ -193,6 +224,11 @@ class Composer(nn.Module):
             noisy = scheduler.add_noise(target, noise, steps.to(device))
             goal, timestep = scheduler.get_velocity(target, noise, steps.to(device)), steps.to(device).float()
         prediction = self.predict(noisy, conditions, timestep, text)
+        if self.config.output == "layer":  # the x0 error of the layer over the background *before* input noise
+            clean = batch.get("background_clean")  # (over the noised input, the matte would learn to denoise it)
+            plate = self.codec.encode(clean.to(device)) if clean is not None else self._background_of(conditions)
+            prediction, _ = self.layer_estimate(prediction, plate)
+            goal = target
         error = (prediction.float() - goal.float()).pow(2).mean(dim=1, keepdim=True)  # (B, 1, t, h, w)
         subject = self.codec.matte(batch["alpha_target"].to(device))
         fg = (error * subject).flatten(1).sum(1) / subject.flatten(1).sum(1).clamp(min=1e-6)
@@ -203,6 +239,10 @@ class Composer(nn.Module):
         else:
             loss = error.mean()
         return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach()}
+
+    def _background_of(self, conditions: torch.Tensor) -> torch.Tensor:
+        channels = self.codec.channels
+        return conditions[:, channels:2 * channels]
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         """The training loss (`loss`): calling the module lets DDP/FSDP wrappers see the forward pass."""
@@ -218,9 +258,13 @@ class Composer(nn.Module):
 
     @torch.no_grad()
     def sample(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor, captions: list[str],
-               steps: int = 20, guidance: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+               steps: int = 20, guidance: float = 1.0, generator: torch.Generator | None = None,
+               with_matte: bool = False):
         """Generate the composite: (B, 3, T, H, W) in [-1, 1]. `guidance` > 1 uses classifier-free guidance
-        against the empty caption."""
+        against the empty caption. With `with_matte` (output ``layer`` only) also return the subject's matte,
+        (B, 1, T, H, W) in [0, 1], values below `MATTE_FLOOR` set to 0 (the background is exact there)."""
+        if with_matte and self.config.output != "layer":
+            raise OptionError("with_matte needs a Composer with output layer")
         device = next(self.parameters()).device
         conditions = self.conditions(foreground.to(device), alpha.to(device), background.to(device))
         count = conditions.shape[0]
@@ -228,26 +272,52 @@ class Composer(nn.Module):
         empty = self.encode_text([""] * count) if guidance != 1.0 else None
         shape = (count, self.codec.channels, *conditions.shape[2:])
         latent = torch.randn(shape, generator=generator).to(device)
+        scheduler = self._sampler()
+        scheduler.set_timesteps(steps, device=device)
+        background_latent = self._background_of(conditions)
+        matte = None
+        for index, t in enumerate(scheduler.timesteps):
+            timestep = t.expand(count).float().to(device)
+            if self.config.output == "layer":
+                estimate, matte = self._guided(latent, conditions, timestep, text, empty, guidance, background_latent)
+                prediction = (latent - estimate) / scheduler.sigmas[index]
+            else:
+                prediction = self._guided(latent, conditions, timestep, text, empty, guidance)
+            latent = scheduler.step(prediction, t, latent, return_dict=False)[0]
+        if self.config.output == "layer":  # the last step lands on the estimate; where the matte is (near) empty
+            matte = torch.where(matte < MATTE_FLOOR, torch.zeros_like(matte), matte)  # the background is exact
+            latent = torch.where(self.codec.expand_matte(matte) > 0, latent, background_latent)
+        video = self.codec.decode(latent).clamp(-1, 1)
+        if with_matte:
+            return video, self.codec.decode_matte(matte).clamp(0, 1)
+        return video
+
+    def _guided(self, latent, conditions, timestep, text, empty, guidance: float, background=None):
+        """The (guided) raw prediction; with `background` (output layer), the (guided) x0 estimate and the
+        conditional matte instead."""
+        def run(features):
+            raw = self.predict(latent, conditions, timestep, features)
+            return raw if background is None else self.layer_estimate(raw, background)
+
+        conditional = run(text)
+        if empty is None:
+            return conditional
+        unconditional = run(empty)
+        if background is None:
+            return unconditional + guidance * (conditional - unconditional)
+        return unconditional[0] + guidance * (conditional[0] - unconditional[0]), conditional[1]
+
+    def _sampler(self):
         if self.config.objective == "flow":
             from diffusers import FlowMatchEulerDiscreteScheduler
 
-            scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.config.train_timesteps,
-                                                        shift=self.config.flow_shift)
-        else:
-            from diffusers import DDIMScheduler
+            return FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.config.train_timesteps,
+                                                   shift=self.config.flow_shift)
+        from diffusers import DDIMScheduler
 
-            scheduler = DDIMScheduler(num_train_timesteps=self.config.train_timesteps, beta_schedule="scaled_linear",
-                                      beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction",
-                                      timestep_spacing="trailing", rescale_betas_zero_snr=True)
-        scheduler.set_timesteps(steps, device=device)
-        for t in scheduler.timesteps:
-            timestep = t.expand(count).float().to(device)
-            prediction = self.predict(latent, conditions, timestep, text)
-            if empty is not None:
-                unconditional = self.predict(latent, conditions, timestep, empty)
-                prediction = unconditional + guidance * (prediction - unconditional)
-            latent = scheduler.step(prediction, t, latent, return_dict=False)[0]
-        return self.codec.decode(latent).clamp(-1, 1)
+        return DDIMScheduler(num_train_timesteps=self.config.train_timesteps, beta_schedule="scaled_linear",
+                             beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction",
+                             timestep_spacing="trailing", rescale_betas_zero_snr=True)
 
     # ------------------------------------------------------------------------------------------------ save/load
 

@@ -8,8 +8,9 @@ losses an uninterrupted run logs.
 Run folder: ``config.json`` (the resolved config), ``log.jsonl`` (one line per step: step, loss, loss_fg,
 loss_bg, lr, seconds), ``loss.png``, ``checkpoints/step-NNNNNN/`` (``composer/``, ``optimizer.safetensors``,
 ``state.json``, ``ema.safetensors`` when EMA is on), ``validation/step-NNNNNN.png`` (inputs | generated |
-truth on held-out clips) and ``model/`` (the final Composer, loadable with `Composer.from_pretrained`; the EMA
-weights when EMA is on).
+truth on held-out clips), ``validation.jsonl`` (their PSNR, colour error and placement IoU beside
+copy-paste's) and ``model/`` (the final Composer, loadable with `Composer.from_pretrained`; the EMA weights
+when EMA is on).
 """
 
 from __future__ import annotations
@@ -270,13 +271,15 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-        _truncate_log(run / "log.jsonl", start)  # steps logged after the checkpoint are redone
+        for log in ("log.jsonl", "validation.jsonl"):
+            _truncate_log(run / log, start)  # steps logged after the checkpoint are redone
     validation = _validation_batch(config, collate_samples)
     started, loss_value = time.perf_counter(), math.nan
     for step in range(start, config.max_steps):
         dataset.set_epoch(step)
         batch = collate_samples([dataset[i] for i in batch_indices(config, step, len(dataset), rank, world)])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1_009 + rank)
+        batch["background_clean"] = batch["background"]
         batch["foreground"], batch["background"] = add_input_noise(batch["foreground"], batch["background"],
                                                                    generator, noise)
         for group in optimizer.param_groups:
@@ -362,18 +365,43 @@ def _validation_batch(config: TrainConfig, collate) -> dict | None:
 
 
 def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png) -> None:
+    """Sample the held-out clips: a picture (inputs | generated [| its matte] | truth) and one line of
+    ``validation.jsonl`` with what the training is for, measured against the copy-paste of the same inputs:
+    PSNR to the truth, CIEDE2000 colour error on the true subject region, and (output layer) the placement IoU
+    of the generated matte with the true one."""
     from ..data.torch_dataset import from_signed
+    from ..eval.metrics import colour_error, mask_iou, psnr
 
     core.eval()
+    layered = core.config.output == "layer"
     generated = core.sample(batch["foreground"], batch["alpha"], batch["background"], list(batch["caption"]),
-                            steps=config.validation_steps, generator=torch.Generator().manual_seed(config.seed))
+                            steps=config.validation_steps, generator=torch.Generator().manual_seed(config.seed),
+                            with_matte=layered)
+    generated, mattes = generated if layered else (generated, None)
     core.train()
-    rows = []
+    rows, scores = [], {"psnr": [], "psnr_copy": [], "colour": [], "colour_copy": [], "iou": [], "iou_copy": []}
     for i in range(len(generated)):
-        inputs, made, truth = from_signed(batch["foreground"][i]), from_signed(generated[i]), from_signed(
-            batch["video"][i])
+        inputs, truth, made = from_signed(batch["foreground"][i]), from_signed(batch["video"][i]), from_signed(
+            generated[i])
         background = from_signed(batch["background"][i])
+        alpha, target = batch["alpha"][i, 0].numpy(), batch["alpha_target"][i, 0].numpy()
+        copy = np.rint(inputs + (1 - alpha[..., None]) * background).clip(0, 255).astype(np.uint8)
+        subject = target > 0.5
+        scores["psnr"].append(psnr(truth, made))
+        scores["psnr_copy"].append(psnr(truth, copy))
+        if subject.any():
+            scores["colour"].append(colour_error(truth, made, subject))
+            scores["colour_copy"].append(colour_error(truth, copy, subject))
+        scores["iou_copy"].append(mask_iou(alpha, target))
         middle = inputs.shape[0] // 2
-        rows.append([inputs[middle], background[middle], made[middle], truth[middle]])
-    write_png(run / "validation" / f"step-{step:06d}.png",
-              grid(rows, ["input subject (transformed)", "background", "generated", "truth"], height=120))
+        row = [inputs[middle], background[middle], made[middle]]
+        if layered:
+            matte = mattes[i, 0].numpy()
+            scores["iou"].append(mask_iou(matte, target))
+            row.append(np.repeat((matte[middle] * 255).round().astype(np.uint8)[..., None], 3, axis=-1))
+        rows.append(row + [truth[middle]])
+    labels = ["input subject (transformed)", "background", "generated"] + ["its matte"] * layered + ["truth"]
+    write_png(run / "validation" / f"step-{step:06d}.png", grid(rows, labels, height=120))
+    record = {"step": step, **{key: round(float(np.mean(v)), 4) for key, v in scores.items() if v}}
+    with (run / "validation.jsonl").open("a") as log:
+        log.write(json.dumps(record) + "\n")

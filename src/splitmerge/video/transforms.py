@@ -207,15 +207,18 @@ def kept_fraction(alpha: np.ndarray, scale: float, shift, center) -> float:
 
 def sample_resized_crop(alpha: np.ndarray, rng: np.random.Generator, scale_range=(0.5, 2.0),
                         min_keep: float = 0.9, tries: int = 64) -> dict:
-    """Draw a random rescale-and-move of the subject that keeps at least `min_keep` of it in the frame.
+    """Draw a random resized crop of the frame (the paper's "random resized crop") that keeps at least
+    `min_keep` of the subject in the frame.
 
-    This is the paper's "random resized crop" seen from the subject: its size changes by a factor drawn
-    log-uniformly from `scale_range` (0.5-2.0: the subject's size factor) and its box centre moves to a uniformly
-    random point, redrawn until at least `min_keep` of the matte mass stays inside. If no draw qualifies, the
-    scale is kept with no move, and failing that the layer is left as it is (``fallback`` says which).
+    The crop box has the frame's aspect ratio and `area` times its area, drawn log-uniformly from `scale_range`
+    (0.5-2.0; above 1 the box is larger than the frame, a zoom out with empty margins). It is placed uniformly
+    where it lies inside the frame (smaller boxes) or covers it (larger ones), and resized to the frame: the
+    layer is zoomed by 1 / sqrt(area) (0.71-1.41) and moves with the crop, so the move is bounded and tied to
+    the zoom. The placement is redrawn until `min_keep` of the matte mass stays inside; if none qualifies, the
+    centred box is used, and failing that the layer is left as it is (``fallback`` says which).
 
     Returns:
-        {"scale", "center": [cx, cy], "shift": [dx, dy], "kept", "fallback"}, ready for `affine`.
+        {"scale" (the zoom), "area", "center": [cx, cy], "shift": [dx, dy], "kept", "fallback"}, for `affine`.
     """
     low, high = scale_range
     if not 0 < low <= high:
@@ -224,15 +227,21 @@ def sample_resized_crop(alpha: np.ndarray, rng: np.random.Generator, scale_range
         raise OptionError(f"min_keep {min_keep!r}: expected a fraction in [0, 1]")
     height, width = alpha.shape[-2:]
     center = subject_center(alpha)
-    scale = float(math.exp(rng.uniform(math.log(low), math.log(high))))
-    targets = rng.uniform((0, 0), (width - 1, height - 1), size=(tries, 2))
-    candidates = [(scale, (tx - center[0], ty - center[1]), "") for tx, ty in targets]
-    candidates += [(scale, (0.0, 0.0), "no-move"), (1.0, (0.0, 0.0), "identity")]
-    for scale_i, shift, fallback in candidates:
+    area = float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    zoom = 1 / math.sqrt(area)
+    spare = np.array([width, height]) * (1 - 1 / zoom)  # frame size minus box size, per axis (x, y)
+    # The box's top-left corner (pixel centres at integers: the frame spans -0.5 .. size - 0.5) maps to -0.5.
+    corners = -0.5 + rng.uniform(np.minimum(0, spare), np.maximum(0, spare), size=(tries, 2))
+    candidates = [(zoom, corner, "") for corner in corners]
+    candidates += [(zoom, -0.5 + spare / 2, "centred"), (1.0, np.array([-0.5, -0.5]), "identity")]
+    for scale_i, corner, fallback in candidates:
+        # x' = z (x - corner) - 0.5, written as affine's s (x - c) + c + d
+        shift = scale_i * (np.asarray(center) - corner) - 0.5 - np.asarray(center)
         kept = kept_fraction(alpha, scale_i, shift, center)
         if kept >= min_keep or fallback == "identity":
-            return {"scale": scale_i, "center": [float(center[0]), float(center[1])],
-                    "shift": [float(shift[0]), float(shift[1])], "kept": round(kept, 6), "fallback": fallback}
+            return {"scale": scale_i, "area": area if fallback != "identity" else 1.0,
+                    "center": [float(center[0]), float(center[1])], "shift": [float(shift[0]), float(shift[1])],
+                    "kept": round(kept, 6), "fallback": fallback}
     raise AssertionError("unreachable: the identity candidate always qualifies")
 
 
@@ -260,7 +269,7 @@ class AugmentConfig:
     enabled: bool = True
     flip_p: float = 0.7
     crop_p: float = 0.7
-    crop_scale: tuple[float, float] = (0.5, 2.0)
+    crop_scale: tuple[float, float] = (0.5, 2.0)   # the crop box's area against the frame's
     crop_min_keep: float = 0.9
     jitter_p: float = 0.2
     brightness: float = 0.2
