@@ -310,3 +310,53 @@ def test_wan_vace_availability_and_bad_weights(monkeypatch, tmp_path, wan_dir):
     assert DiffusersInpaintRestorer.availability() == (True, "")
     restorer = get_backend("restorer", "wan-vace", steps=3)
     assert isinstance(restorer, DiffusersInpaintRestorer) and restorer.path == wan_dir and restorer.steps == 3
+
+
+# ------------------------------------------------------------------------------------------ copy-paste + I2V
+
+
+@pytest.fixture(scope="module")
+def wan_i2v_dir(tmp_path_factory):
+    """A random Wan image-to-video pipeline (image latent and mask concatenated, no CLIP image encoder) with a
+    tiny UMT5 text encoder and a word-level tokenizer."""
+    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline,
+                           WanTransformer3DModel)
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "disc": 4, "walks": 5}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>")
+    torch.manual_seed(0)
+    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1,
+                                          num_heads=4, relative_attention_num_buckets=8))
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                        in_channels=36, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
+                                        num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                        rope_max_seq_len=32)
+    path = tmp_path_factory.mktemp("wan_i2v")
+    WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=vae, transformer=transformer,
+                            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0)).save_pretrained(path)
+    return path
+
+
+def test_copy_paste_i2v_animates_the_pasted_first_frame(wan_i2v_dir, tmp_path):
+    from splitmerge.data.synthetic import render_scene
+
+    layers, _ = render_scene(3, frames=7, size=(40, 56))  # not multiples of 16: run at 32x48, resized back
+    background = sm.Video(layers.background, layers.fps)
+    made = sm.compose(fg=layers, background=background, method="copy-paste+i2v", model=str(wan_i2v_dir),
+                      prompt="a disc walks", steps=2, seed=1)
+    again = sm.compose(fg=layers, background=background, method="copy-paste+i2v", model=str(wan_i2v_dir),
+                       prompt="a disc walks", steps=2, seed=1)
+    assert made.frames.shape == layers.frames.shape and np.array_equal(made.frames, again.frames)
+    assert made.alpha is None and made.meta["pipeline"] == "WanImageToVideoPipeline"
+    assert made.meta["size"] == [32, 48]
+    with pytest.raises(OptionError, match="image-to-video pipeline folder"):
+        sm.compose(fg=layers, background=background, method="copy-paste+i2v")
+    with pytest.raises(sm.MissingFileError, match="model_index"):
+        sm.compose(fg=layers, background=background, method="copy-paste+i2v", model=str(tmp_path))

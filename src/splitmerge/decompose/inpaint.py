@@ -24,9 +24,12 @@ import cv2
 import numpy as np
 
 from ..errors import OptionError
+from ..video.geometry import working_size
 from .backends import Backend, BackendUnavailable, SplitClip, register
 from .restore import blend_weights, hole_masks
 from .weights import LocalWeights
+
+__all__ = ["DiffusersInpaintRestorer", "working_size"]
 
 ENV_VAR = "SPLITMERGE_INPAINT_MODEL"
 STEPS = 30
@@ -52,12 +55,6 @@ def _has_component(path: Path, name: str) -> bool:
     """Whether the pipeline folder holds component `name` (listed in model_index.json and present on disk)."""
     entry = json.loads((path / "model_index.json").read_text()).get(name)
     return bool(entry) and entry[0] is not None and (path / name).is_dir()
-
-
-def working_size(height: int, width: int, base: int, max_area: int) -> tuple[int, int]:
-    """(h, w) the model runs at: the clip's aspect, at most `max_area` pixels, both sides multiples of `base`."""
-    scale = min(1.0, (max_area / (height * width)) ** 0.5)
-    return (max(base, int(height * scale) // base * base), max(base, int(width * scale) // base * base))
 
 
 def inner_blend_weights(hole: np.ndarray, subject: np.ndarray, feather: float = FEATHER) -> np.ndarray:

@@ -39,7 +39,7 @@ def register_method(name: str):
 
 def methods() -> list[str]:
     """The registered method names."""
-    from . import baselines, stm  # noqa: F401 (they register their methods)
+    from . import baselines, i2v, stm  # noqa: F401 (they register their methods)
 
     return sorted(_METHODS)
 

@@ -63,7 +63,8 @@ class ComposerConfig:
     identity_loss: bool = True
     identity_weight: float = 0.5      # a in L = a L_fg + (1 - a) L_bg
     caption_dropout: float = 0.1
-    flow_shift: float = 3.0
+    flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
+    noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
     train_timesteps: int = 1000
     lora_rank: int | None = None      # LoRA on the attention projections instead of a full fine-tune
     lora_targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
@@ -74,6 +75,8 @@ class ComposerConfig:
     def __post_init__(self):
         if self.objective not in ("flow", "v"):
             raise OptionError(f"objective {self.objective!r}: expected flow or v")
+        if self.noise_levels not in ("logit-normal", "uniform"):
+            raise OptionError(f"noise_levels {self.noise_levels!r}: expected logit-normal or uniform")
         if self.output not in ("direct", "layer"):
             raise OptionError(f"output {self.output!r}: expected direct or layer")
         if self.output == "layer" and self.objective != "flow":
@@ -194,8 +197,12 @@ class Composer(nn.Module):
     # ------------------------------------------------------------------------------------------------- training
 
     def _noise_level(self, batch: int, generator: torch.Generator | None) -> torch.Tensor:
-        """Flow: sigma in (0, 1), logit-normal then shifted (more weight on noisy levels, as SD3/Wan train)."""
-        s = torch.sigmoid(torch.randn(batch, generator=generator))
+        """Flow: sigma in (0, 1), logit-normal (as SD3/Wan train; few draws near 0 or 1) or uniform, then
+        shifted by `flow_shift` (more weight on noisy levels)."""
+        if self.config.noise_levels == "uniform":
+            s = torch.rand(batch, generator=generator).clamp(1e-3, 1 - 1e-3)
+        else:
+            s = torch.sigmoid(torch.randn(batch, generator=generator))
         shift = self.config.flow_shift
         return shift * s / (1 + (shift - 1) * s)
 

@@ -3,12 +3,14 @@
 The Composer runs at the clip length and size it was trained at (``sample_frames``, ``sample_size`` in its
 ``composer.json``): the inputs are resized to that size and cut into windows of that many frames overlapping
 by a quarter window (the last one ends on the last frame; a clip shorter than a window is padded by repeating
-its final frame); each window is sampled, the overlaps are cross-faded, and the result is resized back. With ``preserve_background`` (the default) the result keeps the given background exactly outside
-the region the model changed for the subject, which is the result's matte: a Composer with ``output="layer"``
-gives its own (the subject layer's matte, shadow and contact included, brought to full resolution); otherwise
-it is the changed region (per-pixel difference above `CHANGE_LEVEL`, grown by `GROW` px and feathered).
-Inside, the generation is blended softly over the full-resolution background. This is the
-"background preservation" the paper's users ask for; ``preserve_background=False`` returns the raw generation.
+its final frame); each window is sampled, the overlaps are cross-faded, and the result is resized back.
+
+With ``preserve_background`` (the default) the result keeps the given background exactly outside the region
+the model changed for the subject, which is the result's matte: a Composer with ``output="layer"`` gives its
+own (the subject layer's matte, shadow and contact included, brought to full resolution); otherwise it is the
+changed region (per-pixel difference above `CHANGE_LEVEL`, grown by `GROW` px and feathered). Inside, the
+generation is blended softly over the full-resolution background. This is the "background preservation" the
+paper's users ask for; ``preserve_background=False`` returns the raw generation.
 """
 
 from __future__ import annotations

@@ -107,3 +107,10 @@ def apply_resize(image: np.ndarray, plan: ResizePlan) -> np.ndarray:
     out = np.zeros(plan.target_size + image.shape[2:], dtype=image.dtype)
     out[content.top:content.top + content.height, content.left:content.left + content.width] = region
     return out
+
+
+def working_size(height: int, width: int, base: int, max_area: int) -> tuple[int, int]:
+    """(h, w) a generative model runs at: the clip's aspect, at most `max_area` pixels, both sides multiples of
+    `base`."""
+    scale = min(1.0, (max_area / (height * width)) ** 0.5)
+    return (max(base, int(height * scale) // base * base), max(base, int(width * scale) // base * base))
