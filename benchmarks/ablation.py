@@ -1,14 +1,15 @@
 """Ablation sanity of the Composer's recipe on the synthetic benchmark (issue 6).
 
-    .venv/bin/python benchmarks/ablation.py [--steps 600] [--cases 24] [--variants full no-augment ...]
-                                            [--out bench_out/ablation]
+    .venv/bin/python benchmarks/ablation.py [--steps 1000] [--cases 24] [--variants full no-augment ...]
+                                            [--data DATASET] [--out bench_out/ablation]
 
-Builds synthetic training scenes (at the preset's size) and a synthetic benchmark of held-out seeds, trains the
-preset (default cpu-small) for the same number of steps in three variants: the full recipe, without
-augmentation, without the identity loss; then scores each with `splitmerge evaluate --method stm` next to the
-two copy-paste baselines, and prints placement IoU, colour error, background PSNR and PSNR per variant. The
+Builds synthetic training scenes (at the preset's size; or takes --data) and a synthetic benchmark of held-out
+seeds, trains the preset (default cpu-small) in each variant (the full recipe, without augmentation, without
+the identity loss) on the preset's own schedule and stops every one after the same step (`train --stop-at`),
+then scores the raw weights of that step's checkpoint with `splitmerge evaluate --method stm` next to the two
+copy-paste baselines (evaluated once), and prints placement IoU, colour error, background PSNR and PSNR. The
 paper's claim to check: with transformed inputs, the full recipe beats "no augmentation" on placement IoU and
-colour error.
+colour error. A variant whose run folder already holds that checkpoint is not trained again.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def run(*command: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu-small")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=1000, help="stop every variant after this step")
     parser.add_argument("--scenes", type=int, default=400)
     parser.add_argument("--data", help="an existing training Dataset at the preset's size (default: build one)")
     parser.add_argument("--cases", type=int, default=24)
@@ -60,13 +61,14 @@ def main() -> None:
     results["baselines"] = json.loads((baselines / "metrics.json").read_text())["summary"]
     for name in args.variants:
         folder = out / "runs" / name
-        if not (folder / "model").exists():
+        checkpoint = folder / "checkpoints" / f"step-{args.steps:06d}" / "composer"
+        if not (checkpoint / "composer.json").exists():
             shutil.rmtree(folder, ignore_errors=True)
-            run("train", "--preset", args.preset, "--data", str(data), "-o", str(folder), "--max-steps",
+            run("train", "--preset", args.preset, "--data", str(data), "-o", str(folder), "--stop-at",
                 str(args.steps), *VARIANTS[name])
         evaluation = out / "eval" / name
         shutil.rmtree(evaluation, ignore_errors=True)
-        run("evaluate", "--bench", str(bench), "--method", "stm", "--model", str(folder / "model"), "-o",
+        run("evaluate", "--bench", str(bench), "--method", "stm", "--model", str(checkpoint), "-o",
             str(evaluation))
         results[name] = json.loads((evaluation / "metrics.json").read_text())["summary"]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -55,6 +55,22 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     assert truth_metrics(frozen, alpha, truth, alpha)["bg_psnr"] < 30
 
 
+def test_depth_scale_error_scores_a_size_that_fits_where_the_feet_are():
+    from splitmerge.eval.metrics import DEPTH_SCALE_CAP, depth_scale_error
+
+    def box(top, bottom, left=10, width=6):
+        alpha = np.zeros((2, 60, 80), np.float32)
+        alpha[:, top:bottom, left:left + width] = 1
+        return alpha
+
+    # Ground: horizon at y 20, 0.5 px of height per px of depth. Feet at 40 (20 px deep) -> 10 px tall.
+    assert depth_scale_error(box(30, 40), 20, 0.5) == pytest.approx(0, abs=0.06)
+    assert depth_scale_error(box(30, 40, left=60), 20, 0.5) == pytest.approx(0, abs=0.06)   # x does not matter
+    assert depth_scale_error(box(20, 40), 20, 0.5) == pytest.approx(np.log(2), abs=0.06)    # twice as tall
+    assert depth_scale_error(box(5, 15), 20, 0.5) == DEPTH_SCALE_CAP                          # in the sky
+    assert depth_scale_error(np.zeros((2, 60, 80), np.float32), 20, 0.5) == DEPTH_SCALE_CAP  # no subject
+
+
 def test_bootstrap_interval_brackets_the_mean():
     values = list(np.random.default_rng(0).normal(5, 1, 40))
     low, high = bootstrap_interval(values)
@@ -141,6 +157,7 @@ def test_evaluate_writes_metrics_csv_and_a_report(tmp_path, capsys):
     by_truth = json.loads((third / "metrics.json").read_text())
     assert {row["matte"] for row in by_truth["rows"]} == {"truth"}
     assert by_truth["summary"]["truth-as-method"]["placement_iou"]["mean"] == 1.0
+    assert by_truth["summary"]["truth-as-method"]["depth_scale_error"]["mean"] < 0.1  # the truth fits its ground
     capsys.readouterr()
     assert main(["evaluate", "--bench", str(tmp_path / "nope"), "--method", "copy-paste", "-o", str(again)]) == 2
     assert "no bench.json" in capsys.readouterr().err

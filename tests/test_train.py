@@ -84,6 +84,15 @@ def test_sigkill_then_resume_continues_with_the_same_losses(dataset, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert losses(killed) == losses(straight)
     assert not [p for p in killed.rglob("*") if ".partial" in p.name]
+    # --stop-at keeps the 12-step schedule: stopped at 6 (checkpointed there) and resumed, the same losses again.
+    stopped = tmp_path / "stopped"
+    assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(stopped), "--stop-at", "6"]) == 0
+    assert [step for step, _ in losses(stopped)] == list(range(1, 7))
+    assert (stopped / "checkpoints" / "step-000006").is_dir()
+    assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(stopped), "--resume"]) == 0
+    assert losses(stopped) == losses(straight)
+    validated = [json.loads(line) for line in (straight / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in validated] == [12] and {"psnr", "psnr_copy", "iou", "iou_copy"} <= set(validated[0])
 
 
 def test_two_ddp_processes_keep_identical_weights(dataset, tmp_path):

@@ -198,7 +198,8 @@ def _cmd_train(args) -> int:
     if bool(args.preset) == bool(args.config):
         raise OptionError("train: give --preset NAME or --config FILE (one of them)")
     path = preset_path(args.preset) if args.preset else args.config
-    config = TrainConfig.load(path, data=args.data, max_steps=args.max_steps, seed=args.seed)
+    config = TrainConfig.load(path, data=args.data, max_steps=args.max_steps, seed=args.seed,
+                              stop_at=args.stop_at)
     if args.no_augment:
         config.augment = False
     if args.no_identity_loss:
@@ -206,8 +207,9 @@ def _cmd_train(args) -> int:
     summary = train(config, args.output, resume=args.resume)
     if not summary["main_process"]:
         return 0
-    print(f"{summary['run']}: {summary['steps']} steps (resumed from {summary['resumed_from']}), last loss "
-          f"{summary['loss']:.4f}, {summary['seconds']:.1f} s; model in {summary['model']}")
+    print(f"{summary['run']}: {summary['steps']} of {config.max_steps} steps (resumed from "
+          f"{summary['resumed_from']}), last loss {summary['loss']:.4f}, {summary['seconds']:.1f} s; "
+          f"model in {summary['model']}")
     return 0
 
 
@@ -408,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("-o", "--output", required=True, help="the run folder")
     train_parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     train_parser.add_argument("--max-steps", type=int, default=None, help="override the preset's step count")
+    train_parser.add_argument("--stop-at", type=int, default=None,
+                              help="stop after this step, keeping the schedule of --max-steps (equal-step "
+                                   "ablations, budgets); --resume continues to the end")
     train_parser.add_argument("--seed", type=int, default=None)
     train_parser.add_argument("--no-augment", action="store_true", help="ablation: no transformation-aware "
                                                                          "augmentation of the foreground")

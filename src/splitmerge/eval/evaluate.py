@@ -27,12 +27,13 @@ from ..vlm.frames import sample_indices
 from .bench import BenchCase, load_bench
 from .feature_models import load_feature_models, model_metrics
 from .features import paper_metrics
-from .metrics import colour_error, mask_iou, masked_mse, masked_psnr, psnr, ssim, warping_error
+from .metrics import colour_error, depth_scale_error, mask_iou, masked_mse, masked_psnr, psnr, ssim, warping_error
 
 # Which way is better, per metric; a metric with a backend tag (``fg_identity@clip-vit``) goes by its base name.
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "fg_psnr": True, "fg_mse": False, "bg_psnr": True,
-                    "placement_iou": True, "colour_error": False, "warp_error": False, "fg_identity": True,
-                    "bg_identity": True, "fg_motion": False, "bg_motion": False, "text_alignment": True}
+                    "placement_iou": True, "depth_scale_error": False, "colour_error": False, "warp_error": False,
+                    "fg_identity": True, "bg_identity": True, "fg_motion": False, "bg_motion": False,
+                    "text_alignment": True}
 
 
 def higher_is_better(name: str) -> bool:
@@ -61,6 +62,17 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
         scores.update(fg_mse=masked_mse(truth, result, subject), fg_psnr=masked_psnr(truth, result, subject),
                       colour_error=colour_error(truth, result, subject))
     return {key: (None if isinstance(value, float) and math.isinf(value) else value) for key, value in scores.items()}
+
+
+def ground_of(placement: dict | None) -> tuple[float, float] | None:
+    """(horizon y, subject height per px of depth below it) of a synthetic case's scene, from its recorded
+    placement (horizon, feet and heights per frame); None for other cases."""
+    if not placement or not {"horizon", "feet", "heights"} <= set(placement):
+        return None
+    horizon = float(placement["horizon"])
+    ratios = [h / (y - horizon) for (_, y), h in zip(placement["feet"], placement["heights"], strict=True)
+              if y - horizon > 1]
+    return (horizon, float(np.median(ratios))) if ratios else None
 
 
 def _result_of(case: BenchCase, layer, background: Video, method: str, results: dict[str, Path], seed: int,
@@ -182,6 +194,9 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
                                             premultiply(frames, alpha), keep, frames, flow, case.prompt))
             if truth is not None:
                 scores.update(truth_metrics(frames, alpha, truth[0][:count], truth[1][:count]))
+            ground = ground_of(case.placement)
+            if ground is not None:
+                scores["depth_scale_error"] = depth_scale_error(alpha, *ground)
             rows.append({"case": case.id, "kind": case.kind, "method": method, "matte": matte,
                          "truth_matte": truth is not None, "scores": scores})
     summary = summarize_rows(rows)

@@ -142,6 +142,33 @@ def colour_error(reference: np.ndarray, test: np.ndarray, mask: np.ndarray, samp
     return float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean())
 
 
+DEPTH_SCALE_CAP = math.log(4)  # a frame with no subject, or feet above the horizon, counts as a factor of 4
+
+
+def depth_scale_error(alpha: np.ndarray, horizon: float, height_per_depth: float) -> float:
+    """How far a placed subject's size is from the size the ground implies where its feet are, in a scene whose
+    subjects stand on a flat ground (the synthetic scenes: height = `height_per_depth` * (feet y - `horizon`)).
+
+    Per frame of `alpha` (T, H, W): the box of alpha > 0.5 gives the feet (its bottom edge) and the height; the
+    error is |ln(height / expected height)|, capped at ln 4 (also for a frame without subject or with the feet
+    at or above the horizon). Returns the mean over frames: 0 for a subject whose size fits its depth, whatever
+    its x; ln 2 = 0.69 for one twice or half as big as it should be. It scores plausibility, not the one true
+    place, so it can tell a model that puts a subject back on the ground at the right size from one that does
+    not, where the true x is anyone's guess (a flipped input)."""
+    if alpha.ndim != 3:
+        raise ShapeError(f"depth_scale_error: expected a (T, H, W) matte, got {alpha.shape}")
+    errors = []
+    for frame in alpha > 0.5:
+        rows = np.flatnonzero(frame.any(axis=1))
+        if len(rows) == 0:
+            errors.append(DEPTH_SCALE_CAP)
+            continue
+        feet, height = rows[-1] + 0.5, rows[-1] - rows[0] + 1
+        expected = height_per_depth * (feet - horizon)
+        errors.append(DEPTH_SCALE_CAP if expected < 1 else min(DEPTH_SCALE_CAP, abs(math.log(height / expected))))
+    return float(np.mean(errors))
+
+
 def warping_error(video: np.ndarray, flow_source: np.ndarray | None = None) -> float:
     """Temporal warping error (Lai et al. 2018) of a (T, H, W, 3) uint8 clip, x 1000: the mean over frame pairs
     of the squared difference (colours in [0, 1]) between frame t+1 and frame t warped to it by optical flow,

@@ -127,8 +127,9 @@ def write_report(out: Path, metrics: dict, cases: list[BenchCase]) -> Path:
     for case in cases:
         video = _case_video(out, case, methods)
         scores = [row for row in metrics["rows"] if row["case"] == case.id]
+        shown = ("placement_iou", "depth_scale_error", "colour_error", "psnr")
         line = "; ".join(f"{row['method']}: " + ", ".join(f"{k} {_cell(v)}" for k, v in row["scores"].items()
-                                                           if k in ("placement_iou", "colour_error", "psnr"))
+                                                           if k in shown)
                          for row in scores)
         blocks.append(f'<div class="case"><b>{html.escape(case.id)}</b> &middot; {html.escape(case.prompt)}<br>'
                       f'<video src="{video.relative_to(out)}" autoplay loop muted playsinline></video>'
@@ -142,7 +143,9 @@ proxies for the paper's ViCLIP / Video Swin / learned-flow metrics, not the pape
 in each result comes from: {html.escape(', '.join(mattes))} (method = the method's own matte; resplit = the result
 split again).
 Ground-truth metrics (psnr, ssim, fg_*, bg_psnr, placement_iou, colour_error = mean CIEDE2000 under the true matte,
-warp_error x1000) exist only where the benchmark has truth.</p>
+warp_error x1000) exist only where the benchmark has truth; depth_scale_error (synthetic scenes: |ln| of the
+subject's height against the height its feet's depth on the ground implies) scores a plausible place, not the
+true one.</p>
 <table><tr><th>method</th>{header}</tr>{''.join(rows)}</table>
 {_judge_table(metrics.get("judge"))}
 <h2>Charts</h2><div class="charts">{''.join(f'<img src="{p.relative_to(out)}">' for p in charts)}</div>

@@ -48,7 +48,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 10
     schedule: str = "cosine"                             # cosine or constant (after warm-up)
-    max_steps: int = 100
+    max_steps: int = 100                                 # the schedule's length
+    stop_at: int | None = None                           # stop after this step (the schedule is kept)
     grad_clip: float = 1.0
     augment: bool = True                                 # the paper's transformation-aware augmentation
     input_noise: bool = True                             # the paper's noise on fg and bg inputs
@@ -68,6 +69,8 @@ class TrainConfig:
         for name in ("frames", "batch_size", "max_steps", "checkpoint_every", "validate_every"):
             if int(getattr(self, name)) < 1:
                 raise OptionError(f"{name} must be a positive integer")
+        if self.stop_at is not None and not 1 <= int(self.stop_at) <= self.max_steps:
+            raise OptionError(f"stop_at {self.stop_at}: must be between 1 and max_steps ({self.max_steps})")
         ComposerConfig(**self.composer)  # validates early
 
     @classmethod
@@ -275,7 +278,8 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
             _truncate_log(run / log, start)  # steps logged after the checkpoint are redone
     validation = _validation_batch(config, collate_samples)
     started, loss_value = time.perf_counter(), math.nan
-    for step in range(start, config.max_steps):
+    last = config.stop_at or config.max_steps
+    for step in range(start, last):
         dataset.set_epoch(step)
         batch = collate_samples([dataset[i] for i in batch_indices(config, step, len(dataset), rank, world)])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1_009 + rank)
@@ -301,17 +305,17 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
             with (run / "log.jsonl").open("a") as log:
                 log.write(json.dumps(row) + "\n")
         done = step + 1
-        if accelerator.is_main_process and (done % config.checkpoint_every == 0 or done == config.max_steps):
+        if accelerator.is_main_process and (done % config.checkpoint_every == 0 or done == last):
             _checkpoint(run, done, core, optimizer, ema)
             _plot_losses(run)
         if accelerator.is_main_process and validation is not None and (done % config.validate_every == 0 or
-                                                                       done == config.max_steps):
+                                                                       done == last):
             _validate(run, done, core, validation, config, grid, write_png)
         accelerator.wait_for_everyone()
     # One number per rank that any difference in the weights changes: under DDP they must all agree.
     checksum = torch.stack([p.detach().double().sum() for p in core.parameters()]).sum().reshape(1)
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
-    summary = {"run": str(run), "steps": config.max_steps, "resumed_from": start, "loss": loss_value,
+    summary = {"run": str(run), "steps": last, "resumed_from": start, "loss": loss_value,
                "seconds": round(time.perf_counter() - started, 2), "model": str(run / "model"),
                "processes": world, "weight_checksums": checksums, "main_process": accelerator.is_main_process}
     if ema is not None:  # the final model is the moving average (the checkpoints keep both)
