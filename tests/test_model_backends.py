@@ -89,15 +89,13 @@ def wan_dir(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def wan_t5_dir(tmp_path_factory):
-    """The same pipeline with a tiny random UMT5 text encoder and a word-level tokenizer."""
-    from diffusers import WanVACEPipeline
+def _tiny_umt5(words: str):
+    """A tiny random UMT5 text encoder and a word-level tokenizer over `words`: (tokenizer, encoder)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
-    words = sorted({w.strip(",") for w in "an empty scene only the background nobody person blurry".split()})
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2,
+             **{w: i + 3 for i, w in enumerate(sorted({w.strip(",") for w in words.split()}))}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
@@ -105,6 +103,15 @@ def wan_t5_dir(tmp_path_factory):
     torch.manual_seed(0)
     encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1,
                                           num_heads=4, relative_attention_num_buckets=8))
+    return tokenizer, encoder
+
+
+@pytest.fixture(scope="module")
+def wan_t5_dir(tmp_path_factory):
+    """The same pipeline with a tiny random UMT5 text encoder and a word-level tokenizer."""
+    from diffusers import WanVACEPipeline
+
+    tokenizer, encoder = _tiny_umt5("an empty scene only the background nobody person blurry")
     path = tmp_path_factory.mktemp("wan_t5")
     WanVACEPipeline(tokenizer=tokenizer, text_encoder=encoder, **_tiny_wan_parts()).save_pretrained(path)
     return path
@@ -321,17 +328,8 @@ def wan_i2v_dir(tmp_path_factory):
     tiny UMT5 text encoder and a word-level tokenizer."""
     from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline,
                            WanTransformer3DModel)
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "disc": 4, "walks": 5}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
-                                        unk_token="<unk>")
-    torch.manual_seed(0)
-    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=32, num_layers=1,
-                                          num_heads=4, relative_attention_num_buckets=8))
+    tokenizer, encoder = _tiny_umt5("a disc walks")
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True])
     transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
