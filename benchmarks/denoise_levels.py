@@ -25,8 +25,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from splitmerge.data.torch_dataset import StmDataset, collate_samples
-    from splitmerge.errors import OptionError
+    from splitmerge.data.torch_dataset import collate_samples, held_out_dataset
     from splitmerge.eval.metrics import mask_iou
     from splitmerge.merge.composer import Composer
 
@@ -34,12 +33,9 @@ def main() -> None:
     if model.config.objective != "flow":
         raise SystemExit("denoise_levels: a flow Composer is needed")
     frames, size = model.config.sample_frames, model.config.sample_size
-    for split in ("val", "test", "train"):
-        try:
-            data = StmDataset(args.data, split=split, frames=frames, size=size, seed=args.seed + 1)
-            break
-        except OptionError:
-            continue
+    data = held_out_dataset(args.data, "train", frames=frames, size=size, seed=args.seed + 1)
+    if data is None:
+        raise SystemExit(f"denoise_levels: {args.data} has no ok clips")
     batch = collate_samples([data[i] for i in range(min(args.clips, len(data)))])
     count = len(batch["id"])
     generator = torch.Generator().manual_seed(args.seed)

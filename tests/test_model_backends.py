@@ -23,11 +23,12 @@ from splitmerge.errors import OptionError  # noqa: E402
 from splitmerge.decompose.backends import (BackendUnavailable, Segmentation, SplitClip, describe_backends,  # noqa: E402
                                        get_backend)
 from splitmerge.decompose.inpaint import ENV_VAR as INPAINT_ENV  # noqa: E402
-from splitmerge.decompose.inpaint import DiffusersInpaintRestorer, working_size  # noqa: E402
+from splitmerge.decompose.inpaint import DiffusersInpaintRestorer  # noqa: E402
 from splitmerge.decompose.motion import boxes_and_points  # noqa: E402
 from splitmerge.decompose.pipeline import NoSubjectError, split  # noqa: E402
 from splitmerge.decompose.restore import hole_masks  # noqa: E402
 from splitmerge.decompose.sam2 import ENV_VAR as SAM2_ENV  # noqa: E402
+from splitmerge.video.geometry import working_size  # noqa: E402
 from splitmerge.decompose.sam2 import Sam2Refiner  # noqa: E402
 
 from conftest import moving_subject_clip  # noqa: E402

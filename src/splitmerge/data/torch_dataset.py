@@ -125,6 +125,17 @@ class StmDataset(Dataset):
         return make_sample(*layers, row["caption"], row["id"], rng, self.augment, start)
 
 
+def held_out_dataset(dataset: str | Path, fallback: str | None = "train", **options) -> StmDataset | None:
+    """The dataset's held-out clips for validation: its ``val`` split, else ``test``, else `fallback` (the
+    training split: better the same clips than none); None when none has ok clips. `options` as `StmDataset`."""
+    for split in ("val", "test", fallback):
+        try:
+            return StmDataset(dataset, split=split, **options)
+        except OptionError:
+            continue
+    return None
+
+
 class StmIterableDataset(IterableDataset):
     """Samples streamed from WebDataset shards written by ``splitmerge dataset export --format webdataset``.
 

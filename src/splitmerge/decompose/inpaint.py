@@ -29,8 +29,6 @@ from .backends import Backend, BackendUnavailable, SplitClip, register
 from .restore import blend_weights, hole_masks
 from .weights import LocalWeights
 
-__all__ = ["DiffusersInpaintRestorer", "working_size"]
-
 ENV_VAR = "SPLITMERGE_INPAINT_MODEL"
 STEPS = 30
 GUIDANCE = 5.0              # the pipeline's own default

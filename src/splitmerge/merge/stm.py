@@ -100,14 +100,12 @@ def stm(inputs: ComposeInputs) -> Composite:
         out = model.sample(to_signed(small_fg[picks])[None], torch.from_numpy(small_alpha[picks])[None, None],
                            to_signed(small_bg[picks])[None], [inputs.prompt], steps=inputs.steps or 20,
                            guidance=inputs.guidance or 1.0, generator=generator, with_matte=layered)
-        if layered:
-            out, matte = out
-            mattes_window = matte[0, 0].numpy()
         keep = min(window, count - start)
         weights = window_weights(window, overlap, index == 0, index == len(starts) - 1)[:keep]
-        made[start:start + keep] += weights[:, None, None, None] * from_signed(out[0])[:keep]
         if layered:
-            mattes[start:start + keep] += weights[:, None, None] * mattes_window[:keep]
+            out, matte = out
+            mattes[start:start + keep] += weights[:, None, None] * matte[0, 0, :keep].numpy()
+        made[start:start + keep] += weights[:, None, None, None] * from_signed(out[0])[:keep]
         total[start:start + keep] += weights
     generated = np.rint(made / total[:, None, None, None]).clip(0, 255).astype(np.uint8)
     mattes /= total[:, None, None]

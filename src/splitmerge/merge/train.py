@@ -354,18 +354,14 @@ def _checkpoint(run: Path, step: int, core: Composer, optimizer, ema: Ema | None
 def _validation_batch(config: TrainConfig, collate) -> dict | None:
     """Held-out clips (the dataset's val/test split, else the first training clips) with the paper's transform
     drawn once, for the same pictures every time."""
-    from ..data.torch_dataset import StmDataset
+    from ..data.torch_dataset import held_out_dataset
     from ..video.transforms import AugmentConfig
 
-    for split in ("val", "test", config.split):
-        try:
-            data = StmDataset(config.data, split=split, frames=config.frames, size=config.size,
-                              augment=AugmentConfig(), seed=config.seed + 1)
-        except OptionError:
-            continue
-        picks = list(range(min(config.validation_clips, len(data))))
-        return collate([data[i] for i in picks]) if picks else None
-    return None
+    data = held_out_dataset(config.data, config.split, frames=config.frames, size=config.size,
+                            augment=AugmentConfig(), seed=config.seed + 1)
+    if data is None:
+        return None
+    return collate([data[i] for i in range(min(config.validation_clips, len(data)))])
 
 
 def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png) -> None:
@@ -375,6 +371,7 @@ def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainCo
     of the generated matte with the true one."""
     from ..data.torch_dataset import from_signed
     from ..eval.metrics import colour_error, mask_iou, psnr
+    from ..video.layers import composite
 
     core.eval()
     layered = core.config.output == "layer"
@@ -389,7 +386,7 @@ def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainCo
             generated[i])
         background = from_signed(batch["background"][i])
         alpha, target = batch["alpha"][i, 0].numpy(), batch["alpha_target"][i, 0].numpy()
-        copy = np.rint(inputs + (1 - alpha[..., None]) * background).clip(0, 255).astype(np.uint8)
+        copy = composite(inputs, alpha, background)
         subject = target > 0.5
         scores["psnr"].append(psnr(truth, made))
         scores["psnr_copy"].append(psnr(truth, copy))
