@@ -72,13 +72,14 @@ def main() -> None:
             str(evaluation))
         results[name] = json.loads((evaluation / "metrics.json").read_text())["summary"]
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases) | placement IoU | colour error | "
-          "bg PSNR | PSNR |")
-    print("|---|---|---|---|---|")
+    print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases) | placement IoU | depth-scale error "
+          "| colour error | bg PSNR | PSNR |")
+    print("|---|---|---|---|---|---|")
     rows = [(method, row) for method, row in results["baselines"].items()]
     rows += [(name, results[name]["stm"]) for name in args.variants]
     for label, row in rows:
-        print(f"| {label} | {row['placement_iou']['mean']:.3f} | {row['colour_error']['mean']:.2f} | "
+        print(f"| {label} | {row['placement_iou']['mean']:.3f} | {row['depth_scale_error']['mean']:.3f} | "
+              f"{row['colour_error']['mean']:.2f} | "
               f"{row['bg_psnr']['mean']:.2f} | {row['psnr']['mean']:.2f} |")
 
 

@@ -39,11 +39,12 @@ def main() -> None:
     batch = collate_samples([data[i] for i in range(min(args.clips, len(data)))])
     count = len(batch["id"])
     generator = torch.Generator().manual_seed(args.seed)
-    layered = model.config.output == "layer"
+    layered = model.layered
     rows = []
     with torch.no_grad():
         conditions = model.conditions(batch["foreground"], batch["alpha"], batch["background"])
-        background = model.codec.encode(batch["background"])
+        estimator = model.estimator(batch["foreground"], batch["alpha"], batch["background"], hard=True) \
+            if layered else None
         text = model.encode_text(list(batch["caption"]))
         truth = model.codec.encode(batch["video"])
         noise = torch.randn(truth.shape, generator=generator)
@@ -55,8 +56,8 @@ def main() -> None:
             noisy = (1 - level) * truth + level * noise
             raw = model.predict(noisy, conditions, torch.full((count,), level * model.config.train_timesteps), text)
             if layered:
-                estimate, matte = model.layer_estimate(raw, background)
-                pixels = model.codec.decode_matte(matte)[:, 0].numpy()
+                estimate, matte = estimator(raw)
+                pixels = model.matte_pixels(matte)[:, 0].numpy()
                 iou = float(np.mean([mask_iou(pixels[i], target[i]) for i in range(count)]))
             else:
                 estimate, iou = noisy - level * raw, None

@@ -53,24 +53,34 @@ def test_samples_lists_the_three_real_clips(capsys):
 
 
 def test_demo_writes_real_outputs(tmp_path, capsys):
+    """The demo on 16 frames with the bundled default Composer: the split, the three compositions, their
+    evaluation and the pictures."""
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), "--frames", "16"]) == 0
     printed = capsys.readouterr().out
-    assert str(out / "composite.mp4") in printed and str(out / "preview.png") in printed
+    for name in ("composite.mp4", "side_by_side.mp4", "preview.png", "evaluation/report.html"):
+        assert str(out / name) in printed and (out / name).stat().st_size > 10_000
     layers = sm.Layers.load(out / "layers")
     assert layers.frames.shape == (16, 240, 426, 3)
     assert layers.meta["filters"]["passed"] and 0.01 < layers.fg_ratio < 0.45
     assert layers.meta["backends"]["segmenter"]["name"] == "motion" and "subject" in layers.caption
-    # The composite is the split subject placed over the bikes street: it differs from the street only where
-    # the placed matte is (both are lossy encodes, so "unchanged" means within codec noise).
-    composite = sm.read_video(out / "composite.mp4")
-    assert composite.frames.shape == (16, 272, 640, 3)
+    # Copy-paste is the split subject placed over the bikes street where the demo starts it: it differs from the
+    # street only where the placed matte is (both are lossy encodes, so "unchanged" means within codec noise).
     street = sm.read_video(sm.sample_path("bikes"), start=137, max_frames=16)
     _, placed = place(layers.foreground, layers.alpha, (272, 640), position=(0.3, 0.62), scale=0.8)
     outside, inside = placed == 0, placed > 0.9
-    assert inside.mean() > 0.01
-    assert psnr(composite.frames[outside], street.frames[outside]) > 30
-    assert psnr(composite.frames[inside], street.frames[inside]) < 20
+    pasted = sm.read_video(out / "evaluation" / "videos" / "copy-paste" / "rabbit-on-bikes.mp4")
+    assert pasted.frames.shape == (16, 272, 640, 3) and inside.mean() > 0.01
+    assert psnr(pasted.frames[outside], street.frames[outside]) > 30
+    assert psnr(pasted.frames[inside], street.frames[inside]) < 20
+    # The Composer's result keeps the street outside the subject it placed (its own matte, in the metrics).
+    composed = sm.read_video(out / "composite.mp4")
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"stm", "harmonized-copy-paste", "copy-paste"}
+    assert metrics["summary"]["stm"]["bg_identity@appearance"]["mean"] > 95
+    assert composed.frames.shape == (16, 272, 640, 3) and psnr(composed.frames, street.frames) > 18
+    side = sm.read_video(out / "side_by_side.mp4")
+    assert side.frames.shape[0] == 16 and side.frames.shape[2] >= 3 * 640
     preview = (out / "preview.png").read_bytes()
     assert preview[:8] == b"\x89PNG\r\n\x1a\n" and len(preview) > 50_000
     assert json.loads((out / "samples.json").read_text())[0]["name"] == "bikes"

@@ -126,6 +126,39 @@ def test_layer_output_keeps_the_background_exact_and_learns_where_the_subject_go
                                 steps=1, with_matte=True)
 
 
+def test_warp_output_starts_as_copy_paste_and_learns_to_move_and_mirror_the_subject():
+    """output="warp": the layer is the input layer moved, mirrored and re-tinted. A fresh model is copy-paste,
+    exactly; on a batch whose inputs are shifted (and one also mirrored), training moves the matte onto the
+    truth, and the subject's pixels are the input's (a sharp, unchanged box)."""
+    torch.manual_seed(0)
+    model = Composer(tiny(output="warp", placement_weight=1.0, codec={"kind": "pixel", "spatial": 2, "temporal": 1}))
+    assert model.out_channels == 12 and model.layered
+    batch = make_batch()
+    copy = batch["foreground"] + (1 - batch["alpha"]) * (batch["background"] + 1)
+    video, matte = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
+                                steps=3, generator=torch.Generator().manual_seed(1), with_matte=True)
+    assert torch.equal(video, copy.clamp(-1, 1)) and torch.equal(matte, batch["alpha"])
+    batch["foreground"][1], batch["alpha"][1] = batch["foreground"][1].flip(-1), batch["alpha"][1].flip(-1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(120):
+        out = model.loss(batch, generator)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    assert {"loss_place", "loss_fg", "loss_bg"} <= set(out)
+    video, matte = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
+                                steps=4, generator=torch.Generator().manual_seed(1), with_matte=True)
+    truth = batch["alpha_target"] > 0.5
+    for i in range(2):
+        placed = matte[i] > 0.5
+        assert (placed & truth[i]).sum() / (placed | truth[i]).sum() > 0.85
+    core = truth & (torch.nn.functional.max_pool3d((~truth).float(), 3, 1, 1) == 0)  # away from the edges
+    assert (video - batch["video"]).abs()[core.expand_as(video)].mean() < 0.1
+    with pytest.raises(OptionError, match="pixel codec"):
+        ComposerConfig(output="warp", codec={"kind": "vae", "path": "x"})
+
+
 def test_identity_loss_weights_the_regions_by_the_untransformed_matte():
     torch.manual_seed(0)
     batch = make_batch()

@@ -49,6 +49,15 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     assert truth_metrics(tinted, alpha, truth, alpha)["colour_error"] > 10
     assert paper_metrics(fg, alpha, bg, tinted, alpha)["fg_identity@appearance"] < best["fg_identity@appearance"] - 5
 
+    # The subject's motion: mirrored and enlarged it is the same motion; frozen it is not.
+    from splitmerge.video.transforms import affine, hflip
+
+    placed_fg, placed_alpha = affine(*hflip(fg, alpha), 1.3, (0, 0), (SIZE[1] / 2, SIZE[0] / 2))
+    placed = paper_metrics(fg, alpha, bg, composite(placed_fg, placed_alpha, bg), placed_alpha)["fg_motion@flow"]
+    still_fg, still_alpha = np.repeat(fg[:1], len(fg), axis=0), np.repeat(alpha[:1], len(alpha), axis=0)
+    still = paper_metrics(fg, alpha, bg, composite(still_fg, still_alpha, bg), still_alpha)["fg_motion@flow"]
+    assert placed < 0.5 < still, (placed, still)
+
     # A frozen background raises the BG motion error (the camera pans in the input).
     frozen = composite(fg, alpha, np.repeat(bg[:1], len(bg), axis=0))
     assert paper_metrics(fg, alpha, bg, frozen, alpha)["bg_motion@dis"] > 10 * max(best["bg_motion@dis"], 0.01)
@@ -101,6 +110,12 @@ def test_compose_baselines_and_their_options(scene, tmp_path):
     assert np.all(np.diff(xs) > 0)
     with pytest.raises(OptionError, match="method 'magic'"):
         sm.compose(fg=layers, background=background, method="magic")
+    empty = sm.Layers(layers.frames, np.zeros_like(layers.alpha), np.zeros_like(layers.foreground),
+                      layers.background, layers.fps)
+    with pytest.raises(OptionError, match="fg 2: the subject's matte is empty"):
+        sm.compose(fg=[layers, empty], background=background, method="copy-paste")
+    with pytest.raises(OptionError, match="fg 1: placed entirely outside"):
+        sm.compose(fg=layers, background=background, method="copy-paste", position=(5.0, 5.0))
     out = tmp_path / "result.mp4"
     assert main(["compose", "--fg", str(tmp_path / "missing"), "--bg", "x.mp4", "-o", str(out)]) == 2
     assert not out.exists()

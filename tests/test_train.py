@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from splitmerge.cli import main
 from splitmerge.data import build
@@ -32,8 +33,6 @@ def dataset(tmp_path_factory):
 
 def small_config(tmp_path: Path, **fields) -> Path:
     """cpu-tiny with fewer steps and more checkpoints, as a YAML file."""
-    import yaml
-
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())
     record.update({"max_steps": 12, "checkpoint_every": 4, "validate_every": 12, "validation_steps": 3, **fields})
     path = tmp_path / "config.yaml"
@@ -121,6 +120,25 @@ def test_config_errors_and_schedule(tmp_path):
     with pytest.raises(OptionError, match="preset 'huge'"):
         preset_path("huge")
     assert main(["train", "--preset", "cpu-tiny", "-o", str(tmp_path / "r")]) == 2  # no --data
+    with pytest.raises(OptionError, match="augment: .*flip_chance"):
+        TrainConfig(augment={"flip_chance": 0.5})
+    assert not tmp_path.joinpath("r").exists()
+
+
+def test_augmentation_settings_come_from_the_config_and_survive_no_augment(tmp_path, monkeypatch):
+    """A config may change the augmentation (here: mirror half the inputs); --no-augment switches the transforms
+    off but keeps those settings, which validation draws from (enabled again), so both ablation arms are
+    validated on the same inputs."""
+    from splitmerge.merge.train import augment_settings
+
+    config = small_config(tmp_path, augment={"flip_p": 0.5})
+    assert augment_settings(TrainConfig.load(config)).flip_p == 0.5
+    assert augment_settings(TrainConfig.load(preset_path("cpu-small"))).flip_p == 0.7  # the paper's
+    seen = {}
+    monkeypatch.setattr("splitmerge.merge.train.train", lambda config, run, resume=False: seen.update(
+        augment=config.augment) or {"main_process": False})
+    main(["train", "--config", str(config), "--data", str(tmp_path), "-o", str(tmp_path / "r"), "--no-augment"])
+    assert seen["augment"] == {"flip_p": 0.5, "enabled": False}
 
 
 def _tiny_t5(folder: Path, kind: str) -> int:
@@ -248,11 +266,60 @@ def test_a_trained_composer_composes_through_sm_compose(dataset, tmp_path):
     untouched = first.alpha == 0
     assert np.array_equal(first.frames[untouched], layers.background[untouched])  # the background kept exactly
     assert first.meta["matte"] == "model" and first.meta["windows"] == 4  # 21 frames in 8-frame windows
-    raw = sm.compose(fg=layers, background=background, method="stm", model=str(run / "model"), steps=2, seed=3,
-                     preserve_background=False)
-    assert raw.alpha is None and raw.meta["preserved"] is False
+    assert "full resolution" in first.meta["rendered"]  # cpu-tiny is a warp Composer
     with pytest.raises(OptionError, match="no Composer"):
         sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "none"))
+
+    # A layer Composer has no map to apply: it generates at its size and keeps the background outside its matte.
+    layer_config = small_config(tmp_path, max_steps=2, checkpoint_every=2, validate_every=2,
+                                composer={**yaml.safe_load(config.read_text())["composer"], "output": "layer"})
+    assert main(["train", "--config", str(layer_config), "--data", str(dataset), "-o", str(tmp_path / "lr")]) == 0
+    kept = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "lr" / "model"), steps=2)
+    assert np.array_equal(kept.frames[kept.alpha == 0], layers.background[kept.alpha == 0])
+    raw = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "lr" / "model"), steps=2,
+                     preserve_background=False)
+    assert raw.alpha is None and raw.meta["preserved"] is False
+
+
+def test_a_fresh_warp_composer_composes_exactly_a_copy_paste_at_full_resolution(tmp_path, monkeypatch):
+    """The warp map is applied to the subject at the background's own size: an untrained warp Composer (the
+    identity map) gives exactly copy-paste, pixel for pixel, though it runs at 32x48 on a 48x64 clip."""
+    import numpy as np
+    import torch
+
+    import splitmerge as sm
+    from splitmerge.data.synthetic import render_scene
+    from splitmerge.merge.composer import ComposerConfig
+    from splitmerge.video.layers import composite
+
+    record = yaml.safe_load(preset_path("cpu-tiny").read_text())["composer"]
+    torch.manual_seed(0)
+    model = Composer(ComposerConfig(**{**record, "text_encoder": "none", "sample_frames": 8,
+                                       "sample_size": [32, 48]}))
+    model.save_pretrained(tmp_path / "fresh")
+    layers, _ = render_scene(5, frames=11, size=(48, 64))
+    result = sm.compose(fg=layers, background=sm.Video(layers.background, layers.fps), method="stm",
+                        model=str(tmp_path / "fresh"), steps=2)
+    assert np.array_equal(result.frames, composite(layers.foreground, layers.alpha, layers.background))
+    assert np.allclose(result.alpha, layers.alpha, atol=1e-6) and result.meta["mirrored"] == [False]
+    # Two subjects, each placed by its own map over the result so far: here, copy-paste of both in order.
+    other, _ = render_scene(6, frames=11, size=(48, 64))
+    both = sm.compose(fg=[layers, other], background=sm.Video(layers.background, layers.fps), method="stm",
+                      model=str(tmp_path / "fresh"), steps=2)
+    expected = composite(other.foreground, other.alpha, composite(layers.foreground, layers.alpha,
+                                                                   layers.background))
+    assert np.abs(both.frames.astype(int) - expected).max() <= 1  # (float rounding at .5, a few pixels)
+    assert both.meta["mirrored"] == [False, False]
+    # A model that mirrors: the subject comes out mirrored about the frame's centre, unless mirror=False.
+    sampled = Composer.warp_parameters
+    monkeypatch.setattr(Composer, "warp_parameters",
+                        lambda self, *args, **kwargs: (sampled(self, *args, **kwargs)[0], torch.full((1,), 5.0)))
+    background = sm.Video(layers.background, layers.fps)
+    mirrored = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2)
+    assert mirrored.meta["mirrored"] == [True] and np.allclose(mirrored.alpha, layers.alpha[:, :, ::-1], atol=1e-6)
+    kept = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
+                      mirror=False)
+    assert kept.meta["mirrored"] == [False] and np.array_equal(kept.frames, result.frames)
 
 
 def test_windows_cover_the_clip_and_cross_fade():

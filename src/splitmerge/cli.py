@@ -151,7 +151,8 @@ def _cmd_compose(args) -> int:
             raise OptionError(f"--position {args.position!r}: expected X,Y fractions, e.g. 0.5,0.7")
     result = compose(fg=args.fg, background=args.bg, prompt=args.prompt, method=args.method, model=args.model,
                      seed=args.seed, steps=args.steps, guidance=args.guidance, position=position, scale=args.scale,
-                     trajectory=args.trajectory, preserve_background=not args.no_preserve_background)
+                     trajectory=args.trajectory, preserve_background=not args.no_preserve_background,
+                     mirror=not args.no_mirror)
     path = result.save(args.output)
     if args.layers_out:
         result.layers().save(args.layers_out)
@@ -200,8 +201,8 @@ def _cmd_train(args) -> int:
     path = preset_path(args.preset) if args.preset else args.config
     config = TrainConfig.load(path, data=args.data, max_steps=args.max_steps, seed=args.seed,
                               stop_at=args.stop_at)
-    if args.no_augment:
-        config.augment = False
+    if args.no_augment:  # the preset's augmentation settings stay, for the validation's transforms
+        config.augment = {**config.augment, "enabled": False} if isinstance(config.augment, dict) else False
     if args.no_identity_loss:
         config.composer = {**config.composer, "identity_loss": False}
     summary = train(config, args.output, resume=args.resume)
@@ -240,7 +241,7 @@ def _backends_epilog() -> str:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.output, frames=args.frames)
+    run_demo(args.output, frames=args.frames, model=args.model)
     return 0
 
 
@@ -354,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     compose_parser.add_argument("--no-preserve-background", action="store_true",
                                 help="stm: keep the raw generation instead of the given background wherever the "
                                      "generation does not change it")
+    compose_parser.add_argument("--no-mirror", action="store_true",
+                                help="stm: keep each subject's orientation (a warp Composer may mirror it)")
     compose_parser.set_defaults(run=_cmd_compose)
 
     bench = commands.add_parser("bench", help="make a composition benchmark folder",
@@ -425,11 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     samples.set_defaults(run=_cmd_samples)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the bundled sample clips",
-                               description="Probe the sample clips, split one into layers, paste its subject "
-                                           "into another, and write the Layers folder, the composite and "
-                                           "preview pictures.")
+                               description="Probe the sample clips, split one into layers, compose its subject "
+                                           "into another with the default Composer and both copy-paste "
+                                           "baselines, evaluate them, and write the Layers folder, the videos, "
+                                           "a side-by-side video, preview pictures and report.html.")
     demo.add_argument("-o", "--output", default="demo_out", help="output folder (default: demo_out)")
     demo.add_argument("--frames", type=int, default=49, help="frames to split and compose (default: 49)")
+    demo.add_argument("--model", default="default", help="the Composer folder for stm (default: the bundled one)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

@@ -196,6 +196,22 @@ def make_bench(kind: str, output: str | Path, cases: int = 8, data: str | Path |
     return root
 
 
+def pair_bench(output: str | Path, subject: Layers, background: Video, prompt: str, key: str = "pair") -> Path:
+    """A one-case ``cross`` benchmark of a given pair (the demo's): `subject` is the layer to insert, already at
+    the background's size and length (e.g. from `video.transforms.place`), `background` the video to insert it
+    into. No truth; `evaluate` scores it with the paper's metrics and writes its report."""
+    if subject.foreground.shape != background.frames.shape:
+        raise OptionError(f"pair bench: the subject layer {subject.foreground.shape[:3]} must have the "
+                          f"background's frames and size {background.frames.shape[:3]}")
+    with atomic_dir(Path(output)) as folder:
+        _write_case(folder, key, "cross", subject, background.frames, background.fps, prompt,
+                    {"flip": False, "crop": None, "jitter": None}, None, {}, {"pair": key})
+        record = {"format": "splitmerge.bench", "version": 1, "kind": "cross", "cases": [key],
+                  "settings": {"cases": 1, "pair": True}}
+        (folder / "bench.json").write_text(json.dumps(record, indent=2) + "\n")
+    return Path(output)
+
+
 def load_bench(path: str | Path) -> tuple[dict, list[BenchCase]]:
     """A benchmark folder's record and its cases."""
     root = Path(path)

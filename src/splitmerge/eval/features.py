@@ -11,7 +11,10 @@ and is a documented proxy for the paper's number, never to be mistaken for it:
 - ``bg_identity@appearance`` (higher is better, 0-100): the same descriptor of the input background and of the
   result, with the subjects of both blacked out in both (the paper's protocol).
 - ``fg_motion@flow`` (lower is better): KL divergence between the distributions of the subject's own motion in
-  the input layer and in the result: DIS flow vectors inside the matte, binned by direction (8) and speed (5).
+  the input layer and in the result: DIS flow vectors inside the matte, binned by direction folded left-right
+  (5 bins from straight up to straight down) and by speed relative to the subject's size (5). A composition
+  may mirror and rescale a subject (placing it is the task), and the paper's action classifier calls a mirrored
+  or larger walk the same walk; in pixel vectors it would be a different motion entirely.
 - ``bg_motion@dis`` (lower is better): mean squared difference (px^2) between the DIS optical flow of the input
   background and of the result, on pixels outside both subjects (the paper: Perceiver IO / RAFT flow MSE).
 - ``text_alignment@minilm`` (higher is better, 0-100): cosine x 100 between MiniLM sentence embeddings of the
@@ -79,12 +82,17 @@ def flow_field(frames: np.ndarray) -> np.ndarray:
     return np.stack([dis_flow(gray[t], gray[t + 1], engine) for t in range(len(gray) - 1)])
 
 
-def motion_histogram(flows: np.ndarray, weight: np.ndarray, speed_edges=(0.25, 1, 2.5, 6)) -> np.ndarray:
-    """Distribution (sums to 1, lightly smoothed) of flow vectors inside the matte: 8 directions x 5 speeds."""
-    speed = np.hypot(flows[..., 0], flows[..., 1])
-    direction = ((np.arctan2(flows[..., 1], flows[..., 0]) + np.pi) / (2 * np.pi) * 8).astype(int) % 8
-    bins = np.digitize(speed, speed_edges) * 8 + direction
-    histogram = np.bincount(bins.ravel(), weights=weight.ravel(), minlength=8 * (len(speed_edges) + 1))
+def motion_histogram(flows: np.ndarray, weight: np.ndarray, speed_edges=(0.01, 0.04, 0.1, 0.25),
+                     directions: int = 5) -> np.ndarray:
+    """Distribution (sums to 1, lightly smoothed) of flow vectors (T-1, H, W, 2) inside the matte `weight`
+    (T-1, H, W): `directions` bins of the angle from straight up to straight down with left and right folded
+    together, x 5 bins of speed in units of the subject's size (the square root of its matte area, per frame)."""
+    size = np.sqrt(np.maximum(weight.reshape(len(weight), -1).sum(axis=1), 1.0))[:, None, None]
+    speed = np.hypot(flows[..., 0], flows[..., 1]) / size
+    angle = np.arctan2(flows[..., 1], np.abs(flows[..., 0]))  # [-pi/2, pi/2]
+    direction = np.minimum(((angle + np.pi / 2) / np.pi * directions).astype(int), directions - 1)
+    bins = np.digitize(speed, speed_edges) * directions + direction
+    histogram = np.bincount(bins.ravel(), weights=weight.ravel(), minlength=directions * (len(speed_edges) + 1))
     histogram = histogram + 1e-3 * max(histogram.sum(), 1)
     return histogram / histogram.sum()
 

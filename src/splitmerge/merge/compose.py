@@ -167,8 +167,15 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
         if position.shape != (count, 2) and not (position.ndim == 2 and len(position) >= count):
             raise ShapeError(f"trajectory: expected at least {count} (x, y) positions, got {position.shape}")
         position = position[:count]
+    for index, layers in enumerate(subjects):
+        if not (layers.alpha[:count] > 0).any():
+            raise OptionError(f"fg {index + 1}: the subject's matte is empty (nothing to compose)")
     placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=position,
                     scale=1.0 if scale is None else scale) for layers in subjects]
+    for index, (_, alpha) in enumerate(placed):
+        if not (alpha > 0).any():
+            raise OptionError(f"fg {index + 1}: placed entirely outside the {size[1]}x{size[0]} frame "
+                              f"(position {position if position is None else np.asarray(position).tolist()})")
     text = prompt if prompt is not None else " ".join(layers.caption for layers in subjects if layers.caption)
     inputs = ComposeInputs(video.frames[:count], placed, video.fps, text, seed, steps, guidance,
                            {"model": model, **options})

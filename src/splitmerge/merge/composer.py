@@ -11,8 +11,12 @@ latent space (C + ``codec.matte_channels`` channels) and the clean estimate is t
 background, x0 = a * layer + (1 - a) * background with a = sigmoid(raw + `MATTE_OFFSET`). The background then
 comes through exactly wherever the matte is empty (a lesson of PROBES.md: a small transformer trained from scratch
 on a CPU does not learn to reproduce a background, and sampling noise leaks into it); the model spends itself on
-the subject, and its matte is the result's. Layer outputs train on the x0 error (flow noise levels) and sample
-with the flow scheduler through v = (x_s - x0) / s.
+the subject, and its matte is the result's. ``"warp"`` (pixel codec only) goes further: the layer is the
+*input* layer moved, scaled, mirrored and re-tinted by per-frame parameters the backbone votes for
+(`merge.warp`), so the subject's pixels are kept by construction and the model learns only where it goes and how
+its colour fits. Layer and warp outputs train on the x0 error (flow noise levels) against the clean background
+(and, for warp, the clean foreground is what is moved) and sample with the flow scheduler through
+v = (x_s - x0) / s.
 
 Objectives (``objective``): ``"flow"`` (rectified flow matching: x_s = (1 - s) x0 + s e, the model predicts
 e - x0; sampled with diffusers' FlowMatchEulerDiscreteScheduler) or ``"v"`` (v-prediction on a DDPM schedule, as
@@ -30,16 +34,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import atomic_dir
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
+from .warp import WARP_CHANNELS, pool_parameters, warp_layer, zero_output
 
 TEXT_DIM = {"minilm": 384}
 MATTE_OFFSET = -3.0   # a layer's matte starts near empty (sigmoid(-3) = 0.05): the background shows until learnt
 MATTE_FLOOR = 0.02    # sampled matte values below this are exactly 0, so the background there is exact
+
+
+def placement_error(matte: torch.Tensor, truth: torch.Tensor, scales=(4, 8, 16)) -> torch.Tensor:
+    """Mean squared difference of two mattes (B, 1, T, H, W), each box-blurred per frame at each scale (kernel k,
+    stride k / 2), averaged over the scales: a scalar that still falls as a matte moves towards the truth when
+    the two do not overlap (a plain pixel error has no gradient then)."""
+    total = matte.new_zeros(())
+    for k in scales:
+        kernel, stride = (1, k, k), (1, max(k // 2, 1), max(k // 2, 1))
+        total = total + (F.avg_pool3d(matte.float(), kernel, stride, ceil_mode=True)
+                         - F.avg_pool3d(truth.float(), kernel, stride, ceil_mode=True)).pow(2).mean()
+    return total / len(scales)
 
 
 def _default_backbone() -> dict:
@@ -58,10 +76,12 @@ class ComposerConfig:
     text_encoder_path: str | None = None  # the backbone's own, e.g. CogVideoX's or Wan's) or "none" (zeros)
     text_length: int = 32
     objective: str = "flow"           # "flow" or "v"
-    output: str = "direct"            # "direct" (the objective's target) or "layer" (subject layer + matte)
+    output: str = "direct"            # "direct" (the objective's target), "layer" (subject layer + matte) or
+    #                                   "warp" (the input layer moved and re-tinted; pixel codec)
     matte_channel: bool = True
     identity_loss: bool = True
     identity_weight: float = 0.5      # a in L = a L_fg + (1 - a) L_bg
+    placement_weight: float = 0.0     # layered outputs: + w * the blurred matte error (`placement_error`)
     caption_dropout: float = 0.1
     flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
     noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
@@ -77,10 +97,12 @@ class ComposerConfig:
             raise OptionError(f"objective {self.objective!r}: expected flow or v")
         if self.noise_levels not in ("logit-normal", "uniform"):
             raise OptionError(f"noise_levels {self.noise_levels!r}: expected logit-normal or uniform")
-        if self.output not in ("direct", "layer"):
-            raise OptionError(f"output {self.output!r}: expected direct or layer")
-        if self.output == "layer" and self.objective != "flow":
-            raise OptionError("output layer trains with the flow objective only")
+        if self.output not in ("direct", "layer", "warp"):
+            raise OptionError(f"output {self.output!r}: expected direct, layer or warp")
+        if self.output != "direct" and self.objective != "flow":
+            raise OptionError(f"output {self.output} trains with the flow objective only")
+        if self.output == "warp" and self.codec.get("kind", "pixel") != "pixel":
+            raise OptionError("output warp moves pixels: it needs the pixel codec")
         if self.text_encoder not in ("minilm", "t5", "none"):
             raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm, t5 or none")
         if self.text_encoder == "t5" and not self.text_encoder_path:
@@ -98,13 +120,17 @@ class Composer(nn.Module):
         self.codec = codec or build_codec(self.config.codec)
         channels = self.codec.channels
         self.in_channels = 3 * channels + int(self.config.matte_channel)
-        self.out_channels = channels + (self.codec.matte_channels if self.config.output == "layer" else 0)
-        if backbone is None:
+        self.out_channels = {"direct": channels, "layer": channels + self.codec.matte_channels,
+                             "warp": WARP_CHANNELS}[self.config.output]
+        fresh = backbone is None
+        if fresh:
             settings = {**self.config.backbone_config, "in_channels": self.in_channels,
                         "out_channels": self.out_channels}
             if self.config.backbone == "wan":
                 settings["patch_size"] = tuple(settings["patch_size"])
             backbone = build_backbone(self.config.backbone, **settings)
+            if self.config.output == "warp":
+                zero_output(backbone)
         self.transformer = backbone
         backbone_settings = self.transformer.config
         self.text_dim = int(getattr(backbone_settings, "text_dim", None) or backbone_settings.text_embed_dim)
@@ -194,6 +220,35 @@ class Composer(nn.Module):
         spread = self.codec.expand_matte(matte)
         return spread * layer + (1 - spread) * background, matte
 
+    def warp_estimate(self, raw: torch.Tensor, foreground: torch.Tensor, alpha: torch.Tensor,
+                      background: torch.Tensor, hard: bool = False, flip: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output ``warp``: the input layer moved and re-tinted as the raw output (B, WARP_CHANNELS, t, h, w)
+        says (`merge.warp`), over the background. `foreground` (B, 3, T, H, W) premultiplied and `background`
+        in [-1, 1], `alpha` (B, 1, T, H, W). Returns (x0 estimate (B, C, t, h, w), matte (B, 1, T, H, W))."""
+        layer, matte = warp_layer(raw, (foreground + 1) / 2, alpha, hard, flip)
+        picture = layer + (1 - matte) * (background.float() + 1) / 2
+        return self.codec.encode(picture * 2 - 1), matte
+
+    @property
+    def layered(self) -> bool:
+        """Whether the model composites a subject layer of its own over the exact background (and so has a
+        matte to give): outputs ``layer`` and ``warp``."""
+        return self.config.output != "direct"
+
+    def estimator(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
+                   hard: bool = False, flip: torch.Tensor | None = None):
+        """For layered outputs: raw output -> (x0 estimate, matte), over these (clean) pixel inputs. The matte is
+        in latent layout for ``layer`` (B, m, t, h, w), in pixels for ``warp`` (B, 1, T, H, W)."""
+        if self.config.output == "warp":
+            return lambda raw: self.warp_estimate(raw, foreground, alpha, background, hard, flip)
+        plate = self.codec.encode(background)
+        return lambda raw: self.layer_estimate(raw, plate)
+
+    def matte_pixels(self, matte: torch.Tensor) -> torch.Tensor:
+        """An `estimator` matte at pixel resolution, (B, 1, T, H, W)."""
+        return matte if self.config.output == "warp" else self.codec.decode_matte(matte)
+
     # ------------------------------------------------------------------------------------------------- training
 
     def _noise_level(self, batch: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -209,9 +264,12 @@ class Composer(nn.Module):
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict:
         """The training loss of a batch (what `StmDataset` yields, collated; noise on fg/bg already added).
 
-        With output ``layer``, ``batch["background_clean"]`` (the background before the input noise; default: the
-        background) is what the layer is composited over.
-        Returns {"loss", "loss_fg", "loss_bg"} (scalars; loss_fg/loss_bg are the region means, for logging)."""
+        With a layered output, ``batch["background_clean"]`` and ``batch["foreground_clean"]`` (the inputs before
+        the input noise; default: the inputs) are what the layer is composited over and (warp) what it moves;
+        over the noised background, the matte would learn to denoise it. `placement_weight` adds the error of
+        the model's matte against the truth's, blurred at three scales (a moved subject that misses the truth
+        entirely still learns which way to go).
+        Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"]} (scalars; the parts are for logging)."""
         device = next(self.parameters()).device
         video = batch["video"].to(device)
         target = self.codec.encode(video)
@@ -231,11 +289,15 @@ class Composer(nn.Module):
             noisy = scheduler.add_noise(target, noise, steps.to(device))
             goal, timestep = scheduler.get_velocity(target, noise, steps.to(device)), steps.to(device).float()
         prediction = self.predict(noisy, conditions, timestep, text)
-        if self.config.output == "layer":  # the x0 error of the layer over the background *before* input noise
-            clean = batch.get("background_clean")  # (over the noised input, the matte would learn to denoise it)
-            plate = self.codec.encode(clean.to(device)) if clean is not None else self._background_of(conditions)
-            prediction, _ = self.layer_estimate(prediction, plate)
+        parts = {}
+        if self.layered:
+            estimate = self.estimator(batch.get("foreground_clean", batch["foreground"]).to(device),
+                                       batch["alpha"].to(device),
+                                       batch.get("background_clean", batch["background"]).to(device))
+            prediction, matte = estimate(prediction)
             goal = target
+            if self.config.placement_weight:
+                parts["loss_place"] = placement_error(self.matte_pixels(matte), batch["alpha_target"].to(device))
         error = (prediction.float() - goal.float()).pow(2).mean(dim=1, keepdim=True)  # (B, 1, t, h, w)
         subject = self.codec.matte(batch["alpha_target"].to(device))
         fg = (error * subject).flatten(1).sum(1) / subject.flatten(1).sum(1).clamp(min=1e-6)
@@ -245,7 +307,10 @@ class Composer(nn.Module):
             loss = (a * fg + (1 - a) * bg).mean()
         else:
             loss = error.mean()
-        return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach()}
+        if parts:
+            loss = loss + self.config.placement_weight * parts["loss_place"]
+        return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach(),
+                **{key: value.detach() for key, value in parts.items()}}
 
     def _background_of(self, conditions: torch.Tensor) -> torch.Tensor:
         channels = self.codec.channels
@@ -268,12 +333,41 @@ class Composer(nn.Module):
                steps: int = 20, guidance: float = 1.0, generator: torch.Generator | None = None,
                with_matte: bool = False):
         """Generate the composite: (B, 3, T, H, W) in [-1, 1]. `guidance` > 1 uses classifier-free guidance
-        against the empty caption. With `with_matte` (output ``layer`` only) also return the subject's matte,
-        (B, 1, T, H, W) in [0, 1], values below `MATTE_FLOOR` set to 0 (the background is exact there)."""
-        if with_matte and self.config.output != "layer":
-            raise OptionError("with_matte needs a Composer with output layer")
+        against the empty caption. With `with_matte` (layered outputs only) also return the subject's matte,
+        (B, 1, T, H, W) in [0, 1]; the background is exact wherever it is 0 (``layer`` sets values below
+        `MATTE_FLOOR` to 0; ``warp`` takes the likelier mirror side and composites the moved layer exactly)."""
+        if with_matte and not self.layered:
+            raise OptionError("with_matte needs a Composer with a layered output (layer or warp)")
+        latent, matte, _, conditions = self._denoise(foreground, alpha, background, captions, steps, guidance,
+                                                     generator)
+        if self.config.output == "layer":  # where the matte is (near) empty the background is exact
+            matte = torch.where(matte < MATTE_FLOOR, torch.zeros_like(matte), matte)
+            latent = torch.where(self.codec.expand_matte(matte) > 0, latent, self._background_of(conditions))
+        video = self.codec.decode(latent).clamp(-1, 1)
+        if with_matte:
+            return video, self.matte_pixels(matte).clamp(0, 1)
+        return video
+
+    @torch.no_grad()
+    def warp_parameters(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
+                        captions: list[str], steps: int = 20, guidance: float = 1.0,
+                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output ``warp``: sample as `sample` does and return the final map instead of pixels: per-frame
+        parameters (B, WARP_CHANNELS, T) and the clip's mirror logit (B,; chosen at the first step, from the
+        inputs and caption alone), for `merge.warp.apply_warp` on the
+        layer at any resolution (compose renders the subject at the background's own size)."""
+        if self.config.output != "warp":
+            raise OptionError("warp_parameters needs a Composer with output warp")
+        _, _, (raw, flip), _ = self._denoise(foreground, alpha, background, captions, steps, guidance, generator)
+        return pool_parameters(raw, foreground.shape[2])[0], flip
+
+    def _denoise(self, foreground, alpha, background, captions, steps, guidance, generator):
+        """The sampling loop. Returns (final latent (B, C, t, h, w), matte (layered outputs; see `estimator`)
+        or None, (the last (guided) raw output, the mirror logit chosen at the first step (warp) or None), the
+        conditions)."""
         device = next(self.parameters()).device
-        conditions = self.conditions(foreground.to(device), alpha.to(device), background.to(device))
+        foreground, alpha, background = foreground.to(device), alpha.to(device), background.to(device)
+        conditions = self.conditions(foreground, alpha, background)
         count = conditions.shape[0]
         text = self.encode_text(captions)
         empty = self.encode_text([""] * count) if guidance != 1.0 else None
@@ -281,38 +375,33 @@ class Composer(nn.Module):
         latent = torch.randn(shape, generator=generator).to(device)
         scheduler = self._sampler()
         scheduler.set_timesteps(steps, device=device)
-        background_latent = self._background_of(conditions)
-        matte = None
+        estimator = self.estimator(foreground, alpha, background, hard=True) if self.layered else None
+        estimate = matte = raw = first_flip = None
         for index, t in enumerate(scheduler.timesteps):
             timestep = t.expand(count).float().to(device)
-            if self.config.output == "layer":
-                estimate, matte = self._guided(latent, conditions, timestep, text, empty, guidance, background_latent)
+            raw = self._guided(latent, conditions, timestep, text, empty, guidance)
+            if index == 0 and self.config.output == "warp":
+                # The mirror is chosen once, at pure noise, from the inputs and the caption alone; later steps
+                # would otherwise read it off their own noisy draft and flip at random where the inputs do not say.
+                first_flip = pool_parameters(raw, foreground.shape[2])[1]
+                estimator = self.estimator(foreground, alpha, background, hard=True, flip=first_flip)
+            if estimator is not None:
+                estimate, matte = estimator(raw)
                 prediction = (latent - estimate) / scheduler.sigmas[index]
             else:
-                prediction = self._guided(latent, conditions, timestep, text, empty, guidance)
+                prediction = raw
             latent = scheduler.step(prediction, t, latent, return_dict=False)[0]
-        if self.config.output == "layer":  # the last step lands on the estimate; where the matte is (near) empty
-            matte = torch.where(matte < MATTE_FLOOR, torch.zeros_like(matte), matte)  # the background is exact
-            latent = torch.where(self.codec.expand_matte(matte) > 0, latent, background_latent)
-        video = self.codec.decode(latent).clamp(-1, 1)
-        if with_matte:
-            return video, self.codec.decode_matte(matte).clamp(0, 1)
-        return video
+        if estimator is not None:  # the last step lands on the estimate: take it exactly
+            latent = estimate
+        return latent, matte, (raw, first_flip), conditions
 
-    def _guided(self, latent, conditions, timestep, text, empty, guidance: float, background=None):
-        """The (guided) raw prediction; with `background` (output layer), the (guided) x0 estimate and the
-        conditional matte instead."""
-        def run(features):
-            raw = self.predict(latent, conditions, timestep, features)
-            return raw if background is None else self.layer_estimate(raw, background)
-
-        conditional = run(text)
+    def _guided(self, latent, conditions, timestep, text, empty, guidance: float):
+        """The raw prediction, guided against the empty caption when `empty` is given."""
+        conditional = self.predict(latent, conditions, timestep, text)
         if empty is None:
             return conditional
-        unconditional = run(empty)
-        if background is None:
-            return unconditional + guidance * (conditional - unconditional)
-        return unconditional[0] + guidance * (conditional[0] - unconditional[0]), conditional[1]
+        unconditional = self.predict(latent, conditions, timestep, empty)
+        return unconditional + guidance * (conditional - unconditional)
 
     def _sampler(self):
         if self.config.objective == "flow":

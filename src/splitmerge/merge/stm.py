@@ -5,9 +5,17 @@ The Composer runs at the clip length and size it was trained at (``sample_frames
 by a quarter window (the last one ends on the last frame; a clip shorter than a window is padded by repeating
 its final frame); each window is sampled, the overlaps are cross-faded, and the result is resized back.
 
-With ``preserve_background`` (the default) the result keeps the given background exactly outside the region
-the model changed for the subject, which is the result's matte: a Composer with ``output="layer"`` gives its
-own (the subject layer's matte, shadow and contact included, brought to full resolution); otherwise it is the
+A ``warp`` Composer (the CPU presets) decides at its training size only *where and how* the subject goes: its
+map (per-frame zoom, shift, colour gains, and one mirror choice for the clip; the windows' maps cross-faded) is
+applied to the subject layer at the background's own resolution, so the subject keeps its full-resolution pixels
+and the background is exact outside the moved matte (``preserve_background`` changes nothing there; option
+``mirror=False`` keeps each subject's orientation). Several
+subjects are placed one after another, each by its own map, over the result so far. Other Composers take all
+subjects as one layer.
+
+Otherwise, with ``preserve_background`` (the default) the result keeps the given background exactly outside the region
+the model changed for the subject, which is the result's matte: a layered Composer (``output`` layer or warp)
+gives its own (the subject layer's matte, shadow and contact included, brought to full resolution); otherwise the
 changed region (per-pixel difference above `CHANGE_LEVEL`, grown by `GROW` px and feathered). Inside, the
 generation is blended softly over the full-resolution background. This is the "background preservation" the
 paper's users ask for; ``preserve_background=False`` returns the raw generation.
@@ -26,6 +34,7 @@ import torch
 from ..data.torch_dataset import from_signed, to_signed
 from ..errors import OptionError
 from .compose import ComposeInputs, Composite, register_method
+from .warp import WARP_CHANNELS, apply_warp
 
 CHANGE_LEVEL = 0.08   # mean absolute difference (colours in [0, 1]) above which a pixel counts as changed
 GROW = 3              # px
@@ -64,6 +73,51 @@ def window_weights(window: int, overlap: int, first: bool, last: bool) -> np.nda
     return weights
 
 
+def _warp_windows(model, small_fg, small_alpha, small_bg, inputs, generator, starts, overlap):
+    """A warp Composer's map for the whole clip: per-frame parameters (WARP_CHANNELS, T), cross-faded over the
+    window overlaps like pixels, and one mirror logit, the windows' weighted mean (a clip is mirrored or not)."""
+    window, count = int(model.config.sample_frames), len(small_bg)
+    parameters = torch.zeros(WARP_CHANNELS, count)
+    flips, total = [], np.zeros(count, np.float32)
+    for index, start in enumerate(starts):
+        picks = np.minimum(np.arange(start, start + window), count - 1)
+        found, flip = model.warp_parameters(
+            to_signed(small_fg[picks])[None], torch.from_numpy(small_alpha[picks])[None, None],
+            to_signed(small_bg[picks])[None], [inputs.prompt], steps=inputs.steps or 20,
+            guidance=inputs.guidance or 1.0, generator=generator)
+        keep = min(window, count - start)
+        weights = window_weights(window, overlap, index == 0, index == len(starts) - 1)[:keep]
+        parameters[:, start:start + keep] += torch.from_numpy(weights) * found[0, :, :keep]
+        flips.append((float(weights.sum()), float(flip[0])))
+        total[start:start + keep] += weights
+    flip = sum(w * f for w, f in flips) / sum(w for w, _ in flips)
+    if not inputs.options.get("mirror", True):
+        flip = min(flip, -1.0)  # the caller keeps the subject's orientation
+    return parameters / torch.from_numpy(total), flip
+
+
+def _render_warp(parameters: torch.Tensor, flip: float, layer: np.ndarray, alpha: np.ndarray,
+                 background: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The subject layer (T, H, W, 3) premultiplied 0-255 float with its matte (T, H, W), moved and re-tinted by
+    the map at the background's own resolution, `chunk` frames at a time, over the background (exact outside
+    the matte). Returns (result (T, H, W, 3) uint8, matte (T, H, W) float32)."""
+    result = np.empty(background.shape, np.uint8)
+    matte = np.empty(alpha.shape, np.float32)
+    mirror = torch.tensor([flip])
+    for start in range(0, len(background), chunk):
+        end = min(start + chunk, len(background))
+        colour = torch.from_numpy(layer[start:end] / 255).permute(3, 0, 1, 2)[None].float()
+        moved, moved_alpha = apply_warp(parameters[None, :, start:end], mirror, colour,
+                                        torch.from_numpy(alpha[start:end])[None, None], hard=True)
+        moved = moved[0].permute(1, 2, 3, 0).numpy() * 255
+        a = moved_alpha[0, 0].numpy()
+        a = np.where(a < 1 / 255, 0, a)
+        moved = np.where(a[..., None] > 0, moved, 0)  # exactly the background where there is no subject
+        result[start:end] = np.rint(moved + (1 - a[..., None]) * background[start:end]).clip(0, 255)
+        matte[start:end] = a
+    return result, matte
+
+
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
@@ -79,6 +133,24 @@ def stm(inputs: ComposeInputs) -> Composite:
     window, size = int(model.config.sample_frames), tuple(model.config.sample_size)
     background = inputs.background
     count, height, width = background.shape[:3]
+    generator = torch.Generator().manual_seed(inputs.seed)
+    overlap = int(window * OVERLAP)
+    starts = window_starts(count, window, overlap)
+    if model.config.output == "warp":  # each subject placed by a map of its own, in order, over the result so far
+        result, union, mirrored = background, np.zeros(background.shape[:3], np.float32), []
+        small_bg = _resize(background, size)
+        for layer, alpha in inputs.subjects:
+            small_fg = _resize(layer, size)
+            small_alpha = np.stack([cv2.resize(a, (size[1], size[0]), interpolation=cv2.INTER_AREA) for a in alpha])
+            parameters, flip = _warp_windows(model, small_fg, small_alpha, small_bg, inputs, generator, starts,
+                                             overlap)
+            result, matte = _render_warp(parameters, flip, layer.astype(np.float32), alpha, result, window)
+            union, small_bg = matte + (1 - matte) * union, _resize(result, size)
+            mirrored.append(bool(flip > 0))
+        return Composite(result, inputs.fps, union, background,
+                         {"model": str(path), "preserved": True, "window": window, "windows": len(starts),
+                          "size": list(size), "matte": "model", "mirrored": mirrored,
+                          "rendered": "the input layer warped at full resolution"})
     # All subjects as one layer, drawn in order over black.
     layer = np.zeros(background.shape, np.float32)
     alpha = np.zeros(background.shape[:3], np.float32)
@@ -88,10 +160,7 @@ def stm(inputs: ComposeInputs) -> Composite:
     small_bg = _resize(background, size)
     small_fg = _resize(np.clip(layer, 0, 255).astype(np.uint8), size)
     small_alpha = np.stack([cv2.resize(a, (size[1], size[0]), interpolation=cv2.INTER_AREA) for a in alpha])
-    generator = torch.Generator().manual_seed(inputs.seed)
-    layered = model.config.output == "layer"
-    overlap = int(window * OVERLAP)
-    starts = window_starts(count, window, overlap)
+    layered = model.layered
     made = np.zeros((count, *size, 3), np.float32)
     mattes = np.zeros((count, *size), np.float32)
     total = np.zeros(count, np.float32)

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,8 @@ class TrainConfig:
     max_steps: int = 100                                 # the schedule's length
     stop_at: int | None = None                           # stop after this step (the schedule is kept)
     grad_clip: float = 1.0
-    augment: bool = True                                 # the paper's transformation-aware augmentation
+    augment: bool | dict = True                          # the paper's transformation-aware augmentation; a
+    #                                                      dict sets AugmentConfig fields, e.g. {flip_p: 0.5}
     input_noise: bool = True                             # the paper's noise on fg and bg inputs
     ema: float | None = None                             # EMA decay of the weights, e.g. 0.999
     mixed_precision: str = "no"                          # no, bf16, fp16 (accelerate)
@@ -71,6 +72,7 @@ class TrainConfig:
                 raise OptionError(f"{name} must be a positive integer")
         if self.stop_at is not None and not 1 <= int(self.stop_at) <= self.max_steps:
             raise OptionError(f"stop_at {self.stop_at}: must be between 1 and max_steps ({self.max_steps})")
+        augment_settings(self)  # a malformed augment dict fails here, before any run folder exists
         ComposerConfig(**self.composer)  # validates early
 
     @classmethod
@@ -238,7 +240,6 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
 
     from ..data.torch_dataset import NoiseConfig, StmDataset, add_input_noise, collate_samples
     from ..video.preview import grid, write_png
-    from ..video.transforms import AugmentConfig
 
     if not config.data:
         raise OptionError("train: no dataset (--data DATASET)")
@@ -252,7 +253,7 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
     torch.manual_seed(config.seed)  # the initial weights: the same on every rank
     config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
     model = build_composer(config)
-    augment = AugmentConfig() if config.augment else None
+    augment = augment_settings(config) if config.augment else None  # (a dict may say enabled: false)
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
                          seed=config.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters and the input projection
@@ -283,7 +284,7 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
         dataset.set_epoch(step)
         batch = collate_samples([dataset[i] for i in batch_indices(config, step, len(dataset), rank, world)])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1_009 + rank)
-        batch["background_clean"] = batch["background"]
+        batch["foreground_clean"], batch["background_clean"] = batch["foreground"], batch["background"]
         batch["foreground"], batch["background"] = add_input_noise(batch["foreground"], batch["background"],
                                                                    generator, noise)
         for group in optimizer.param_groups:
@@ -351,14 +352,27 @@ def _checkpoint(run: Path, step: int, core: Composer, optimizer, ema: Ema | None
         (folder / "state.json").write_text(json.dumps({"step": step}) + "\n")
 
 
+def augment_settings(config: TrainConfig):
+    """The run's transformation-aware augmentation (`AugmentConfig`; a dict ``augment`` changes fields). Validation
+    draws from it even when training does not augment (the no-augmentation ablation is judged on transformed
+    inputs too)."""
+    from ..video.transforms import AugmentConfig
+
+    if isinstance(config.augment, dict):
+        try:
+            return AugmentConfig(**config.augment)
+        except TypeError as error:
+            raise OptionError(f"augment: {error}") from None
+    return AugmentConfig()
+
+
 def _validation_batch(config: TrainConfig, collate) -> dict | None:
     """Held-out clips (the dataset's val/test split, else the first training clips) with the paper's transform
     drawn once, for the same pictures every time."""
     from ..data.torch_dataset import held_out_dataset
-    from ..video.transforms import AugmentConfig
 
     data = held_out_dataset(config.data, config.split, frames=config.frames, size=config.size,
-                            augment=AugmentConfig(), seed=config.seed + 1)
+                            augment=replace(augment_settings(config), enabled=True), seed=config.seed + 1)
     if data is None:
         return None
     return collate([data[i] for i in range(min(config.validation_clips, len(data)))])
@@ -374,7 +388,7 @@ def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainCo
     from ..video.layers import composite
 
     core.eval()
-    layered = core.config.output == "layer"
+    layered = core.layered
     generated = core.sample(batch["foreground"], batch["alpha"], batch["background"], list(batch["caption"]),
                             steps=config.validation_steps, generator=torch.Generator().manual_seed(config.seed),
                             with_matte=layered)
