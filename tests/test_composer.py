@@ -39,6 +39,18 @@ def make_batch(seed=0, size=(2, 4, 32, 48)) -> dict:
             "background": background, "caption": ["a red box", "a blue box"][:b]}
 
 
+def fit(model: Composer, batch: dict, steps: int, lr: float = 3e-3) -> dict:
+    """`steps` AdamW steps on one batch; returns the last loss record."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        out = model.loss(batch, generator)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    return out
+
+
 def test_pixel_codec_is_exact_and_pools_the_matte():
     codec = PixelCodec(spatial=4, temporal=2)
     video = torch.rand(2, 3, 4, 16, 24) * 2 - 1
@@ -104,13 +116,7 @@ def test_layer_output_keeps_the_background_exact_and_learns_where_the_subject_go
     model = Composer(tiny(output="layer", codec={"kind": "pixel", "spatial": 2, "temporal": 1}))
     assert model.out_channels == 12 + 4
     batch = make_batch()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(150):
-        out = model.loss(batch, generator)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
+    fit(model, batch, 150)
     video, matte = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
                                 steps=4, generator=torch.Generator().manual_seed(1), with_matte=True)
     assert matte.shape == batch["alpha"].shape and video.shape == batch["video"].shape
@@ -139,13 +145,7 @@ def test_warp_output_starts_as_copy_paste_and_learns_to_move_and_mirror_the_subj
                                 steps=3, generator=torch.Generator().manual_seed(1), with_matte=True)
     assert torch.equal(video, copy.clamp(-1, 1)) and torch.equal(matte, batch["alpha"])
     batch["foreground"][1], batch["alpha"][1] = batch["foreground"][1].flip(-1), batch["alpha"][1].flip(-1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(120):
-        out = model.loss(batch, generator)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
+    out = fit(model, batch, 120)
     assert {"loss_place", "loss_fg", "loss_bg"} <= set(out)
     video, matte = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
                                 steps=4, generator=torch.Generator().manual_seed(1), with_matte=True)
