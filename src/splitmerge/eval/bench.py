@@ -165,6 +165,13 @@ def _cross_cases(root: Path, data: Path | None, cases: int, seed: int, frames: i
     return keys
 
 
+def _write_header(folder: Path, kind: str, keys: list[str], settings: dict) -> None:
+    """``bench.json``: the benchmark's record (format, kind, case ids, how it was made), written atomically."""
+    record = {"format": "splitmerge.bench", "version": 1, "kind": kind, "cases": keys, "settings": settings}
+    with atomic_file(folder / "bench.json") as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def make_bench(kind: str, output: str | Path, cases: int = 8, data: str | Path | None = None, seed: int = 0,
                frames: int = 49, size: tuple[int, int] = (240, 360), splits: tuple[str, ...] = ("test", "val")
                ) -> Path:
@@ -188,11 +195,9 @@ def make_bench(kind: str, output: str | Path, cases: int = 8, data: str | Path |
             keys = _self_cases(folder, Path(data), cases, seed, splits)
         else:
             keys = _cross_cases(folder, Path(data) if data else None, cases, seed, frames, tuple(size))
-        record = {"format": "splitmerge.bench", "version": 1, "kind": kind, "cases": keys,
-                  "settings": {"cases": cases, "seed": seed, "data": str(data) if data else None,
-                               "frames": frames, "size": list(size), "augment": BENCH_AUGMENT.to_dict()}}
-        with atomic_file(folder / "bench.json") as temporary:
-            temporary.write_text(json.dumps(record, indent=2) + "\n")
+        _write_header(folder, kind, keys, {"cases": cases, "seed": seed, "data": str(data) if data else None,
+                                           "frames": frames, "size": list(size),
+                                           "augment": BENCH_AUGMENT.to_dict()})
     return root
 
 
@@ -206,9 +211,7 @@ def pair_bench(output: str | Path, subject: Layers, background: Video, prompt: s
     with atomic_dir(Path(output)) as folder:
         _write_case(folder, key, "cross", subject, background.frames, background.fps, prompt,
                     {"flip": False, "crop": None, "jitter": None}, None, {}, {"pair": key})
-        record = {"format": "splitmerge.bench", "version": 1, "kind": "cross", "cases": [key],
-                  "settings": {"cases": 1, "pair": True}}
-        (folder / "bench.json").write_text(json.dumps(record, indent=2) + "\n")
+        _write_header(folder, "cross", [key], {"cases": 1, "pair": True})
     return Path(output)
 
 

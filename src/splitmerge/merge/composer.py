@@ -122,8 +122,7 @@ class Composer(nn.Module):
         self.in_channels = 3 * channels + int(self.config.matte_channel)
         self.out_channels = {"direct": channels, "layer": channels + self.codec.matte_channels,
                              "warp": WARP_CHANNELS}[self.config.output]
-        fresh = backbone is None
-        if fresh:
+        if backbone is None:
             settings = {**self.config.backbone_config, "in_channels": self.in_channels,
                         "out_channels": self.out_channels}
             if self.config.backbone == "wan":
@@ -354,8 +353,8 @@ class Composer(nn.Module):
                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``warp``: sample as `sample` does and return the final map instead of pixels: per-frame
         parameters (B, WARP_CHANNELS, T) and the clip's mirror logit (B,; chosen at the first step, from the
-        inputs and caption alone), for `merge.warp.apply_warp` on the
-        layer at any resolution (compose renders the subject at the background's own size)."""
+        inputs and caption alone), for `merge.warp.apply_warp` on the layer at any resolution (compose renders
+        the subject at the background's own size)."""
         if self.config.output != "warp":
             raise OptionError("warp_parameters needs a Composer with output warp")
         _, _, (raw, flip), _ = self._denoise(foreground, alpha, background, captions, steps, guidance, generator)
@@ -375,7 +374,8 @@ class Composer(nn.Module):
         latent = torch.randn(shape, generator=generator).to(device)
         scheduler = self._sampler()
         scheduler.set_timesteps(steps, device=device)
-        estimator = self.estimator(foreground, alpha, background, hard=True) if self.layered else None
+        # (warp: built at the first step, once the mirror is chosen)
+        estimator = self.estimator(foreground, alpha, background) if self.config.output == "layer" else None
         estimate = matte = raw = first_flip = None
         for index, t in enumerate(scheduler.timesteps):
             timestep = t.expand(count).float().to(device)

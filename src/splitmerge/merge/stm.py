@@ -9,16 +9,15 @@ A ``warp`` Composer (the CPU presets) decides at its training size only *where a
 map (per-frame zoom, shift, colour gains, and one mirror choice for the clip; the windows' maps cross-faded) is
 applied to the subject layer at the background's own resolution, so the subject keeps its full-resolution pixels
 and the background is exact outside the moved matte (``preserve_background`` changes nothing there; option
-``mirror=False`` keeps each subject's orientation). Several
-subjects are placed one after another, each by its own map, over the result so far. Other Composers take all
-subjects as one layer.
+``mirror=False`` keeps each subject's orientation). Several subjects are placed one after another, each by its
+own map, over the result so far. Other Composers take all subjects as one layer.
 
-Otherwise, with ``preserve_background`` (the default) the result keeps the given background exactly outside the region
-the model changed for the subject, which is the result's matte: a layered Composer (``output`` layer or warp)
-gives its own (the subject layer's matte, shadow and contact included, brought to full resolution); otherwise the
-changed region (per-pixel difference above `CHANGE_LEVEL`, grown by `GROW` px and feathered). Inside, the
-generation is blended softly over the full-resolution background. This is the "background preservation" the
-paper's users ask for; ``preserve_background=False`` returns the raw generation.
+Otherwise, with ``preserve_background`` (the default) the result keeps the given background exactly outside the
+region the model changed for the subject, which is the result's matte: a ``layer`` Composer gives its own (the
+subject layer's matte, shadow and contact included, brought to full resolution); otherwise the changed region
+(per-pixel difference above `CHANGE_LEVEL`, grown by `GROW` px and feathered). Inside, the generation is
+blended softly over the full-resolution background. This is the "background preservation" the paper's users
+ask for; ``preserve_background=False`` returns the raw generation.
 """
 
 from __future__ import annotations
@@ -141,7 +140,7 @@ def stm(inputs: ComposeInputs) -> Composite:
         small_bg = _resize(background, size)
         for layer, alpha in inputs.subjects:
             small_fg = _resize(layer, size)
-            small_alpha = np.stack([cv2.resize(a, (size[1], size[0]), interpolation=cv2.INTER_AREA) for a in alpha])
+            small_alpha = _resize(alpha, size)
             parameters, flip = _warp_windows(model, small_fg, small_alpha, small_bg, inputs, generator, starts,
                                              overlap)
             result, matte = _render_warp(parameters, flip, layer.astype(np.float32), alpha, result, window)
@@ -159,7 +158,7 @@ def stm(inputs: ComposeInputs) -> Composite:
         alpha = matte + (1 - matte) * alpha
     small_bg = _resize(background, size)
     small_fg = _resize(np.clip(layer, 0, 255).astype(np.uint8), size)
-    small_alpha = np.stack([cv2.resize(a, (size[1], size[0]), interpolation=cv2.INTER_AREA) for a in alpha])
+    small_alpha = _resize(alpha, size)
     layered = model.layered
     made = np.zeros((count, *size, 3), np.float32)
     mattes = np.zeros((count, *size), np.float32)
