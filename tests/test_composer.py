@@ -137,7 +137,8 @@ def test_warp_output_starts_as_copy_paste_and_learns_to_move_and_mirror_the_subj
     exactly; on a batch whose inputs are shifted (and one also mirrored), training moves the matte onto the
     truth, and the subject's pixels are the input's (a sharp, unchanged box)."""
     torch.manual_seed(0)
-    model = Composer(tiny(output="warp", placement_weight=1.0, codec={"kind": "pixel", "spatial": 2, "temporal": 1}))
+    model = Composer(tiny(output="warp", placement_weight=1.0, mirror_weight=0.2,
+                          codec={"kind": "pixel", "spatial": 2, "temporal": 1}))
     assert model.out_channels == 12 and model.layered
     batch = make_batch()
     copy = batch["foreground"] + (1 - batch["alpha"]) * (batch["background"] + 1)
@@ -145,8 +146,11 @@ def test_warp_output_starts_as_copy_paste_and_learns_to_move_and_mirror_the_subj
                                 steps=3, generator=torch.Generator().manual_seed(1), with_matte=True)
     assert torch.equal(video, copy.clamp(-1, 1)) and torch.equal(matte, batch["alpha"])
     batch["foreground"][1], batch["alpha"][1] = batch["foreground"][1].flip(-1), batch["alpha"][1].flip(-1)
+    batch["transform"] = [{"flip": False}, {"flip": True}]  # what the augmentation did: mirror clip 1 back
     out = fit(model, batch, 120)
-    assert {"loss_place", "loss_fg", "loss_bg"} <= set(out)
+    assert {"loss_place", "loss_fg", "loss_bg", "loss_mirror"} <= set(out)
+    logits = model.mirror_logit(batch["foreground"], batch["alpha"], batch["background"], batch["caption"])
+    assert logits[0] < 0 < logits[1]  # the choice sampling makes at pure noise
     video, matte = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
                                 steps=4, generator=torch.Generator().manual_seed(1), with_matte=True)
     truth = batch["alpha_target"] > 0.5

@@ -310,16 +310,29 @@ def test_a_fresh_warp_composer_composes_exactly_a_copy_paste_at_full_resolution(
                                                                    layers.background))
     assert np.abs(both.frames.astype(int) - expected).max() <= 1  # (float rounding at .5, a few pixels)
     assert both.meta["mirrored"] == [False, False]
-    # A model that mirrors: the subject comes out mirrored about the frame's centre, unless mirror=False.
-    sampled = Composer.warp_parameters
-    monkeypatch.setattr(Composer, "warp_parameters",
-                        lambda self, *args, **kwargs: (sampled(self, *args, **kwargs)[0], torch.full((1,), 5.0)))
+    # The caption says which way the subject moves: a layer running the other way is mirrored back (here about
+    # the frame's centre: the identity map), unless mirror="keep".
     background = sm.Video(layers.background, layers.fps)
-    mirrored = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2)
-    assert mirrored.meta["mirrored"] == [True] and np.allclose(mirrored.alpha, layers.alpha[:, :, ::-1], atol=1e-6)
-    kept = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
-                      mirror=False)
-    assert kept.meta["mirrored"] == [False] and np.array_equal(kept.frames, result.frames)
+    flipped = sm.Layers(layers.frames, layers.alpha[:, :, ::-1].copy(), layers.foreground[:, :, ::-1].copy(),
+                        layers.background, layers.fps, layers.caption)
+    back = sm.compose(fg=flipped, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2)
+    assert back.meta["mirrored"] == [True] and back.meta["mirror"] == "caption"
+    assert np.allclose(back.alpha, layers.alpha, atol=1e-6)
+    kept = sm.compose(fg=flipped, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
+                      mirror="keep")
+    assert kept.meta["mirrored"] == [False] and np.allclose(kept.alpha, flipped.alpha, atol=1e-6)
+    # mirror="model": the Composer's own first-step choice (patched here to mirror), unless one is forced.
+    sampled = Composer.warp_parameters
+    monkeypatch.setattr(Composer, "warp_parameters", lambda self, *args, flip=None, **kwargs: (
+        sampled(self, *args, flip=flip, **kwargs)[0], torch.full((1,), 5.0) if flip is None else flip))
+    chosen = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
+                        mirror="model")
+    assert chosen.meta["mirrored"] == [True] and np.allclose(chosen.alpha, layers.alpha[:, :, ::-1], atol=1e-6)
+    assert sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
+                      mirror=False).meta["mirrored"] == [False]
+    with pytest.raises(OptionError, match="mirror 'sideways'"):
+        sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
+                   mirror="sideways")
 
 
 def test_windows_cover_the_clip_and_cross_fade():

@@ -152,7 +152,7 @@ def _cmd_compose(args) -> int:
     result = compose(fg=args.fg, background=args.bg, prompt=args.prompt, method=args.method, model=args.model,
                      seed=args.seed, steps=args.steps, guidance=args.guidance, position=position, scale=args.scale,
                      trajectory=args.trajectory, preserve_background=not args.no_preserve_background,
-                     mirror=not args.no_mirror)
+                     mirror="keep" if args.no_mirror else args.mirror, placement=args.placement)
     path = result.save(args.output)
     if args.layers_out:
         result.layers().save(args.layers_out)
@@ -342,21 +342,34 @@ def build_parser() -> argparse.ArgumentParser:
     compose_parser.add_argument("--fg", action="append", required=True, help="a Layers folder (repeatable)")
     compose_parser.add_argument("--bg", required=True, help="the background video")
     compose_parser.add_argument("-o", "--output", required=True, help="the result video (.mp4)")
-    compose_parser.add_argument("--method", default="copy-paste", help="composition method (default copy-paste)")
-    compose_parser.add_argument("--model", default="default", help="model folder for model methods")
+    compose_parser.add_argument("--method", default="stm",
+                                help="stm (default: the Composer), copy-paste, harmonized-copy-paste or "
+                                     "copy-paste+i2v")
+    compose_parser.add_argument("--model", default="default",
+                                help="model folder for model methods (stm: default = the bundled Composer)")
     compose_parser.add_argument("--prompt", default=None, help="text (default: the layers' captions)")
     compose_parser.add_argument("--seed", type=int, default=0)
     compose_parser.add_argument("--steps", type=int, default=None)
     compose_parser.add_argument("--guidance", type=float, default=None)
     compose_parser.add_argument("--position", default=None, help="X,Y: where the subject goes, as fractions")
     compose_parser.add_argument("--scale", type=float, default=None, help="size relative to the frame height")
-    compose_parser.add_argument("--trajectory", default=None, help="JSON list or CSV of X,Y per frame")
+    compose_parser.add_argument("--trajectory", default=None,
+                                help="a file with one X,Y[,SCALE] row per frame: CSV, or JSON ([[x, y, s], ...] "
+                                     "or [{\"x\": .., \"y\": .., \"scale\": ..}, ...])")
+    compose_parser.add_argument("--placement", choices=["auto", "model", "given"], default="auto",
+                                help="stm: model = the Composer moves, scales and mirrors the subject where the "
+                                     "scene suits it; given = it stays where --position/--scale/--trajectory put "
+                                     "it and only its colours change; auto (default) = given when any of those "
+                                     "is set, else model")
     compose_parser.add_argument("--layers-out", default=None, help="also write the result as a Layers folder")
     compose_parser.add_argument("--no-preserve-background", action="store_true",
                                 help="stm: keep the raw generation instead of the given background wherever the "
                                      "generation does not change it")
-    compose_parser.add_argument("--no-mirror", action="store_true",
-                                help="stm: keep each subject's orientation (a warp Composer may mirror it)")
+    compose_parser.add_argument("--mirror", choices=["caption", "model", "keep"], default="caption",
+                                help="stm (warp Composers): which way each subject faces. caption (default) = "
+                                     "mirror it when the prompt says it moves the other way than its layer does; "
+                                     "model = the Composer's own choice; keep = never mirror")
+    compose_parser.add_argument("--no-mirror", action="store_true", help="the same as --mirror keep")
     compose_parser.set_defaults(run=_cmd_compose)
 
     bench = commands.add_parser("bench", help="make a composition benchmark folder",

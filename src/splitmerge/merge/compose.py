@@ -126,30 +126,62 @@ def _as_video(item) -> Video:
 
 
 def load_trajectory(path: str | os.PathLike) -> np.ndarray:
-    """(T, 2) positions (x, y as fractions of the frame) from a JSON list of [x, y] or a CSV of x,y rows."""
+    """Per-frame placement from a file: (T, 2) positions (x, y as fractions of the frame) or (T, 3) with a scale
+    per frame. JSON: a list of [x, y] or [x, y, scale], or of {"x": .., "y": .., "scale": ..} (scale optional);
+    otherwise CSV rows x,y or x,y,scale (# comments allowed)."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".json":
-            points = np.asarray(json.loads(path.read_text()), dtype=np.float64)
+            points = json.loads(path.read_text())
+            if isinstance(points, list) and points and all(isinstance(p, dict) for p in points):
+                keys = ("x", "y", "scale") if all("scale" in p for p in points) else ("x", "y")
+                points = [[p[key] for key in keys] for p in points]
+            points = np.asarray(points, dtype=np.float64)
         else:
             points = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, TypeError, KeyError) as error:
         raise OptionError(f"{path}: not a trajectory ({' '.join(str(error).split())[:80]})") from None
-    if points.ndim != 2 or points.shape[1] != 2 or not np.all(np.isfinite(points)):
-        raise OptionError(f"{path}: a trajectory is one x,y pair (fractions of the frame) per frame")
+    return check_trajectory(points, str(path))
+
+
+def check_trajectory(points, name: str = "trajectory") -> np.ndarray:
+    """`points` as a (T, 2) or (T, 3) float array of finite x, y [, scale > 0] rows, or a one-line error."""
+    try:
+        points = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        points = np.zeros((0, 0))
+    if points.ndim != 2 or points.shape[1] not in (2, 3) or not len(points) or not np.all(np.isfinite(points)):
+        raise OptionError(f"{name}: a trajectory is one x,y[,scale] row (fractions of the frame) per frame")
+    if points.shape[1] == 3 and not np.all(points[:, 2] > 0):
+        raise OptionError(f"{name}: every scale must be above 0")
     return points
+
+
+PLACEMENTS = ("auto", "model", "given")
 
 
 def compose(fg, background, prompt: str | None = None, method: str = "stm", model: str = "default", seed: int = 0,
             steps: int | None = None, guidance: float | None = None, position=None, scale=None, trajectory=None,
-            **options) -> Composite:
+            placement: str = "auto", **options) -> Composite:
     """Compose the foreground layer(s) `fg` (Layers, a Layers folder, or a list of them) into `background` (a
     Video or a video file) with `method` (see `methods()`).
 
-    Placement (for every subject): `position` (x, y) fractions of the frame, `scale` (size relative to the
-    frame height; 1.0 keeps it), or `trajectory` ((T, 2) positions, or a JSON/CSV file of them). None keeps each
-    subject where it was in its own frame. Returns a `Composite`.
+    Placement (for every subject, before the method sees it): `position` (x, y) fractions of the frame where the
+    subject's centre goes, `scale` (size relative to the frame height; 1.0 keeps it), or `trajectory` (one row
+    per frame: x, y [, scale]; an array or a JSON/CSV file, see `load_trajectory`; its scales are multiplied by
+    `scale`). None keeps each subject where it was in its own frame.
+
+    `placement` says who has the last word on where each subject goes: ``model`` (a ``warp`` Composer moves,
+    scales and mirrors the placed subject where the scene suits it: the paper's affordance-aware placement),
+    ``given`` (it stays exactly as placed; the model only matches its colours to the scene) or ``auto``
+    (``given`` when position, scale or trajectory is set, else ``model``). The baselines always keep it as placed;
+    a ``layer`` or ``direct`` Composer draws the subject itself, wherever it sees fit.
+    Returns a `Composite`.
     """
+    if placement not in PLACEMENTS:
+        raise OptionError(f"placement {placement!r}: expected one of {', '.join(PLACEMENTS)}")
+    if placement == "auto":
+        placement = "model" if position is None and scale is None and trajectory is None else "given"
     known = methods()
     if method not in known:
         raise OptionError(f"method {method!r}: expected one of {', '.join(known)}")
@@ -161,26 +193,31 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
     size = video.frames.shape[1:3]
     if trajectory is not None and position is not None:
         raise OptionError("give position or trajectory, not both")
+    if scale is not None and not (np.all(np.isfinite(scale)) and np.all(np.asarray(scale) > 0)):
+        raise OptionError(f"scale {scale}: must be above 0")
+    scale = 1.0 if scale is None else scale
     if trajectory is not None:
-        position = load_trajectory(trajectory) if isinstance(trajectory, (str, os.PathLike)) else \
-            np.asarray(trajectory, dtype=np.float64)
-        if position.shape != (count, 2) and not (position.ndim == 2 and len(position) >= count):
-            raise ShapeError(f"trajectory: expected at least {count} (x, y) positions, got {position.shape}")
-        position = position[:count]
+        track = load_trajectory(trajectory) if isinstance(trajectory, (str, os.PathLike)) else \
+            check_trajectory(trajectory)
+        if len(track) < count:
+            raise ShapeError(f"trajectory: {len(track)} rows for {count} frames (one x,y[,scale] row per frame)")
+        position = track[:count, :2]
+        if track.shape[1] == 3:  # per-frame scales, times the overall `scale`
+            scale = track[:count, 2] * scale
     for index, layers in enumerate(subjects):
         if not (layers.alpha[:count] > 0).any():
             raise OptionError(f"fg {index + 1}: the subject's matte is empty (nothing to compose)")
-    placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=position,
-                    scale=1.0 if scale is None else scale) for layers in subjects]
+    placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=position, scale=scale)
+              for layers in subjects]
     for index, (_, alpha) in enumerate(placed):
         if not (alpha > 0).any():
             raise OptionError(f"fg {index + 1}: placed entirely outside the {size[1]}x{size[0]} frame "
                               f"(position {position if position is None else np.asarray(position).tolist()})")
     text = prompt if prompt is not None else " ".join(layers.caption for layers in subjects if layers.caption)
     inputs = ComposeInputs(video.frames[:count], placed, video.fps, text, seed, steps, guidance,
-                           {"model": model, **options})
+                           {"model": model, "placement": placement, **options})
     result = _METHODS[method](inputs)
     result.meta = {"method": method, "prompt": text, "seed": seed, "frames": count,
                    "placement": {"position": None if position is None else np.asarray(position).tolist(),
-                                 "scale": scale}, **result.meta}
+                                 "scale": np.asarray(scale).tolist(), "by": placement}, **result.meta}
     return result

@@ -41,7 +41,7 @@ from ..atomic import atomic_dir
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
-from .warp import WARP_CHANNELS, pool_parameters, warp_layer, zero_output
+from .warp import WARP_CHANNELS, mirror_error, pool_parameters, warp_layer, zero_output
 
 TEXT_DIM = {"minilm": 384}
 MATTE_OFFSET = -3.0   # a layer's matte starts near empty (sigmoid(-3) = 0.05): the background shows until learnt
@@ -82,6 +82,7 @@ class ComposerConfig:
     identity_loss: bool = True
     identity_weight: float = 0.5      # a in L = a L_fg + (1 - a) L_bg
     placement_weight: float = 0.0     # layered outputs: + w * the blurred matte error (`placement_error`)
+    mirror_weight: float = 0.0        # warp: + w * the mirror logit's cross-entropy against the known flip
     caption_dropout: float = 0.1
     flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
     noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
@@ -267,8 +268,11 @@ class Composer(nn.Module):
         the input noise; default: the inputs) are what the layer is composited over and (warp) what it moves;
         over the noised background, the matte would learn to denoise it. `placement_weight` adds the error of
         the model's matte against the truth's, blurred at three scales (a moved subject that misses the truth
-        entirely still learns which way to go).
-        Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"]} (scalars; the parts are for logging)."""
+        entirely still learns which way to go). `mirror_weight` (warp) adds the mirror logit's cross-entropy
+        against the flips recorded in ``batch["transform"]`` (`mirror_error`): learnt only through the soft mix of
+        the two warps, the choice settles on the prior (mirror every subject at flip p 0.7).
+        Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"][, "loss_mirror"]} (scalars; the parts are for
+        logging)."""
         device = next(self.parameters()).device
         video = batch["video"].to(device)
         target = self.codec.encode(video)
@@ -289,6 +293,9 @@ class Composer(nn.Module):
             goal, timestep = scheduler.get_velocity(target, noise, steps.to(device)), steps.to(device).float()
         prediction = self.predict(noisy, conditions, timestep, text)
         parts = {}
+        if self.config.output == "warp" and self.config.mirror_weight and "transform" in batch:
+            level = sigma if self.config.objective == "flow" else timestep / self.config.train_timesteps
+            parts["loss_mirror"] = mirror_error(prediction, batch["transform"], level)
         if self.layered:
             estimate = self.estimator(batch.get("foreground_clean", batch["foreground"]).to(device),
                                        batch["alpha"].to(device),
@@ -306,8 +313,10 @@ class Composer(nn.Module):
             loss = (a * fg + (1 - a) * bg).mean()
         else:
             loss = error.mean()
-        if parts:
+        if "loss_place" in parts:
             loss = loss + self.config.placement_weight * parts["loss_place"]
+        if "loss_mirror" in parts:
+            loss = loss + self.config.mirror_weight * parts["loss_mirror"]
         return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach(),
                 **{key: value.detach() for key, value in parts.items()}}
 
@@ -350,20 +359,37 @@ class Composer(nn.Module):
     @torch.no_grad()
     def warp_parameters(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
                         captions: list[str], steps: int = 20, guidance: float = 1.0,
-                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        generator: torch.Generator | None = None, flip: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``warp``: sample as `sample` does and return the final map instead of pixels: per-frame
         parameters (B, WARP_CHANNELS, T) and the clip's mirror logit (B,; chosen at the first step, from the
-        inputs and caption alone), for `merge.warp.apply_warp` on the layer at any resolution (compose renders
-        the subject at the background's own size)."""
+        inputs and caption alone, unless `flip` (B,) gives it: then the map is sampled for that choice), for
+        `merge.warp.apply_warp` on the layer at any resolution (compose renders it at the background's size)."""
         if self.config.output != "warp":
             raise OptionError("warp_parameters needs a Composer with output warp")
-        _, _, (raw, flip), _ = self._denoise(foreground, alpha, background, captions, steps, guidance, generator)
+        _, _, (raw, flip), _ = self._denoise(foreground, alpha, background, captions, steps, guidance, generator,
+                                             flip)
         return pool_parameters(raw, foreground.shape[2])[0], flip
 
-    def _denoise(self, foreground, alpha, background, captions, steps, guidance, generator):
+    @torch.no_grad()
+    def mirror_logit(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
+                     captions: list[str], generator: torch.Generator | None = None) -> torch.Tensor:
+        """Output ``warp``: the clip's mirror logit (B,) at pure noise, from the inputs and caption alone (what
+        sampling decides at its first step; > 0 mirrors the layer)."""
+        if self.config.output != "warp":
+            raise OptionError("mirror_logit needs a Composer with output warp")
+        device = next(self.parameters()).device
+        conditions = self.conditions(foreground.to(device), alpha.to(device), background.to(device))
+        shape = (conditions.shape[0], self.codec.channels, *conditions.shape[2:])
+        noise = torch.randn(shape, generator=generator).to(device)
+        level = torch.full((shape[0],), float(self.config.train_timesteps), device=device)
+        raw = self.predict(noise, conditions, level, self.encode_text(captions))
+        return pool_parameters(raw, foreground.shape[2])[1]
+
+    def _denoise(self, foreground, alpha, background, captions, steps, guidance, generator, flip=None):
         """The sampling loop. Returns (final latent (B, C, t, h, w), matte (layered outputs; see `estimator`)
-        or None, (the last (guided) raw output, the mirror logit chosen at the first step (warp) or None), the
-        conditions)."""
+        or None, (the last (guided) raw output, the mirror logit chosen at the first step or given as `flip`
+        (warp) or None), the conditions)."""
         device = next(self.parameters()).device
         foreground, alpha, background = foreground.to(device), alpha.to(device), background.to(device)
         conditions = self.conditions(foreground, alpha, background)
@@ -383,7 +409,7 @@ class Composer(nn.Module):
             if index == 0 and self.config.output == "warp":
                 # The mirror is chosen once, at pure noise, from the inputs and the caption alone; later steps
                 # would otherwise read it off their own noisy draft and flip at random where the inputs do not say.
-                first_flip = pool_parameters(raw, foreground.shape[2])[1]
+                first_flip = pool_parameters(raw, foreground.shape[2])[1] if flip is None else flip.to(device)
                 estimator = self.estimator(foreground, alpha, background, hard=True, flip=first_flip)
             if estimator is not None:
                 estimate, matte = estimator(raw)

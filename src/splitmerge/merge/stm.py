@@ -8,8 +8,11 @@ its final frame); each window is sampled, the overlaps are cross-faded, and the 
 A ``warp`` Composer (the CPU presets) decides at its training size only *where and how* the subject goes: its
 map (per-frame zoom, shift, colour gains, and one mirror choice for the clip; the windows' maps cross-faded) is
 applied to the subject layer at the background's own resolution, so the subject keeps its full-resolution pixels
-and the background is exact outside the moved matte (``preserve_background`` changes nothing there; option
-``mirror=False`` keeps each subject's orientation). Several subjects are placed one after another, each by its
+and the background is exact outside the moved matte (``preserve_background`` changes nothing there).
+Which way each subject faces follows option ``mirror``: ``caption`` (default) mirrors it when the prompt's stated
+direction of motion disagrees with the layer's own (`merge.orientation`), ``model`` lets the Composer choose at
+its first sampling step, ``keep`` never mirrors; ``placement="given"`` keeps orientation, place and size, so only
+the colours are the model's. Several subjects are placed one after another, each by its
 own map, over the result so far. Other Composers take all subjects as one layer.
 
 Otherwise, with ``preserve_background`` (the default) the result keeps the given background exactly outside the
@@ -33,7 +36,8 @@ import torch
 from ..data.torch_dataset import from_signed, to_signed
 from ..errors import OptionError
 from .compose import ComposeInputs, Composite, register_method
-from .warp import WARP_CHANNELS, apply_warp
+from .orientation import should_mirror
+from .warp import LOG_ZOOM, SHIFT_X, SHIFT_Y, WARP_CHANNELS, apply_warp
 
 CHANGE_LEVEL = 0.08   # mean absolute difference (colours in [0, 1]) above which a pixel counts as changed
 GROW = 3              # px
@@ -72,10 +76,33 @@ def window_weights(window: int, overlap: int, first: bool, last: bool) -> np.nda
     return weights
 
 
+MIRRORS = ("caption", "model", "keep")
+
+
+def mirror_policy(options: dict) -> str:
+    """The ``mirror`` option as one of `MIRRORS` (True and False, as before: ``model`` and ``keep``)."""
+    value = options.get("mirror", "caption")
+    value = {True: "model", False: "keep"}.get(value, value) if isinstance(value, bool) else value
+    if value not in MIRRORS:
+        raise OptionError(f"mirror {value!r}: expected one of {', '.join(MIRRORS)}")
+    return value
+
+
+def _mirror_choice(policy: str, inputs: ComposeInputs, alpha: np.ndarray) -> torch.Tensor | None:
+    """The mirror logit (1,) to sample the map for, or None to let the Composer choose at its first step."""
+    if inputs.options.get("placement") == "given" or policy == "keep":
+        return torch.tensor([-10.0])
+    if policy == "caption":
+        return torch.tensor([10.0 if should_mirror(inputs.prompt, alpha) else -10.0])
+    return None
+
+
 def _warp_windows(model, small_fg, small_alpha, small_bg, inputs, generator, starts, overlap):
     """A warp Composer's map for the whole clip: per-frame parameters (WARP_CHANNELS, T), cross-faded over the
-    window overlaps like pixels, and one mirror logit, the windows' weighted mean (a clip is mirrored or not)."""
+    window overlaps like pixels, and one mirror logit (a clip is mirrored or not): the `mirror_policy`'s
+    choice, or with ``model`` the windows' weighted mean of the Composer's own."""
     window, count = int(model.config.sample_frames), len(small_bg)
+    forced = _mirror_choice(mirror_policy(inputs.options), inputs, small_alpha)
     parameters = torch.zeros(WARP_CHANNELS, count)
     flips, total = [], np.zeros(count, np.float32)
     for index, start in enumerate(starts):
@@ -83,16 +110,17 @@ def _warp_windows(model, small_fg, small_alpha, small_bg, inputs, generator, sta
         found, flip = model.warp_parameters(
             to_signed(small_fg[picks])[None], torch.from_numpy(small_alpha[picks])[None, None],
             to_signed(small_bg[picks])[None], [inputs.prompt], steps=inputs.steps or 20,
-            guidance=inputs.guidance or 1.0, generator=generator)
+            guidance=inputs.guidance or 1.0, generator=generator, flip=forced)
         keep = min(window, count - start)
         weights = window_weights(window, overlap, index == 0, index == len(starts) - 1)[:keep]
         parameters[:, start:start + keep] += torch.from_numpy(weights) * found[0, :, :keep]
         flips.append((float(weights.sum()), float(flip[0])))
         total[start:start + keep] += weights
     flip = sum(w * f for w, f in flips) / sum(w for w, _ in flips)
-    if not inputs.options.get("mirror", True):
-        flip = min(flip, -1.0)  # the caller keeps the subject's orientation
-    return parameters / torch.from_numpy(total), flip
+    parameters = parameters / torch.from_numpy(total)
+    if inputs.options.get("placement") == "given":  # where the caller put it: only the colour is the model's
+        parameters[[LOG_ZOOM, SHIFT_X, SHIFT_Y]] = 0.0
+    return parameters, flip
 
 
 def _render_warp(parameters: torch.Tensor, flip: float, layer: np.ndarray, alpha: np.ndarray,
@@ -149,8 +177,10 @@ def stm(inputs: ComposeInputs) -> Composite:
         return Composite(result, inputs.fps, union, background,
                          {"model": str(path), "preserved": True, "window": window, "windows": len(starts),
                           "size": list(size), "matte": "model", "mirrored": mirrored,
+                          "mirror": mirror_policy(inputs.options),
                           "rendered": "the input layer warped at full resolution"})
-    # All subjects as one layer, drawn in order over black.
+    # All subjects as one layer, drawn in order over black; the model draws them where it sees fit (the given
+    # placement is where its input layer is: only a warp Composer can hold it).
     layer = np.zeros(background.shape, np.float32)
     alpha = np.zeros(background.shape[:3], np.float32)
     for foreground, matte in inputs.subjects:

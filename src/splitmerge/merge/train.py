@@ -8,8 +8,8 @@ losses an uninterrupted run logs.
 Run folder: ``config.json`` (the resolved config), ``log.jsonl`` (one line per step: step, loss, loss_fg,
 loss_bg, lr, seconds), ``loss.png``, ``checkpoints/step-NNNNNN/`` (``composer/``, ``optimizer.safetensors``,
 ``state.json``, ``ema.safetensors`` when EMA is on), ``validation/step-NNNNNN.png`` (inputs | generated |
-truth on held-out clips), ``validation.jsonl`` (their PSNR, colour error and placement IoU beside
-copy-paste's) and ``model/`` (the final Composer, loadable with `Composer.from_pretrained`; the EMA weights
+truth on held-out clips), ``validation.jsonl`` (their PSNR, colour error, placement IoU and mirror accuracy
+beside copy-paste's) and ``model/`` (the final Composer, loadable with `Composer.from_pretrained`; the EMA weights
 when EMA is on).
 """
 
@@ -381,8 +381,8 @@ def _validation_batch(config: TrainConfig, collate) -> dict | None:
 def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png) -> None:
     """Sample the held-out clips: a picture (inputs | generated [| its matte] | truth) and one line of
     ``validation.jsonl`` with what the training is for, measured against the copy-paste of the same inputs:
-    PSNR to the truth, CIEDE2000 colour error on the true subject region, and (output layer) the placement IoU
-    of the generated matte with the true one."""
+    PSNR to the truth, CIEDE2000 colour error on the true subject region, (layered outputs) the placement IoU
+    of the generated matte with the true one and (warp) how often its mirror choice undoes the input's flip."""
     from ..data.torch_dataset import from_signed
     from ..eval.metrics import colour_error, mask_iou, psnr
     from ..video.layers import composite
@@ -393,8 +393,14 @@ def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainCo
                             steps=config.validation_steps, generator=torch.Generator().manual_seed(config.seed),
                             with_matte=layered)
     generated, mattes = generated if layered else (generated, None)
-    core.train()
     rows, scores = [], {"psnr": [], "psnr_copy": [], "colour": [], "colour_copy": [], "iou": [], "iou_copy": []}
+    if core.config.output == "warp":  # does it mirror back exactly the flipped inputs? (copy-paste never does)
+        mirrored = core.mirror_logit(batch["foreground"], batch["alpha"], batch["background"], list(batch["caption"]),
+                                     torch.Generator().manual_seed(config.seed)) > 0
+        flipped = [bool(record["flip"]) for record in batch["transform"]]
+        scores["mirror"] = [float(m == f) for m, f in zip(mirrored.tolist(), flipped, strict=True)]
+        scores["mirror_copy"] = [float(not f) for f in flipped]
+    core.train()
     for i in range(len(generated)):
         inputs, truth, made = from_signed(batch["foreground"][i]), from_signed(batch["video"][i]), from_signed(
             generated[i])

@@ -48,6 +48,18 @@ def pool_parameters(raw: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch
     return pooled.repeat_interleave(frames // t, dim=2), flip
 
 
+def mirror_error(raw: torch.Tensor, transforms: list[dict], level: torch.Tensor) -> torch.Tensor:
+    """The clip-wide mirror logit of `raw` (B, WARP_CHANNELS, t, h, w) against the flips training applied
+    (`transforms`, one augmentation record per clip: the layer must be mirrored back when it was flipped):
+    binary cross-entropy, each clip's weighted by its noise level `level` (B,) in [0, 1]. Sampling chooses the
+    mirror at pure noise, from the inputs and caption alone; at low noise the draft shows the answer, so those
+    levels teach little that sampling can use. A scalar."""
+    flips = torch.tensor([float(bool(record.get("flip"))) for record in transforms], device=raw.device)
+    logit = pool_parameters(raw, raw.shape[2])[1]
+    error = F.binary_cross_entropy_with_logits(logit, flips, reduction="none")
+    return (error * level.to(error)).mean()
+
+
 def _grids(parameters: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(as given, mirrored) sampling grids, each (B * T, H, W, 2), from (B, WARP_CHANNELS, T) parameters."""
     b, _, t = parameters.shape
