@@ -99,16 +99,18 @@ def test_the_page_splits_composes_and_plays_the_result(server, tmp_path):
     url, workdir, process = server
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url)
         # A file that is not a video: a clear message, nothing split.
+        first = browser.new_page()
+        first.goto(url)
         bad = tmp_path / "notes.mp4"
         bad.write_text("not a video")
-        page.locator("#fg-video input[type=file]").set_input_files(str(bad))
-        page.click("#split-button")
-        page.get_by_text("foreground video notes.mp4").first.wait_for(timeout=60_000)
-        page.locator("#fg-video button[aria-label='Clear']").first.click()
+        first.locator("#fg-video input[type=file]").set_input_files(str(bad))
+        first.click("#split-button")
+        first.get_by_text("foreground video notes.mp4").first.wait_for(timeout=60_000)
+        first.close()
 
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(url)
         page.locator("#fg-video input[type=file]").set_input_files(str(sample_path("bigbuckbunny")))
         page.wait_for_selector("#fg-video video", timeout=60_000)
         page.click("#split-button")
@@ -168,3 +170,28 @@ def test_a_session_writes_only_inside_the_working_folder(tmp_path):
     assert not folder.exists() and (tmp_path / "work" / "sessions").is_dir()
     workspace.close()
     assert not any((tmp_path / "work").iterdir())
+
+
+def test_split_and_compose_jobs_write_what_the_page_shows(tmp_path):
+    import zipfile
+
+    import splitmerge as sm
+    from splitmerge.app.jobs import compose_job, split_job
+
+    limits, steps = AppLimits(frames=12, steps=2), []
+    split = split_job(str(sample_path("bigbuckbunny")), str(tmp_path / "split"), limits,
+                      lambda fraction, text: steps.append(fraction))
+    assert steps[-1] == 1.0 and steps == sorted(steps) and "moves" in split["caption"]
+    overlay = sm.read_video(split["overlay"])
+    assert overlay.frames.shape == (12, 240, 426, 3)
+    composed = compose_job(split["layers"], str(sample_path("carphone")), str(tmp_path / "compose"), "stm",
+                           (0.4, 0.6), 0.7, limits, lambda fraction, text: None, placement="given")
+    result = sm.read_video(composed["result"])
+    assert result.frames.shape == (12, 144, 176, 3) and composed["frames"] == 12
+    assert composed["mirrored"] == [False]  # a given placement keeps the orientation
+    with zipfile.ZipFile(composed["layers_zip"]) as bundle:
+        assert "result_layers/alpha.mkv" in bundle.namelist() and "result_layers/layers.json" in bundle.namelist()
+    assert composed["metrics"]["bg_identity@appearance"] > 95
+    with pytest.raises(OptionError, match="method 'magic'"):
+        compose_job(split["layers"], str(sample_path("carphone")), str(tmp_path / "c2"), "magic", None, 1.0,
+                    limits, lambda fraction, text: None)

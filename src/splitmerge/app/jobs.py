@@ -78,9 +78,12 @@ def check_video(path: str | Path, limits: AppLimits, role: str) -> dict:
 
 def split_job(video: str, folder: str, limits: AppLimits, progress: Callable[[float, str], None]) -> dict:
     """Split the first `limits.frames` frames of `video` into ``folder/layers``. Returns the caption, the
-    preview (source | matte | foreground | background) and the filters' verdict."""
+    matte drawn over the video (``matte_overlay.mp4``), the Layers preview (source | matte | foreground |
+    background) and the filters' verdict."""
     from ..decompose.pipeline import split_to_folder
-    from ..video.io import probe
+    from ..video.io import probe, write_video
+    from ..video.layers import Layers, Video
+    from ..video.preview import matte_overlay
 
     info = probe(video)
     height = min(limits.split_height, info.height)
@@ -88,9 +91,14 @@ def split_job(video: str, folder: str, limits: AppLimits, progress: Callable[[fl
     progress(0.1, f"splitting {min(limits.frames, info.frames)} frames at {width}x{height}")
     target = Path(folder) / "layers"
     meta = split_to_folder(video, target, frames=limits.frames, size=(height, width))
+    progress(0.9, "drawing the matte over the video")
+    layers = Layers.load(target)
+    overlay = np.stack([matte_overlay(frame, alpha) for frame, alpha in zip(layers.frames, layers.alpha,
+                                                                             strict=True)])
+    overlay_path = write_video(Path(folder) / "matte_overlay.mp4", Video(overlay, layers.fps))
     progress(1.0, "split")
-    return {"layers": str(target), "preview": str(target / "preview.mp4"), "caption": meta["caption"],
-            "filters": meta["filters"]}
+    return {"layers": str(target), "overlay": str(overlay_path), "preview": str(target / "preview.mp4"),
+            "caption": meta["caption"], "filters": meta["filters"]}
 
 
 def compose_job(layers: str, background: str, folder: str, method: str, position, scale, limits: AppLimits,

@@ -66,7 +66,10 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
         return str(target)
 
     def show_background(video):
-        return first_frame_with_marker(video), None
+        try:
+            return first_frame_with_marker(video), None
+        except SplitMergeError as problem:
+            raise error(f"background video: {' '.join(str(problem).split())}") from None
 
     def place_click(video, evt: gr.SelectData):
         if not video:
@@ -104,11 +107,11 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
         kwargs = {"video": str(video), "folder": str(folder), "limits": limits}
         for status, outcome in run(request, split_job, kwargs, progress, "split"):
             if outcome is None:
-                yield gr.skip(), gr.skip(), gr.skip(), status
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), status
             else:
                 verdict = outcome["filters"]
                 note = "" if verdict.get("passed") else f" (the paper's filters would drop it: {verdict.get('reason')})"
-                yield outcome["preview"], outcome["caption"], outcome["layers"], f"{status}{note}"
+                yield outcome["overlay"], outcome["preview"], outcome["caption"], outcome["layers"], f"{status}{note}"
 
     def do_compose(layers, caption, background, position, scale, by_hand, method, request: gr.Request,
                    progress=gr.Progress()):  # noqa: B008
@@ -152,8 +155,10 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
                                     elem_id="fg-video")
                 fg_sample = gr.Dropdown(samples, value="", label="or a bundled sample", elem_id="fg-sample")
                 split_button = gr.Button("Split", variant="primary", elem_id="split-button")
-                matte_video = gr.Video(label="split: source | matte | subject | clean background",
-                                       interactive=False, elem_id="matte-video")
+                matte_video = gr.Video(label="split: the subject's matte over the video", interactive=False,
+                                       elem_id="matte-video")
+                with gr.Accordion("the layers: source | matte | subject | clean background", open=False):
+                    layers_video = gr.Video(show_label=False, interactive=False, elem_id="layers-video")
                 caption = gr.Textbox(label="caption (the prompt: edit it to say what should happen)",
                                      elem_id="caption")
             with gr.Column():
@@ -187,7 +192,8 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
         bg_sample.change(copy_sample, bg_sample, bg_video)
         bg_video.change(show_background, bg_video, [bg_frame, position_state])
         bg_frame.select(place_click, bg_video, [bg_frame, position_state])
-        split_button.click(do_split, fg_video, [matte_video, caption, layers_state, status], concurrency_limit=4)
+        split_button.click(do_split, fg_video, [matte_video, layers_video, caption, layers_state, status],
+                           concurrency_limit=4)
         compose_button.click(do_compose, [layers_state, caption, bg_video, position_state, scale, by_hand, method],
                              [result_video, side_video, downloads, metrics, status], concurrency_limit=4)
         cancel_button.click(do_cancel, None, status, concurrency_limit=None, queue=False)

@@ -43,6 +43,18 @@ def label_strip(text: str, width: int, height: int = LABEL_HEIGHT) -> np.ndarray
     return strip
 
 
+def matte_overlay(frame: np.ndarray, alpha: np.ndarray, colour=(255, 64, 64), strength: float = 0.45
+                  ) -> np.ndarray:
+    """`frame` (H, W, 3) uint8 with the matte `alpha` (H, W) in [0, 1] tinted in `colour` and its edge (alpha
+    0.5) drawn, so the subject's outline can be judged against the picture."""
+    a = np.clip(alpha.astype(np.float32), 0, 1)[..., None] * strength
+    tinted = frame.astype(np.float32) * (1 - a) + np.asarray(colour, np.float32) * a
+    out = np.clip(np.rint(tinted), 0, 255).astype(np.uint8)
+    contours, _ = cv2.findContours((alpha > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, colour, max(1, frame.shape[0] // 240), cv2.LINE_AA)
+    return out
+
+
 def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str] | None = None,
                  height: int | None = None, gap: int = 2) -> np.ndarray:
     """Join images left to right at one height (default: the first panel's), with optional labels on top.
