@@ -70,14 +70,31 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _outside_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback (from a UDP socket's route; no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.123", 9))
+            address = probe.getsockname()[0]
+        except OSError:
+            return []
+    return [] if address.startswith("127.") else [address]
+
+
 @pytest.fixture
 def server(tmp_path):
     """The app in its own process on a free loopback port, with a working folder in tmp_path."""
     port, workdir = _free_port(), tmp_path / "work"
+    home, cwd = tmp_path / "home", tmp_path / "cwd"  # to see that nothing is written there
+    home.mkdir()
+    cwd.mkdir()
     log = (tmp_path / "server.log").open("w")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(home)}
+    environment.pop("MPLCONFIGDIR", None)
+    environment.pop("XDG_CACHE_HOME", None)
     process = subprocess.Popen([sys.executable, "-m", "splitmerge.cli", "app", "--port", str(port), "--workdir",
                                 str(workdir), "--frames", "16", "--steps", "4", "--max-seconds", "20"],
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                               stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -97,6 +114,10 @@ def server(tmp_path):
 def test_the_page_splits_composes_and_plays_the_result(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     url, workdir, process = server
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    for address in _outside_addresses():  # it listens on loopback only
+        with pytest.raises(OSError):
+            socket.create_connection((address, port), timeout=2).close()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         # A file that is not a video: a clear message, nothing split.
@@ -160,6 +181,8 @@ def test_the_page_splits_composes_and_plays_the_result(server, tmp_path):
     process.send_signal(signal.SIGINT)
     process.wait(timeout=30)
     assert not (workdir / "sessions").exists() and not (workdir / "uploads").exists()  # cleaned at exit
+    written = [path for folder in (tmp_path / "home", tmp_path / "cwd") for path in folder.rglob("*")]
+    assert not written, f"written outside the working folder: {written[:5]}"
 
 
 def test_a_session_writes_only_inside_the_working_folder(tmp_path):
@@ -195,3 +218,14 @@ def test_split_and_compose_jobs_write_what_the_page_shows(tmp_path):
     with pytest.raises(OptionError, match="method 'magic'"):
         compose_job(split["layers"], str(sample_path("carphone")), str(tmp_path / "c2"), "magic", None, 1.0,
                     limits, lambda fraction, text: None)
+
+
+def test_bad_app_options_are_one_line_errors(capsys):
+    from splitmerge.cli import main
+
+    assert main(["app", "--frames", "3"]) == 2
+    assert "frames 3: expected 8 to 400" in capsys.readouterr().err
+    assert main(["app", "--port", "70000"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
+    assert main(["app", "--max-upload-mb", "0"]) == 2
+    assert "limits must be above 0" in capsys.readouterr().err
