@@ -96,15 +96,20 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
         except SplitMergeError as problem:
             raise error(" ".join(str(problem).split())) from None
 
-    def do_split(video, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's injection)
+    def checked(video, role: str) -> str:
+        """The uploaded or chosen `video` of `role`, checked against the limits, or a message on the page."""
         if not video:
-            raise error("choose a foreground video (upload one or pick a sample) first")
+            raise error(f"choose a {role} video (upload one or pick a sample) first")
         try:
-            check_video(video, limits, "foreground")
+            check_video(video, limits, role)
         except SplitMergeError as problem:
             raise error(" ".join(str(problem).split())) from None
+        return str(video)
+
+    def do_split(video, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's injection)
+        video = checked(video, "foreground")
         folder = workspace.job_folder(_session(request), "split")
-        kwargs = {"video": str(video), "folder": str(folder), "limits": limits}
+        kwargs = {"video": video, "folder": str(folder), "limits": limits}
         for status, outcome in run(request, split_job, kwargs, progress, "split"):
             if outcome is None:
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), status
@@ -117,14 +122,9 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
                    progress=gr.Progress()):  # noqa: B008
         if not layers:
             raise error("split a foreground first (step 1)")
-        if not background:
-            raise error("choose a background video (upload one or pick a sample) first")
-        try:
-            check_video(background, limits, "background")
-        except SplitMergeError as problem:
-            raise error(" ".join(str(problem).split())) from None
+        background = checked(background, "background")
         folder = workspace.job_folder(_session(request), "compose")
-        kwargs = {"layers": layers, "background": str(background), "folder": str(folder), "method": method,
+        kwargs = {"layers": layers, "background": background, "folder": str(folder), "method": method,
                   "position": position, "scale": float(scale), "limits": limits, "prompt": caption or None,
                   "placement": "given" if by_hand else "model"}
         for status, outcome in run(request, compose_job, kwargs, progress, "compose"):
