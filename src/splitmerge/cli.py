@@ -140,6 +140,7 @@ def _cmd_dataset(args) -> int:
 
 def _cmd_compose(args) -> int:
     from .merge.compose import compose
+    from .merge.stream import compose_to_file, streamable
 
     position = None
     if args.position:
@@ -149,10 +150,16 @@ def _cmd_compose(args) -> int:
             raise OptionError(f"--position {args.position!r}: expected X,Y fractions, e.g. 0.5,0.7") from None
         if len(position) != 2:
             raise OptionError(f"--position {args.position!r}: expected X,Y fractions, e.g. 0.5,0.7")
-    result = compose(fg=args.fg, background=args.bg, prompt=args.prompt, method=args.method, model=args.model,
-                     seed=args.seed, steps=args.steps, guidance=args.guidance, position=position, scale=args.scale,
-                     trajectory=args.trajectory, preserve_background=not args.no_preserve_background,
-                     mirror="keep" if args.no_mirror else args.mirror, placement=args.placement)
+    settings = {"method": args.method, "model": args.model, "prompt": args.prompt, "seed": args.seed,
+                "steps": args.steps, "guidance": args.guidance, "position": position, "scale": args.scale,
+                "trajectory": args.trajectory, "placement": args.placement,
+                "preserve_background": not args.no_preserve_background,
+                "mirror": "keep" if args.no_mirror else args.mirror}
+    if streamable(args.method, {"model": args.model}):  # a few chunks of frames in memory, however long
+        meta = compose_to_file(args.fg, args.bg, args.output, layers_out=args.layers_out, **settings)
+        print(f"wrote {args.output}: {meta['frames']} frames, method {args.method} (streamed)")
+        return 0
+    result = compose(fg=args.fg, background=args.bg, **settings)
     path = result.save(args.output)
     if args.layers_out:
         result.layers().save(args.layers_out)

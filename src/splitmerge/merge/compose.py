@@ -178,19 +178,52 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
     a ``layer`` or ``direct`` Composer draws the subject itself, wherever it sees fit.
     Returns a `Composite`.
     """
-    if placement not in PLACEMENTS:
-        raise OptionError(f"placement {placement!r}: expected one of {', '.join(PLACEMENTS)}")
-    if placement == "auto":
-        placement = "model" if position is None and scale is None and trajectory is None else "given"
-    known = methods()
-    if method not in known:
-        raise OptionError(f"method {method!r}: expected one of {', '.join(known)}")
+    check_method(method)
     subjects = [_as_layers(item) for item in (fg if isinstance(fg, (list, tuple)) else [fg])]
     if not subjects:
         raise OptionError("fg: no foreground layer given")
     video = _as_video(background)
     count = min([video.num_frames] + [layers.num_frames for layers in subjects])
     size = video.frames.shape[1:3]
+    plan = plan_placement(count, position, scale, trajectory, placement)
+    for index, layers in enumerate(subjects):
+        if not (layers.alpha[:count] > 0).any():
+            raise empty_matte(index)
+    placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=plan.position,
+                    scale=plan.scale) for layers in subjects]
+    for index, (_, alpha) in enumerate(placed):
+        if not (alpha > 0).any():
+            raise placed_outside(index, size, plan)
+    text = prompt if prompt is not None else " ".join(layers.caption for layers in subjects if layers.caption)
+    inputs = ComposeInputs(video.frames[:count], placed, video.fps, text, seed, steps, guidance,
+                           {"model": model, "placement": plan.by, **options})
+    result = _METHODS[method](inputs)
+    result.meta = {**compose_meta(method, text, seed, count, plan), **result.meta}
+    return result
+
+
+def check_method(method: str) -> None:
+    known = methods()
+    if method not in known:
+        raise OptionError(f"method {method!r}: expected one of {', '.join(known)}")
+
+
+@dataclass
+class Placement:
+    """Where every subject goes (`place`): position None, (x, y) or (T, 2) fractions; scale a factor or (T,);
+    by: "model" or "given" (see `compose`)."""
+
+    position: np.ndarray | None
+    scale: float | np.ndarray
+    by: str
+
+
+def plan_placement(count: int, position=None, scale=None, trajectory=None, placement: str = "auto") -> Placement:
+    """The placement of `count` frames from `compose`'s options, checked (one-line errors)."""
+    if placement not in PLACEMENTS:
+        raise OptionError(f"placement {placement!r}: expected one of {', '.join(PLACEMENTS)}")
+    if placement == "auto":
+        placement = "model" if position is None and scale is None and trajectory is None else "given"
     if trajectory is not None and position is not None:
         raise OptionError("give position or trajectory, not both")
     if scale is not None and not (np.all(np.isfinite(scale)) and np.all(np.asarray(scale) > 0)):
@@ -204,20 +237,20 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
         position = track[:count, :2]
         if track.shape[1] == 3:  # per-frame scales, times the overall `scale`
             scale = track[:count, 2] * scale
-    for index, layers in enumerate(subjects):
-        if not (layers.alpha[:count] > 0).any():
-            raise OptionError(f"fg {index + 1}: the subject's matte is empty (nothing to compose)")
-    placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=position, scale=scale)
-              for layers in subjects]
-    for index, (_, alpha) in enumerate(placed):
-        if not (alpha > 0).any():
-            raise OptionError(f"fg {index + 1}: placed entirely outside the {size[1]}x{size[0]} frame "
-                              f"(position {position if position is None else np.asarray(position).tolist()})")
-    text = prompt if prompt is not None else " ".join(layers.caption for layers in subjects if layers.caption)
-    inputs = ComposeInputs(video.frames[:count], placed, video.fps, text, seed, steps, guidance,
-                           {"model": model, "placement": placement, **options})
-    result = _METHODS[method](inputs)
-    result.meta = {"method": method, "prompt": text, "seed": seed, "frames": count,
-                   "placement": {"position": None if position is None else np.asarray(position).tolist(),
-                                 "scale": np.asarray(scale).tolist(), "by": placement}, **result.meta}
-    return result
+    return Placement(None if position is None else np.asarray(position, dtype=np.float64), scale, placement)
+
+
+def empty_matte(index: int) -> OptionError:
+    return OptionError(f"fg {index + 1}: the subject's matte is empty (nothing to compose)")
+
+
+def placed_outside(index: int, size: tuple[int, int], plan: Placement) -> OptionError:
+    where = None if plan.position is None else plan.position.tolist()
+    return OptionError(f"fg {index + 1}: placed entirely outside the {size[1]}x{size[0]} frame (position {where})")
+
+
+def compose_meta(method: str, prompt: str, seed: int, count: int, plan: Placement) -> dict:
+    """What every result records of how it was asked for."""
+    return {"method": method, "prompt": prompt, "seed": seed, "frames": count,
+            "placement": {"position": None if plan.position is None else plan.position.tolist(),
+                          "scale": np.asarray(plan.scale).tolist(), "by": plan.by}}

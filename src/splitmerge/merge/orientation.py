@@ -33,25 +33,40 @@ def stated_direction(text: str) -> int:
     return 1 if found.pop() == "right" else -1
 
 
-def observed_direction(alpha: np.ndarray, min_drift: float = MIN_DRIFT) -> int:
-    """+1 / -1 when the matte (T, H, W) drifts right / left over the clip by at least `min_drift` of the width
-    (the mean centre of its last third of frames against its first third), else 0."""
+def matte_centres(alpha: np.ndarray) -> np.ndarray:
+    """(T,) x of each frame's matte centre of mass, px; NaN where a frame has no subject. `alpha` (T, H, W)."""
     width = alpha.shape[-1]
-    xs = np.arange(width, dtype=np.float64)
     mass = alpha.reshape(len(alpha), -1, width).sum(axis=1, dtype=np.float64)  # (T, W) column sums
     totals = mass.sum(axis=1)
-    present = totals > 0
-    if present.sum() < 2:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, (mass @ np.arange(width, dtype=np.float64)) / totals, np.nan)
+
+
+def drift_direction(centres: np.ndarray, width: int, min_drift: float = MIN_DRIFT) -> int:
+    """+1 / -1 when the centres (`matte_centres`) drift right / left over the clip by at least `min_drift` of
+    `width` (the mean of the last third of frames with a subject against the first third), else 0."""
+    present = centres[np.isfinite(centres)]
+    if len(present) < 2:
         return 0
-    centres = (mass[present] @ xs) / totals[present]
-    third = max(1, len(centres) // 3)
-    drift = (centres[-third:].mean() - centres[:third].mean()) / max(width - 1, 1)
+    third = max(1, len(present) // 3)
+    drift = (present[-third:].mean() - present[:third].mean()) / max(width - 1, 1)
     if abs(drift) < min_drift:
         return 0
     return 1 if drift > 0 else -1
 
 
-def should_mirror(text: str, alpha: np.ndarray) -> bool:
-    """Mirror the layer when the text and the matte both give a direction and they disagree."""
-    stated, observed = stated_direction(text), observed_direction(alpha)
+def observed_direction(alpha: np.ndarray, min_drift: float = MIN_DRIFT) -> int:
+    """+1 / -1 when the matte (T, H, W) drifts right / left over the clip by at least `min_drift` of the width,
+    else 0 (`drift_direction` of its `matte_centres`)."""
+    return drift_direction(matte_centres(alpha), alpha.shape[-1], min_drift)
+
+
+def mirror_for(text: str, centres: np.ndarray, width: int) -> bool:
+    """`should_mirror` from the matte's centres (a clip streamed a chunk at a time)."""
+    stated, observed = stated_direction(text), drift_direction(centres, width)
     return bool(stated and observed and stated != observed)
+
+
+def should_mirror(text: str, alpha: np.ndarray) -> bool:
+    """Mirror the layer when the text and the matte (T, H, W) both give a direction and they disagree."""
+    return mirror_for(text, matte_centres(alpha), alpha.shape[-1])

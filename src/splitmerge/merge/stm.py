@@ -35,8 +35,9 @@ import torch
 
 from ..data.torch_dataset import from_signed, to_signed
 from ..errors import OptionError
+from ..video.geometry import resize_frames
 from .compose import ComposeInputs, Composite, register_method
-from .orientation import should_mirror
+from .orientation import matte_centres, mirror_for
 from .warp import LOG_ZOOM, SHIFT_X, SHIFT_Y, WARP_CHANNELS, apply_warp
 
 CHANGE_LEVEL = 0.08   # mean absolute difference (colours in [0, 1]) above which a pixel counts as changed
@@ -88,52 +89,81 @@ def mirror_policy(options: dict) -> str:
     return value
 
 
-def _mirror_choice(policy: str, inputs: ComposeInputs, alpha: np.ndarray) -> torch.Tensor | None:
-    """The mirror logit (1,) to sample the map for, or None to let the Composer choose at its first step."""
-    if inputs.options.get("placement") == "given" or policy == "keep":
+def mirror_choice(policy: str, placement: str, prompt: str, centres: np.ndarray, width: int
+                  ) -> torch.Tensor | None:
+    """The mirror logit (1,) to sample the map for, or None to let the Composer choose at its first step.
+    `centres` (T,): the placed subject's matte centres at the Composer's size (`orientation.matte_centres`)."""
+    if placement == "given" or policy == "keep":
         return torch.tensor([-10.0])
     if policy == "caption":
-        return torch.tensor([10.0 if should_mirror(inputs.prompt, alpha) else -10.0])
+        return torch.tensor([10.0 if mirror_for(prompt, centres, width) else -10.0])
     return None
 
 
-def _warp_windows(model, small_fg, small_alpha, small_bg, inputs, generator, starts, overlap):
-    """A warp Composer's map for the whole clip: per-frame parameters (WARP_CHANNELS, T), cross-faded over the
-    window overlaps like pixels, and one mirror logit (a clip is mirrored or not): the `mirror_policy`'s
-    choice, or with ``model`` the windows' weighted mean of the Composer's own."""
-    window, count = int(model.config.sample_frames), len(small_bg)
-    forced = _mirror_choice(mirror_policy(inputs.options), inputs, small_alpha)
-    parameters = torch.zeros(WARP_CHANNELS, count)
-    flips, total = [], np.zeros(count, np.float32)
-    for index, start in enumerate(starts):
-        picks = np.minimum(np.arange(start, start + window), count - 1)
-        found, flip = model.warp_parameters(
-            to_signed(small_fg[picks])[None], torch.from_numpy(small_alpha[picks])[None, None],
-            to_signed(small_bg[picks])[None], [inputs.prompt], steps=inputs.steps or 20,
-            guidance=inputs.guidance or 1.0, generator=generator, flip=forced)
-        keep = min(window, count - start)
-        weights = window_weights(window, overlap, index == 0, index == len(starts) - 1)[:keep]
-        parameters[:, start:start + keep] += torch.from_numpy(weights) * found[0, :, :keep]
-        flips.append((float(weights.sum()), float(flip[0])))
-        total[start:start + keep] += weights
-    flip = sum(w * f for w, f in flips) / sum(w for w, _ in flips)
-    parameters = parameters / torch.from_numpy(total)
-    if inputs.options.get("placement") == "given":  # where the caller put it: only the colour is the model's
-        parameters[[LOG_ZOOM, SHIFT_X, SHIFT_Y]] = 0.0
-    return parameters, flip
+class WarpMap:
+    """A warp Composer's map for a whole clip, sampled window by window (`window_starts`): per-frame parameters
+    (WARP_CHANNELS, T) cross-faded over the overlaps like pixels, and one mirror logit for the clip (the forced
+    choice, or the windows' weighted mean of the Composer's own)."""
+
+    def __init__(self, model, count: int, inputs: ComposeInputs, forced: torch.Tensor | None):
+        self.model, self.count, self.inputs, self.forced = model, count, inputs, forced
+        self.window = int(model.config.sample_frames)
+        self.overlap = int(self.window * OVERLAP)
+        self.starts = window_starts(count, self.window, self.overlap)
+        self.generator = torch.Generator().manual_seed(inputs.seed)
+        self.parameters = torch.zeros(WARP_CHANNELS, count)
+        self.total = np.zeros(count, np.float32)
+        self.flips: list[tuple[float, float]] = []
+
+    def picks(self, index: int) -> np.ndarray:
+        """The clip frames window `index` samples (the last frame repeated past the end)."""
+        start = self.starts[index]
+        return np.minimum(np.arange(start, start + self.window), self.count - 1)
+
+    def sample(self, index: int, small_fg: np.ndarray, small_alpha: np.ndarray, small_bg: np.ndarray) -> None:
+        """Sample window `index` from its frames at the Composer's size ((window, h, w, 3) uint8, (window, h, w))."""
+        inputs, start = self.inputs, self.starts[index]
+        found, flip = self.model.warp_parameters(
+            to_signed(small_fg)[None], torch.from_numpy(small_alpha)[None, None], to_signed(small_bg)[None],
+            [inputs.prompt], steps=inputs.steps or 20, guidance=inputs.guidance or 1.0, generator=self.generator,
+            flip=self.forced)
+        keep = min(self.window, self.count - start)
+        weights = window_weights(self.window, self.overlap, index == 0, index == len(self.starts) - 1)[:keep]
+        self.parameters[:, start:start + keep] += torch.from_numpy(weights) * found[0, :, :keep]
+        self.flips.append((float(weights.sum()), float(flip[0])))
+        self.total[start:start + keep] += weights
+
+    def result(self) -> tuple[torch.Tensor, float]:
+        """(parameters (WARP_CHANNELS, T), mirror logit), once every window is sampled."""
+        flip = sum(w * f for w, f in self.flips) / sum(w for w, _ in self.flips)
+        parameters = self.parameters / torch.from_numpy(self.total)
+        if self.inputs.options.get("placement") == "given":  # where the caller put it: only the colour is ours
+            parameters[[LOG_ZOOM, SHIFT_X, SHIFT_Y]] = 0.0
+        return parameters, flip
 
 
-def _render_warp(parameters: torch.Tensor, flip: float, layer: np.ndarray, alpha: np.ndarray,
-                 background: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """The subject layer (T, H, W, 3) premultiplied 0-255 float with its matte (T, H, W), moved and re-tinted by
-    the map at the background's own resolution, `chunk` frames at a time, over the background (exact outside
-    the matte). Returns (result (T, H, W, 3) uint8, matte (T, H, W) float32)."""
+def _warp_windows(model, small_fg, small_alpha, small_bg, inputs):
+    """`WarpMap` of a clip held in memory at the Composer's size."""
+    forced = mirror_choice(mirror_policy(inputs.options), inputs.options.get("placement", "model"), inputs.prompt,
+                           matte_centres(small_alpha), small_alpha.shape[-1])
+    warp = WarpMap(model, len(small_bg), inputs, forced)
+    for index in range(len(warp.starts)):
+        picks = warp.picks(index)
+        warp.sample(index, small_fg[picks], small_alpha[picks], small_bg[picks])
+    return warp.result()
+
+
+def render_warp(parameters: torch.Tensor, flip: float, layer: np.ndarray, alpha: np.ndarray,
+                background: np.ndarray, chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The subject layer (T, H, W, 3) premultiplied uint8 with its matte (T, H, W), moved and re-tinted by the
+    map `parameters` (WARP_CHANNELS, T) at the background's own resolution, `chunk` frames at a time, over the
+    background (exact outside the matte). Returns (result (T, H, W, 3) uint8, matte (T, H, W) float32)."""
     result = np.empty(background.shape, np.uint8)
     matte = np.empty(alpha.shape, np.float32)
     mirror = torch.tensor([flip])
     for start in range(0, len(background), chunk):
         end = min(start + chunk, len(background))
-        colour = torch.from_numpy(layer[start:end] / 255).permute(3, 0, 1, 2)[None].float()
+        colour = torch.from_numpy(layer[start:end].astype(np.float32) / 255).permute(3, 0, 1, 2)[None]
         moved, moved_alpha = apply_warp(parameters[None, :, start:end], mirror, colour,
                                         torch.from_numpy(alpha[start:end])[None, None], hard=True)
         moved = moved[0].permute(1, 2, 3, 0).numpy() * 255
@@ -145,18 +175,27 @@ def _render_warp(parameters: torch.Tensor, flip: float, layer: np.ndarray, alpha
     return result, matte
 
 
-def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    height, width = size
-    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+def stm_model(options: dict):
+    """(the Composer named by option ``model`` ("default": the bundled one), its folder)."""
+    model_dir = options.get("model", "default")
+    path = DEFAULT_MODEL if model_dir in (None, "default") else Path(model_dir)
+    if not (path / "composer.json").is_file():
+        raise OptionError(f"stm: no Composer at {path} (train one with `splitmerge train`, pass --model DIR)")
+    return load_composer(str(path)), path
+
+
+def warp_meta(model, path: Path, count: int, inputs: ComposeInputs, mirrored: list[bool]) -> dict:
+    """What a warp Composer's result records (the same in memory and streamed)."""
+    window = int(model.config.sample_frames)
+    return {"model": str(path), "preserved": True, "window": window,
+            "windows": len(window_starts(count, window, int(window * OVERLAP))),
+            "size": list(model.config.sample_size), "matte": "model", "mirrored": mirrored,
+            "mirror": mirror_policy(inputs.options), "rendered": "the input layer warped at full resolution"}
 
 
 @register_method("stm")
 def stm(inputs: ComposeInputs) -> Composite:
-    model_dir = inputs.options.get("model", "default")
-    path = DEFAULT_MODEL if model_dir in (None, "default") else Path(model_dir)
-    if not (path / "composer.json").is_file():
-        raise OptionError(f"stm: no Composer at {path} (train one with `splitmerge train`, pass --model DIR)")
-    model = load_composer(str(path))
+    model, path = stm_model(inputs.options)
     window, size = int(model.config.sample_frames), tuple(model.config.sample_size)
     background = inputs.background
     count, height, width = background.shape[:3]
@@ -165,20 +204,14 @@ def stm(inputs: ComposeInputs) -> Composite:
     starts = window_starts(count, window, overlap)
     if model.config.output == "warp":  # each subject placed by a map of its own, in order, over the result so far
         result, union, mirrored = background, np.zeros(background.shape[:3], np.float32), []
-        small_bg = _resize(background, size)
+        small_bg = resize_frames(background, size)
         for layer, alpha in inputs.subjects:
-            small_fg = _resize(layer, size)
-            small_alpha = _resize(alpha, size)
-            parameters, flip = _warp_windows(model, small_fg, small_alpha, small_bg, inputs, generator, starts,
-                                             overlap)
-            result, matte = _render_warp(parameters, flip, layer.astype(np.float32), alpha, result, window)
-            union, small_bg = matte + (1 - matte) * union, _resize(result, size)
+            parameters, flip = _warp_windows(model, resize_frames(layer, size), resize_frames(alpha, size), small_bg,
+                                             inputs)
+            result, matte = render_warp(parameters, flip, layer, alpha, result)
+            union, small_bg = matte + (1 - matte) * union, resize_frames(result, size)
             mirrored.append(bool(flip > 0))
-        return Composite(result, inputs.fps, union, background,
-                         {"model": str(path), "preserved": True, "window": window, "windows": len(starts),
-                          "size": list(size), "matte": "model", "mirrored": mirrored,
-                          "mirror": mirror_policy(inputs.options),
-                          "rendered": "the input layer warped at full resolution"})
+        return Composite(result, inputs.fps, union, background, warp_meta(model, path, count, inputs, mirrored))
     # All subjects as one layer, drawn in order over black; the model draws them where it sees fit (the given
     # placement is where its input layer is: only a warp Composer can hold it).
     layer = np.zeros(background.shape, np.float32)
@@ -186,9 +219,9 @@ def stm(inputs: ComposeInputs) -> Composite:
     for foreground, matte in inputs.subjects:
         layer = foreground + (1 - matte[..., None]) * layer
         alpha = matte + (1 - matte) * alpha
-    small_bg = _resize(background, size)
-    small_fg = _resize(np.clip(layer, 0, 255).astype(np.uint8), size)
-    small_alpha = _resize(alpha, size)
+    small_bg = resize_frames(background, size)
+    small_fg = resize_frames(np.clip(layer, 0, 255).astype(np.uint8), size)
+    small_alpha = resize_frames(alpha, size)
     layered = model.layered
     made = np.zeros((count, *size, 3), np.float32)
     mattes = np.zeros((count, *size), np.float32)
@@ -208,7 +241,7 @@ def stm(inputs: ComposeInputs) -> Composite:
     generated = np.rint(made / total[:, None, None, None]).clip(0, 255).astype(np.uint8)
     mattes /= total[:, None, None]
     if size != (height, width):
-        generated = _resize(generated, (height, width))
+        generated = resize_frames(generated, (height, width))
     if not inputs.options.get("preserve_background", True):
         return Composite(generated, inputs.fps, None, background, {"model": str(path), "preserved": False})
     if layered:

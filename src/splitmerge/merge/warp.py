@@ -98,11 +98,16 @@ def apply_warp(parameters: torch.Tensor, flip: torch.Tensor, layer: torch.Tensor
     """
     b, _, t, height, width = layer.shape
     pair = torch.cat([layer, alpha], dim=1).transpose(1, 2).reshape(b * t, 4, height, width).float()
-    as_given, mirrored = (F.grid_sample(pair, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                          for grid in _grids(parameters, height, width))
-    p = (flip > 0).float() if hard else torch.sigmoid(flip)
-    p = p.repeat_interleave(t).view(b * t, 1, 1, 1)
-    moved = ((1 - p) * as_given + p * mirrored).reshape(b, t, 4, height, width).transpose(1, 2)
+    as_given, mirrored = _grids(parameters, height, width)
+    if hard:  # one side only: the same pixels as mixing with p = 0 or 1, at half the cost
+        chosen = (flip > 0).repeat_interleave(t).view(b * t, 1, 1, 1)
+        moved = F.grid_sample(pair, torch.where(chosen, mirrored, as_given), mode="bilinear",
+                              padding_mode="zeros", align_corners=False)
+    else:
+        p = torch.sigmoid(flip).repeat_interleave(t).view(b * t, 1, 1, 1)
+        moved = sum(weight * F.grid_sample(pair, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                    for weight, grid in ((1 - p, as_given), (p, mirrored)))
+    moved = moved.reshape(b, t, 4, height, width).transpose(1, 2)
     colour, matte = moved[:, :3], moved[:, 3:].clamp(0, 1)
     gain = torch.exp(LOG_GAIN_LIMIT * torch.tanh(parameters[:, GAIN] / LOG_GAIN_LIMIT))  # (B, 3, T)
     offset = parameters[:, OFFSET]

@@ -114,3 +114,9 @@ def working_size(height: int, width: int, base: int, max_area: int) -> tuple[int
     `base`."""
     scale = min(1.0, (max_area / (height * width)) ** 0.5)
     return (max(base, int(height * scale) // base * base), max(base, int(width * scale) // base * base))
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Every frame of (T, H, W[, C]) to `size` (H', W') as it is (no crop), by area averaging."""
+    height, width = size
+    return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -280,6 +281,54 @@ class Layers(_Clip):
                        header["fps"], header.get("caption", ""), meta)
         except ShapeError as error:
             raise LayersFormatError(f"{folder}: {error}") from None
+
+
+class LayersStream:
+    """A Layers folder read a chunk of frames at a time (its subject: foreground and matte), so a long clip
+    never has to be in memory at once. The header is checked on opening; every chunk's size against it.
+
+    Attributes: folder, num_frames, height, width, fps, caption (from ``layers.json``).
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.folder = Path(directory)
+        if not self.folder.is_dir():
+            raise MissingFileError(f"{self.folder}: no such Layers folder")
+        header = _read_header(self.folder / "layers.json")
+        self.num_frames, self.height, self.width = header["num_frames"], header["height"], header["width"]
+        self.fps, self.caption = float(header["fps"]), header.get("caption", "")
+        for name in ("foreground.mp4", "alpha.mkv"):
+            _required(self.folder / name)
+
+    def _sized(self, name: str, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[:2] != (self.height, self.width):
+            raise LayersFormatError(f"{self.folder / name}: frames of {frame.shape[1]}x{frame.shape[0]}, "
+                                    f"layers.json says {self.width}x{self.height}")
+        return frame
+
+    def chunks(self, count: int, chunk: int, colour: bool = True) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
+        """The first `count` frames as (foreground (n, H, W, 3) uint8 or None without `colour`, alpha (n, H, W)
+        float32) chunks of up to `chunk` frames."""
+        from .io import VideoReader, _is_16_bit
+
+        mattes = VideoReader(self.folder / "alpha.mkv", max_frames=count, pixels="gray")
+        peak = np.float32(65535 if _is_16_bit(mattes.info.pix_fmt) else 255)
+        colours = iter(VideoReader(self.folder / "foreground.mp4", max_frames=count)) if colour else None
+        alphas, fgs = [], []
+        for index, plane in enumerate(mattes):
+            if index >= count:
+                break
+            alphas.append(self._sized("alpha.mkv", plane).astype(np.float32) / peak)
+            if colours is not None:
+                frame = next(colours, None)
+                if frame is None:
+                    raise LayersFormatError(f"{self.folder / 'foreground.mp4'}: fewer frames than alpha.mkv")
+                fgs.append(self._sized("foreground.mp4", frame))
+            if len(alphas) == chunk:
+                yield (np.stack(fgs) if colour else None), np.stack(alphas)
+                alphas, fgs = [], []
+        if alphas:
+            yield (np.stack(fgs) if colour else None), np.stack(alphas)
 
 
 class LayersWriter:

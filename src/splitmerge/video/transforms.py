@@ -153,7 +153,7 @@ def color_jitter(foreground: np.ndarray, alpha: np.ndarray, brightness: float = 
 
 
 def place(foreground: np.ndarray, alpha: np.ndarray, out_size: tuple[int, int], position=None, scale=1.0,
-          anchor: str = "clip") -> tuple[np.ndarray, np.ndarray]:
+          anchor: str = "clip", center=None) -> tuple[np.ndarray, np.ndarray]:
     """Put the subject on a canvas of `out_size` (H', W') at a position and size.
 
     Args:
@@ -164,13 +164,15 @@ def place(foreground: np.ndarray, alpha: np.ndarray, out_size: tuple[int, int], 
         anchor: ``"clip"`` anchors the centre of the subject's box over the whole clip, so the subject keeps its
             own motion around the position; ``"frame"`` anchors each frame's own box centre, so the subject's
             centre follows `position` exactly (frames without a subject use the clip anchor).
+        center: the clip anchor (x, y) in input pixels when known (`subject_center` of the whole clip), so a clip
+            placed a chunk of frames at a time lands exactly as placed whole.
     """
     _check_pair(foreground, alpha)
     if anchor not in ("clip", "frame"):
         raise OptionError(f"anchor {anchor!r}: expected 'clip' or 'frame'")
     frames, height, width = alpha.shape
     out_h, out_w = out_size
-    clip_center = np.array(subject_center(alpha))
+    clip_center = np.array(subject_center(alpha) if center is None else center, dtype=np.float64)
     if anchor == "frame":
         centers = np.array([box_center(b) if (b := subject_box(alpha[t])) else clip_center for t in range(frames)])
     else:

@@ -1,0 +1,197 @@
+"""`compose` from files to a file, streamed: memory stays that of a few chunks of frames however long the clip.
+
+What `splitmerge compose` runs for ``copy-paste`` and for ``stm`` with a warp Composer (the bundled one); the
+result is the same, frame for frame, as `sm.compose` in memory followed by `Composite.save`. Other methods need
+the whole clip (harmonized copy-paste's statistics, generative models) and go through `sm.compose`.
+
+Passes over the inputs, each reading `chunk` frames at a time:
+1. each subject's matte: is it empty, and its box over the clip (the placement anchor, `place(center=...)`);
+2. (stm, per subject) its placed matte at the Composer's size: is it inside the frame, and its centres for the
+   mirror rule; then the map, window by window, from a rolling buffer of the Composer-size frames (the
+   background with the earlier subjects already rendered, as in memory);
+3. the background and every subject at full resolution: placed, warped or pasted in order, written.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import MediaError, OptionError
+from ..video.geometry import resize_frames
+from ..video.io import VideoReader, VideoWriter, probe
+from ..video.layers import LayersStream, LayersWriter, composite
+from ..video.rates import frame_rate
+from ..video.transforms import SUBJECT_THRESHOLD, place, subject_center
+from .compose import (ComposeInputs, Placement, check_method, compose_meta, empty_matte, placed_outside,
+                      plan_placement)
+from .orientation import matte_centres
+
+STREAMED = ("copy-paste", "stm")
+
+
+def streamable(method: str, options: dict) -> bool:
+    """Whether `compose_to_file` can stream `method` (stm: only a warp Composer)."""
+    if method == "copy-paste":
+        return True
+    if method == "stm":
+        from .stm import stm_model
+
+        return stm_model(options)[0].config.output == "warp"
+    return False
+
+
+def _frames(path, count: int, chunk: int) -> Iterator[np.ndarray]:
+    """The first `count` frames of a video as (n, H, W, 3) uint8 chunks."""
+    batch = []
+    for frame in VideoReader(path, max_frames=count):
+        batch.append(frame)
+        if len(batch) == chunk:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
+
+
+def _placed(subject: LayersStream, anchor, plan: Placement, size, count: int, chunk: int, colour: bool = True
+            ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """(frames, placed foreground (n, H', W', 3) uint8, placed alpha (n, H', W')) chunks of one subject."""
+    start = 0
+    for foreground, alpha in subject.chunks(count, chunk, colour):
+        frames = slice(start, start + len(alpha))
+        if foreground is None:
+            foreground = np.zeros((*alpha.shape, 3), np.uint8)
+        position = plan.position
+        if position is not None and position.ndim == 2:
+            position = position[frames]
+        scale = plan.scale if np.ndim(plan.scale) == 0 else np.asarray(plan.scale)[frames]
+        yield (frames, *place(foreground, alpha, size, position=position, scale=scale, center=anchor))
+        start += len(alpha)
+
+
+def compose_to_file(fg, background, output, *, method: str = "stm", model: str = "default",
+                    prompt: str | None = None, seed: int = 0, steps: int | None = None,
+                    guidance: float | None = None, position=None, scale=None, trajectory=None,
+                    placement: str = "auto", layers_out=None, chunk: int = 16, **options) -> dict:
+    """Compose Layers folder(s) `fg` into the video file `background`, writing the video `output` (and with
+    `layers_out` the result as a Layers folder), streamed. Options as `sm.compose`; `method` one of
+    `STREAMED` (see `streamable`). Returns the result's meta (as `Composite.meta`)."""
+    check_method(method)
+    if method not in STREAMED:
+        raise OptionError(f"method {method!r}: not streamed (use sm.compose)")
+    folders = list(fg) if isinstance(fg, (list, tuple)) else [fg]
+    if not folders:
+        raise OptionError("fg: no foreground layer given")
+    subjects = [LayersStream(folder) for folder in folders]
+    info = probe(background)
+    count = min([info.frames] + [subject.num_frames for subject in subjects])
+    size = (info.height, info.width)
+    plan = plan_placement(count, position, scale, trajectory, placement)
+    text = prompt if prompt is not None else " ".join(s.caption for s in subjects if s.caption)
+    inputs = ComposeInputs(np.empty((0, *size, 3), np.uint8), [], info.fps, text, seed, steps, guidance,
+                           {"model": model, "placement": plan.by, **options})
+
+    anchors = []  # pass 1
+    for index, subject in enumerate(subjects):
+        present, anything = np.zeros((subject.height, subject.width), bool), False
+        for _, alpha in subject.chunks(count, chunk, colour=False):
+            present |= (alpha > SUBJECT_THRESHOLD).any(axis=0)
+            anything = anything or bool((alpha > 0).any())
+        if not anything:
+            raise empty_matte(index)
+        anchors.append(subject_center(present.astype(np.float32)))
+
+    maps, meta = [], {}
+    if method == "stm":
+        from .stm import stm_model, warp_meta
+
+        composer, path = stm_model(inputs.options)
+        for index in range(len(subjects)):  # each over the background with the ones before it rendered
+            maps.append(_sample_map(composer, inputs, subjects, anchors, plan, size, count, chunk, index,
+                                    background, maps))
+        meta = warp_meta(composer, path, count, inputs, [bool(flip > 0) for _, flip in maps])
+    else:
+        for index, subject in enumerate(subjects):
+            if not any(bool((alpha > 0).any()) for _, _, alpha in
+                       _placed(subject, anchors[index], plan, size, count, chunk, colour=False)):
+                raise placed_outside(index, size, plan)
+
+    # Pass 3.
+    rate = frame_rate(info.fps)
+    written = 0
+    layers = LayersWriter(layers_out, rate) if layers_out else None
+    try:
+        with VideoWriter(output, rate) as writer:
+            streams = [_placed(s, anchors[i], plan, size, count, chunk) for i, s in enumerate(subjects)]
+            for plate, *placed in zip(_frames(background, count, chunk), *streams, strict=False):
+                result, union = _render(plate, placed, maps)
+                for t in range(len(plate)):
+                    writer.write(result[t])
+                    if layers is not None:
+                        foreground = np.clip(np.rint(result[t] - (1 - union[t][..., None]) * plate[t]), 0, 255)
+                        layers.write(result[t], union[t], foreground.astype(np.uint8), plate[t])
+                written += len(plate)
+            if written < count:
+                raise MediaError(f"{background}: ended after {written} frames; its header says {info.frames}")
+        if layers is not None:
+            layers.close(text, {"compose": {**compose_meta(method, text, seed, count, plan), **meta}})
+            layers = None
+    finally:
+        if layers is not None:
+            layers.abort()
+    return {**compose_meta(method, text, seed, count, plan), **meta, "streamed": True}
+
+
+def _render(plate: np.ndarray, placed: list, maps: list) -> tuple[np.ndarray, np.ndarray]:
+    """One chunk: the subjects (frames, placed fg, placed alpha) over `plate` in order, warped by their `maps`
+    (stm) or pasted (copy-paste). Returns (result (n, H, W, 3) uint8, union matte (n, H, W))."""
+    from .stm import render_warp
+
+    result, union = plate, np.zeros(plate.shape[:3], np.float32)
+    for index, (frames, foreground, alpha) in enumerate(placed):
+        if maps:
+            parameters, flip = maps[index]
+            result, matte = render_warp(parameters[:, frames], flip, foreground, alpha, result)
+        else:
+            result, matte = composite(foreground, alpha, result), alpha
+        union = matte + (1 - matte) * union
+    return result, union
+
+
+def _sample_map(composer, inputs, subjects, anchors, plan, size, count, chunk, index, background, maps):
+    """Pass 2 for subject `index`: its mirror choice, then its map window by window (`stm.WarpMap`) over the
+    Composer-size frames of it and of the background with subjects 0..index-1 rendered by their `maps`."""
+    from .stm import WarpMap, mirror_choice, mirror_policy
+
+    small_size = tuple(composer.config.sample_size)
+    centres, inside = [], False
+    for _, _, alpha in _placed(subjects[index], anchors[index], plan, size, count, chunk, colour=False):
+        inside = inside or bool((alpha > 0).any())
+        centres.append(matte_centres(resize_frames(alpha, small_size)))
+    if not inside:
+        raise placed_outside(index, size, plan)
+    forced = mirror_choice(mirror_policy(inputs.options), plan.by, inputs.prompt, np.concatenate(centres),
+                           small_size[1])
+    warp = WarpMap(composer, count, inputs, forced)
+    buffer: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    window = 0
+    streams = [_placed(s, anchors[i], plan, size, count, chunk) for i, s in enumerate(subjects[:index + 1])]
+    for plate, *placed in zip(_frames(background, count, chunk), *streams, strict=False):
+        earlier, (frames, foreground, alpha) = placed[:-1], placed[-1]
+        behind, _ = _render(plate, earlier, maps) if earlier else (plate, None)
+        for t, (fg, a, bg) in enumerate(zip(resize_frames(foreground, small_size), resize_frames(alpha, small_size),
+                                            resize_frames(behind, small_size), strict=True)):
+            buffer[frames.start + t] = (fg, a, bg)
+        last = frames.stop - 1
+        while window < len(warp.starts) and min(warp.starts[window] + warp.window, count) - 1 <= last:
+            picks = warp.picks(window)
+            fg, a, bg = (np.stack([buffer[p][k] for p in picks]) for k in range(3))
+            warp.sample(window, fg, a, bg)
+            window += 1
+            keep_from = warp.starts[window] if window < len(warp.starts) else count
+            for frame in [f for f in buffer if f < keep_from]:
+                del buffer[frame]
+    if window < len(warp.starts):
+        raise MediaError(f"{background}: ended before frame {count}")
+    return warp.result()
