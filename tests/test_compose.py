@@ -98,6 +98,17 @@ def test_bad_compose_inputs_are_named(scene, files, tmp_path, capsys):
     assert main(["compose", "--fg", str(broken), "--bg", street, "-o", str(out)]) == 2
     error = capsys.readouterr().err
     assert "alpha.mkv" in error and "64" in error and len(error.strip().splitlines()) == 1
+    # A matte shorter than its foreground video, read a chunk at a time.
+    from splitmerge.errors import LayersFormatError
+    from splitmerge.video.layers import LayersStream
+
+    short_matte = tmp_path / "short_matte"
+    shutil.copytree(files / "subject", short_matte)
+    shorter, _ = render_scene(3, frames=8, size=SIZE)
+    shorter.save(tmp_path / "shorter")
+    shutil.copy(tmp_path / "shorter" / "alpha.mkv", short_matte / "alpha.mkv")
+    with pytest.raises(LayersFormatError, match="different frame counts"):
+        list(LayersStream(short_matte).chunks(12, 5))
     # Layers whose arrays disagree cannot even be made.
     with pytest.raises(ShapeError):
         sm.Layers(layers.frames, layers.alpha[:, :-2], layers.foreground, layers.background, layers.fps)

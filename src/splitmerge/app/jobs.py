@@ -81,16 +81,16 @@ def split_job(video: str, folder: str, limits: AppLimits, progress: Callable[[fl
     matte drawn over the video (``matte_overlay.mp4``), the Layers preview (source | matte | foreground |
     background) and the filters' verdict."""
     from ..decompose.pipeline import split_to_folder
+    from ..video.geometry import capped_size
     from ..video.io import probe, write_video
     from ..video.layers import Layers, Video
     from ..video.preview import matte_overlay
 
     info = probe(video)
-    height = min(limits.split_height, info.height)
-    width = max(32, int(round(info.width * height / info.height / 2)) * 2)
-    progress(0.1, f"splitting {min(limits.frames, info.frames)} frames at {width}x{height}")
+    size = capped_size(info.height, info.width, limits.split_height) or (info.height, info.width)
+    progress(0.1, f"splitting {min(limits.frames, info.frames)} frames at {size[1]}x{size[0]}")
     target = Path(folder) / "layers"
-    meta = split_to_folder(video, target, frames=limits.frames, size=(height, width))
+    meta = split_to_folder(video, target, frames=limits.frames, size=size)
     progress(0.9, "drawing the matte over the video")
     layers = Layers.load(target)
     overlay = np.stack([matte_overlay(frame, alpha) for frame, alpha in zip(layers.frames, layers.alpha,
@@ -110,7 +110,8 @@ def compose_job(layers: str, background: str, folder: str, method: str, position
     Writes into `folder`: ``result.mp4``, ``side_by_side.mp4`` (subject source | background | result),
     ``result_layers.zip`` (the result as a Layers folder) and returns their paths with the paper's metrics."""
     from ..eval.features import paper_metrics
-    from ..merge.compose import compose
+    from ..merge.compose import compose, plan_placement
+    from ..video.geometry import capped_size
     from ..video.io import probe, read_video, write_video
     from ..video.layers import Layers, Video
     from ..video.preview import side_by_side
@@ -121,10 +122,9 @@ def compose_job(layers: str, background: str, folder: str, method: str, position
     out = Path(folder)
     progress(0.05, "reading the background")
     info = probe(background)
-    height, width = info.height, info.width
-    size = None if height <= limits.max_height else (limits.max_height, int(round(width * limits.max_height
-                                                                                   / height / 2)) * 2)
-    plate = read_video(background, max_frames=limits.frames, size=size)
+    plate = read_video(background, max_frames=limits.frames,
+                       size=capped_size(info.height, info.width, limits.max_height))
+    height = plate.frames.shape[1]
     subject = Layers.load(layers)
     progress(0.15, f"composing with {method}")
     result = compose(fg=subject, background=plate, prompt=prompt, method=method, position=position, scale=scale,
@@ -144,8 +144,9 @@ def compose_job(layers: str, background: str, folder: str, method: str, position
             for path in sorted(layered.iterdir()):
                 bundle.write(path, f"result_layers/{path.name}")
     progress(0.9, "scoring")
+    plan = plan_placement(count, position, scale)  # the start compose placed the subject at
     placed_fg, placed_alpha = place(subject.foreground[:count], subject.alpha[:count], result.frames.shape[1:3],
-                                    position=position, scale=1.0 if scale is None else scale)
+                                    position=plan.position, scale=plan.scale)
     metrics = {}
     if result.alpha is not None:
         metrics = paper_metrics(placed_fg, placed_alpha, plate.frames[:count], result.frames, result.alpha,

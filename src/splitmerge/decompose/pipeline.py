@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import MediaError, OptionError, SplitMergeError
 from ..fileinfo import file_sha1
 from ..video.cuts import CutDetector
-from ..video.geometry import parse_size
+from ..video.geometry import capped_size, parse_size
 from ..video.io import VideoReader
 from ..video.layers import Layers, LayersWriter, Video, premultiply
 from .backends import Segmentation, SplitClip, get_backend
@@ -96,12 +96,7 @@ class _Source:
 
 
 def _working_size(height: int, width: int, requested) -> tuple[int, int] | None:
-    if requested is not None:
-        return requested
-    if height <= DEFAULT_MAX_HEIGHT:
-        return None
-    scale = DEFAULT_MAX_HEIGHT / height
-    return DEFAULT_MAX_HEIGHT, max(2, round(width * scale / 2) * 2)
+    return requested if requested is not None else capped_size(height, width, DEFAULT_MAX_HEIGHT)
 
 
 def _open_source(source, config: SplitConfig) -> _Source:

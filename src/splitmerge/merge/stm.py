@@ -199,9 +199,6 @@ def stm(inputs: ComposeInputs) -> Composite:
     window, size = int(model.config.sample_frames), tuple(model.config.sample_size)
     background = inputs.background
     count, height, width = background.shape[:3]
-    generator = torch.Generator().manual_seed(inputs.seed)
-    overlap = int(window * OVERLAP)
-    starts = window_starts(count, window, overlap)
     if model.config.output == "warp":  # each subject placed by a map of its own, in order, over the result so far
         result, union, mirrored = background, np.zeros(background.shape[:3], np.float32), []
         small_bg = resize_frames(background, size)
@@ -212,6 +209,9 @@ def stm(inputs: ComposeInputs) -> Composite:
             union, small_bg = matte + (1 - matte) * union, resize_frames(result, size)
             mirrored.append(bool(flip > 0))
         return Composite(result, inputs.fps, union, background, warp_meta(model, path, count, inputs, mirrored))
+    generator = torch.Generator().manual_seed(inputs.seed)
+    overlap = int(window * OVERLAP)
+    starts = window_starts(count, window, overlap)
     # All subjects as one layer, drawn in order over black; the model draws them where it sees fit (the given
     # placement is where its input layer is: only a warp Composer can hold it).
     layer = np.zeros(background.shape, np.float32)

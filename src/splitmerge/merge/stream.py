@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import MediaError, OptionError
 from ..video.geometry import resize_frames
-from ..video.io import VideoReader, VideoWriter, probe
+from ..video.io import VideoReader, VideoWriter, iter_chunks, probe
 from ..video.layers import LayersStream, LayersWriter, composite
 from ..video.rates import frame_rate
 from ..video.transforms import SUBJECT_THRESHOLD, place, subject_center
@@ -44,14 +44,7 @@ def streamable(method: str, options: dict) -> bool:
 
 def _frames(path, count: int, chunk: int) -> Iterator[np.ndarray]:
     """The first `count` frames of a video as (n, H, W, 3) uint8 chunks."""
-    batch = []
-    for frame in VideoReader(path, max_frames=count):
-        batch.append(frame)
-        if len(batch) == chunk:
-            yield np.stack(batch)
-            batch = []
-    if batch:
-        yield np.stack(batch)
+    return iter_chunks(VideoReader(path, max_frames=count), chunk)
 
 
 def _placed(subject: LayersStream, anchor, plan: Placement, size, count: int, chunk: int, colour: bool = True

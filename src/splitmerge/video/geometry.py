@@ -116,6 +116,14 @@ def working_size(height: int, width: int, base: int, max_area: int) -> tuple[int
     return (max(base, int(height * scale) // base * base), max(base, int(width * scale) // base * base))
 
 
+def capped_size(height: int, width: int, max_height: int) -> tuple[int, int] | None:
+    """(max_height, width scaled alike and rounded to even) when the clip is higher than `max_height`, else None
+    (keep its size)."""
+    if height <= max_height:
+        return None
+    return max_height, max(2, round(width * max_height / height / 2) * 2)
+
+
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Every frame of (T, H, W[, C]) to `size` (H', W') as it is (no crop), by area averaging."""
     height, width = size

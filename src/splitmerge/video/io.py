@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import av
 import av.error
@@ -305,6 +305,18 @@ class VideoReader:
 def iter_frames(path: str | os.PathLike, **options) -> Iterator[np.ndarray]:
     """Yield the frames of a video one at a time, (H, W, 3) uint8 RGB. Options as `VideoReader`."""
     yield from VideoReader(path, **options)
+
+
+def iter_chunks(frames: Iterable[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
+    """Frames stacked `chunk` at a time, (n, ...) arrays with n = `chunk` except maybe the last."""
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == chunk:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
 
 
 def _collect(reader: VideoReader, channels: tuple[int, ...], dtype) -> np.ndarray:

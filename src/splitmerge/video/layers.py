@@ -23,6 +23,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import zip_longest
 from pathlib import Path
 from typing import Iterator
 
@@ -309,26 +310,21 @@ class LayersStream:
     def chunks(self, count: int, chunk: int, colour: bool = True) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
         """The first `count` frames as (foreground (n, H, W, 3) uint8 or None without `colour`, alpha (n, H, W)
         float32) chunks of up to `chunk` frames."""
-        from .io import VideoReader, _is_16_bit
+        from .io import VideoReader, _is_16_bit, iter_chunks
 
-        mattes = VideoReader(self.folder / "alpha.mkv", max_frames=count, pixels="gray")
-        peak = np.float32(65535 if _is_16_bit(mattes.info.pix_fmt) else 255)
-        colours = iter(VideoReader(self.folder / "foreground.mp4", max_frames=count)) if colour else None
-        alphas, fgs = [], []
-        for index, plane in enumerate(mattes):
-            if index >= count:
-                break
-            alphas.append(self._sized("alpha.mkv", plane).astype(np.float32) / peak)
-            if colours is not None:
-                frame = next(colours, None)
-                if frame is None:
-                    raise LayersFormatError(f"{self.folder / 'foreground.mp4'}: fewer frames than alpha.mkv")
-                fgs.append(self._sized("foreground.mp4", frame))
-            if len(alphas) == chunk:
-                yield (np.stack(fgs) if colour else None), np.stack(alphas)
-                alphas, fgs = [], []
-        if alphas:
-            yield (np.stack(fgs) if colour else None), np.stack(alphas)
+        reader = VideoReader(self.folder / "alpha.mkv", max_frames=count, pixels="gray")
+        peak = np.float32(65535 if _is_16_bit(reader.info.pix_fmt) else 255)
+        mattes = iter_chunks((self._sized("alpha.mkv", plane).astype(np.float32) / peak for plane in reader), chunk)
+        if not colour:
+            for alpha in mattes:
+                yield None, alpha
+            return
+        colours = iter_chunks((self._sized("foreground.mp4", frame) for frame in
+                               VideoReader(self.folder / "foreground.mp4", max_frames=count)), chunk)
+        for alpha, foreground in zip_longest(mattes, colours):
+            if alpha is None or foreground is None or len(alpha) != len(foreground):
+                raise LayersFormatError(f"{self.folder}: foreground.mp4 and alpha.mkv have different frame counts")
+            yield foreground, alpha
 
 
 class LayersWriter:
