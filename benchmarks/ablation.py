@@ -1,15 +1,17 @@
-"""Ablation sanity of the Composer's recipe on the synthetic benchmark (issue 6).
+"""Ablation of the Composer's recipe on the synthetic benchmark, by the honest protocol (docs/cli.md).
 
-    .venv/bin/python benchmarks/ablation.py [--steps 1000] [--cases 24] [--variants full no-augment ...]
+    .venv/bin/python benchmarks/ablation.py [--steps 400] [--cases 24] [--variants full no-augment ...]
                                             [--data DATASET] [--out bench_out/ablation]
 
 Builds synthetic training scenes (at the preset's size; or takes --data) and a synthetic benchmark of held-out
 seeds, trains the preset (default cpu-small) in each variant (the full recipe, without augmentation, without
 the identity loss) on the preset's own schedule and stops every one after the same step (`train --stop-at`),
-then scores the raw weights of that step's checkpoint with `splitmerge evaluate --method stm` next to the two
-copy-paste baselines (evaluated once), and prints placement IoU, colour error, background PSNR and PSNR. The
-paper's claim to check: with transformed inputs, the full recipe beats "no augmentation" on placement IoU and
-colour error. A variant whose run folder already holds that checkpoint is not trained again.
+then scores the raw weights of that step's checkpoint with `splitmerge evaluate --method stm --option
+stm.mirror=keep` (plain prompts, no mirror rule: the network alone) next to the two copy-paste baselines
+(evaluated once), and prints each metric's mean with its 95% bootstrap interval and the paired difference
+against copy-paste. The paper's claim to check: with transformed inputs, the full recipe beats "no augmentation"
+on placement IoU and colour error. A variant whose run folder already holds that checkpoint is not trained
+again.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def run(*command: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu-small")
-    parser.add_argument("--steps", type=int, default=1000, help="stop every variant after this step")
+    parser.add_argument("--steps", type=int, default=400, help="stop every variant after this step")
     parser.add_argument("--scenes", type=int, default=400)
     parser.add_argument("--data", help="an existing training Dataset at the preset's size (default: build one)")
     parser.add_argument("--cases", type=int, default=24)
@@ -58,7 +60,7 @@ def main() -> None:
         shutil.rmtree(baselines, ignore_errors=True)
         run("evaluate", "--bench", str(bench), "--method", "copy-paste", "--method", "harmonized-copy-paste",
             "-o", str(baselines))
-    results["baselines"] = json.loads((baselines / "metrics.json").read_text())["summary"]
+    results["baselines"] = json.loads((baselines / "metrics.json").read_text())
     for name in args.variants:
         folder = out / "runs" / name
         checkpoint = folder / "checkpoints" / f"step-{args.steps:06d}" / "composer"
@@ -68,19 +70,35 @@ def main() -> None:
                 str(args.steps), *VARIANTS[name])
         evaluation = out / "eval" / name
         shutil.rmtree(evaluation, ignore_errors=True)
-        run("evaluate", "--bench", str(bench), "--method", "stm", "--model", str(checkpoint), "-o",
-            str(evaluation))
-        results[name] = json.loads((evaluation / "metrics.json").read_text())["summary"]
+        run("evaluate", "--bench", str(bench), "--method", "stm", "--model", str(checkpoint), "--option",
+            "stm.mirror=keep", "-o", str(evaluation))
+        results[name] = json.loads((evaluation / "metrics.json").read_text())
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases) | placement IoU | depth-scale error "
-          "| colour error | bg PSNR | PSNR |")
-    print("|---|---|---|---|---|---|")
-    rows = [(method, row) for method, row in results["baselines"].items()]
-    rows += [(name, results[name]["stm"]) for name in args.variants]
-    for label, row in rows:
-        print(f"| {label} | {row['placement_iou']['mean']:.3f} | {row['depth_scale_error']['mean']:.3f} | "
-              f"{row['colour_error']['mean']:.2f} | "
-              f"{row['bg_psnr']['mean']:.2f} | {row['psnr']['mean']:.2f} |")
+    print_table(results, args)
+
+
+def _cell(entry: dict) -> str:
+    return f"{entry['mean']:.3f} [{entry['ci95'][0]:.3f}, {entry['ci95'][1]:.3f}]"
+
+
+def print_table(results: dict, args) -> None:
+    """The Markdown table: each metric's mean [95% interval], and per variant the paired difference against
+    copy-paste on placement IoU and colour error."""
+    from splitmerge.eval.evaluate import paired_difference
+
+    metrics = ("placement_iou", "depth_scale_error", "colour_error", "ring_psnr", "bg_psnr")
+    print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases, plain prompts) | "
+          + " | ".join(metrics) + " | IoU - copy-paste | colour - copy-paste |")
+    print("|---" * (len(metrics) + 3) + "|")
+    baselines = results["baselines"]
+    for method, summary in baselines["summary"].items():
+        print(f"| {method} | " + " | ".join(_cell(summary[m]) for m in metrics) + " | | |")
+    for name in args.variants:
+        summary = results[name]["summary"]["stm"]
+        rows = baselines["rows"] + results[name]["rows"]
+        paired = [paired_difference(rows, m, "stm", "copy-paste") for m in ("placement_iou", "colour_error")]
+        print(f"| {name} | " + " | ".join(_cell(summary[m]) for m in metrics) + " | "
+              + " | ".join(f"{p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]" for p in paired) + " |")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from splitmerge.data.torch_dataset import collate_samples, held_out_dataset
+    from splitmerge.data.torch_dataset import collate_samples, held_out_dataset, plain_captions
+    from splitmerge.video.transforms import AugmentConfig
     from splitmerge.eval.metrics import mask_iou
     from splitmerge.merge.composer import Composer
 
@@ -33,10 +34,13 @@ def main() -> None:
     if model.config.objective != "flow":
         raise SystemExit("denoise_levels: a flow Composer is needed")
     frames, size = model.config.sample_frames, model.config.sample_size
-    data = held_out_dataset(args.data, "train", frames=frames, size=size, seed=args.seed + 1)
+    # The honest protocol (docs/cli.md): flip p 0.5, captions that say what the input as given shows.
+    data = held_out_dataset(args.data, "train", frames=frames, size=size, seed=args.seed + 1,
+                            augment=AugmentConfig(flip_p=0.5))
     if data is None:
         raise SystemExit(f"denoise_levels: {args.data} has no ok clips")
     batch = collate_samples([data[i] for i in range(min(args.clips, len(data)))])
+    batch["caption"] = plain_captions(batch, [row["fps"] for row in data.rows])
     count = len(batch["id"])
     generator = torch.Generator().manual_seed(args.seed)
     layered = model.layered

@@ -83,19 +83,22 @@ def test_vae_codec_from_a_local_folder(tmp_path):
 
 @pytest.mark.parametrize("backbone", ["wan", "cogvideox"])
 def test_composer_learns_a_batch_and_samples(backbone):
+    """80 steps on one batch lower the loss on 10 fixed noise draws (the same draws before and after, so an
+    untrained model gives exactly 1.0). Model and batch seeds 0-5, with 2 threads and with 1: after / before
+    0.60-0.65 for wan (worst 0.643, seed 4), 0.60-0.67 for cogvideox (worst 0.670, seed 0); asserted < 0.8.
+    (The former check, the last 10 training losses against the first 10, was 0.72-0.78 against 0.8.)"""
     torch.manual_seed(0)
     model = Composer(tiny(backbone))
     batch = make_batch(size=(2, 4, 16, 24) if backbone == "cogvideox" else (2, 4, 32, 48))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    generator = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(80):
-        out = model.loss(batch, generator)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
-        losses.append(float(out["loss"].detach()))
-    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
+
+    def held_out() -> float:
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            return sum(float(model.loss(batch, generator)["loss"]) for _ in range(10)) / 10
+
+    before = held_out()
+    fit(model, batch, 80, lr=2e-3)
+    assert held_out() < 0.8 * before
     frames = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"], steps=3,
                           guidance=2.0, generator=torch.Generator().manual_seed(1))
     assert frames.shape == batch["video"].shape and frames.abs().max() <= 1
@@ -106,7 +109,11 @@ def test_composer_learns_a_batch_and_samples(backbone):
 
 def test_layer_output_keeps_the_background_exact_and_learns_where_the_subject_goes():
     """output="layer": x0 = a * layer + (1 - a) * background. The background comes through bit-exact wherever the
-    sampled matte is empty, and a few steps on one batch move the matte onto the untransformed subject."""
+    sampled matte is empty, and a few steps on one batch move the matte onto the untransformed subject.
+    Model and batch seeds 0-5, with 2 threads and with 1: the sampled matte's mean inside the truth 0.83-0.89
+    (worst 0.834, seed 0), over the input's moved-away part 0.10-0.29 (worst 0.287, seed 4), inside / outside
+    the truth 15-48 (worst 14.7, seed 4). Asserted: inside > 0.5 > moved-away and inside > 3 x outside.
+    Untrained (0 steps): inside 0.044, moved-away 0.044, inside / outside 0.96, which fails."""
     from splitmerge.merge.codecs import PixelCodec
 
     codec = PixelCodec(spatial=2)
@@ -135,7 +142,14 @@ def test_layer_output_keeps_the_background_exact_and_learns_where_the_subject_go
 def test_warp_output_starts_as_copy_paste_and_learns_to_move_and_mirror_the_subject():
     """output="warp": the layer is the input layer moved, mirrored and re-tinted. A fresh model is copy-paste,
     exactly; on a batch whose inputs are shifted (and one also mirrored), training moves the matte onto the
-    truth, and the subject's pixels are the input's (a sharp, unchanged box)."""
+    truth, and the subject's pixels are the input's (a sharp, unchanged box).
+    Model and batch seeds 0-19 at 160 steps (0-9 with 2 threads and with 1, 10-19 with 1): placement IoU
+    0.89-1.0 (worst 0.89, seeds 0, 1, 4, 10 and 11: one pixel off); asserted > 0.75 (one pixel off is 0.88-0.89,
+    two 0.78-0.80, three 0.67-0.71). Mirror logits: unflipped clip -5.9 to -4.6, flipped 3.5 to 4.9 (worst
+    -4.61 and 3.52, seed 11); asserted < -2 and > 2. Error in the subject's core: 0.007-0.028 (worst 0.028,
+    seed 11); asserted < 0.1. Untrained (copy-paste): IoU 0.33 and 0.60, logits -3 and -3, core error 0.23,
+    which fails all three. (At the former 120 steps the IoU was 0.80-1.0, worst seed 5; seed 0 gave 1.0 with 2
+    threads but 0.84 with 1, as on the CI CPU, against the former 0.85.)"""
     torch.manual_seed(0)
     model = Composer(tiny(output="warp", placement_weight=1.0, mirror_weight=0.2,
                           codec={"kind": "pixel", "spatial": 2, "temporal": 1}))
@@ -147,16 +161,16 @@ def test_warp_output_starts_as_copy_paste_and_learns_to_move_and_mirror_the_subj
     assert torch.equal(video, copy.clamp(-1, 1)) and torch.equal(matte, batch["alpha"])
     batch["foreground"][1], batch["alpha"][1] = batch["foreground"][1].flip(-1), batch["alpha"][1].flip(-1)
     batch["transform"] = [{"flip": False}, {"flip": True}]  # what the augmentation did: mirror clip 1 back
-    out = fit(model, batch, 120)
+    out = fit(model, batch, 160)
     assert {"loss_place", "loss_fg", "loss_bg", "loss_mirror"} <= set(out)
     logits = model.mirror_logit(batch["foreground"], batch["alpha"], batch["background"], batch["caption"])
-    assert logits[0] < 0 < logits[1]  # the choice sampling makes at pure noise
+    assert logits[0] < -2 and logits[1] > 2  # the choice sampling makes at pure noise
     video, matte = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"],
                                 steps=4, generator=torch.Generator().manual_seed(1), with_matte=True)
     truth = batch["alpha_target"] > 0.5
     for i in range(2):
         placed = matte[i] > 0.5
-        assert (placed & truth[i]).sum() / (placed | truth[i]).sum() > 0.85
+        assert (placed & truth[i]).sum() / (placed | truth[i]).sum() > 0.75
     core = truth & (torch.nn.functional.max_pool3d((~truth).float(), 3, 1, 1) == 0)  # away from the edges
     assert (video - batch["video"]).abs()[core.expand_as(video)].mean() < 0.1
     with pytest.raises(OptionError, match="pixel codec"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -33,15 +34,29 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     truth, alpha, fg, bg = layers.frames, layers.alpha, layers.foreground, layers.background
     perfect = truth_metrics(truth, alpha, truth, alpha)
     assert perfect["psnr"] is None and perfect["ssim"] == pytest.approx(1.0) and perfect["placement_iou"] == 1.0
-    assert perfect["colour_error"] == 0.0 and perfect["fg_mse"] == 0.0
+    assert perfect["colour_error"] == 0.0 and perfect["ring_psnr"] is None and perfect["bg_psnr"] is None
     best = paper_metrics(fg, alpha, bg, truth, alpha)
     assert best["fg_identity@appearance"] > 98 and best["bg_identity@appearance"] > 99.9
     assert best["bg_motion@dis"] < 0.05 and best["fg_motion@flow"] < 0.1
 
-    # A shifted subject lowers placement IoU (and PSNR).
+    # A shifted subject lowers placement IoU (and PSNR), not the background far from both mattes; its colour error
+    # counts only where the mattes overlap (subject against subject), not the subject against the background.
+    from splitmerge.eval.metrics import colour_error
+
     moved_fg, moved_alpha = np.roll(fg, 12, axis=2), np.roll(alpha, 12, axis=2)
-    shifted = truth_metrics(composite(moved_fg, moved_alpha, bg), moved_alpha, truth, alpha)
-    assert shifted["placement_iou"] < 0.8 and shifted["psnr"] < 30
+    moved = composite(moved_fg, moved_alpha, bg)
+    shifted = truth_metrics(moved, moved_alpha, truth, alpha)
+    assert shifted["placement_iou"] < 0.8 and shifted["psnr"] < 30 and shifted["bg_psnr"] is None  # exact there
+    assert shifted["colour_error"] < 0.8 * colour_error(truth, moved, alpha > 0.5)
+
+    # A missing shadow: the ring just outside the true matte is darker in the truth. Only ring_psnr sees it.
+    from splitmerge.eval.evaluate import grown
+
+    ring = grown(alpha, 6) & ~(alpha > 0.01)
+    shadowed = truth.copy()
+    shadowed[ring] = (shadowed[ring] * 0.5).astype(np.uint8)
+    unshadowed = truth_metrics(truth, alpha, shadowed, alpha)
+    assert unshadowed["ring_psnr"] < 25 and unshadowed["colour_error"] == 0.0 and unshadowed["bg_psnr"] is None
 
     # A colour-shifted subject raises the colour error and lowers FG identity.
     tinted_fg, _ = color_jitter(fg, alpha, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.3)
@@ -124,17 +139,71 @@ def test_compose_baselines_and_their_options(scene, tmp_path):
 def test_benchmarks_keep_their_inputs_truth_and_transforms(tmp_path):
     bench = make_bench("synthetic", tmp_path / "synthetic", cases=2, frames=9, size=SIZE)
     record, cases = load_bench(bench)
-    assert record["kind"] == "synthetic" and len(cases) == 2
+    assert record["kind"] == "synthetic" and len(cases) == 2 and record["version"] == 2
     for case in cases:
         assert case.truth and case.transform["crop"] and case.transform["jitter"]  # every input is transformed
         layer, truth = case.foreground(), case.truth_video()
         assert layer.frames.shape == truth.frames.shape == (9, *SIZE, 3)
         assert case.truth_alpha().shape == (9, *SIZE) and len(case.placement["feet"]) == 9
+        assert layer.caption == case.prompt and case.stated_prompt.startswith(case.prompt)
+    # The harmonization track: the truth's placement, only the colours jittered.
+    given = make_bench("synthetic", tmp_path / "given", cases=2, frames=9, size=SIZE, given_placement=True)
+    record, cases = load_bench(given)
+    assert record["settings"]["given_placement"]
+    for case in cases:
+        assert not case.transform["flip"] and case.transform["crop"] is None and case.transform["jitter"]
+        assert np.abs(case.foreground().alpha - case.truth_alpha()).max() < 0.01
+    with pytest.raises(OptionError, match="given-placement"):
+        make_bench("cross", tmp_path / "cross-given", cases=1, frames=9, size=SIZE, given_placement=True)
+    # A version 1 benchmark (prompts read off the truth) is refused.
+    old = json.loads((given / "bench.json").read_text())
+    (given / "bench.json").write_text(json.dumps({**old, "version": 1}))
+    with pytest.raises(sm.SplitMergeError, match="version 1"):
+        load_bench(given)
     cross = make_bench("cross", tmp_path / "cross", cases=2, frames=9, size=SIZE)
     _, cross_cases = load_bench(cross)
     assert not any(case.truth for case in cross_cases) and "-on-" in cross_cases[0].id
     with pytest.raises(OptionError, match="needs --data"):
         make_bench("self", tmp_path / "self")
+
+
+def test_plain_prompts_say_nothing_of_left_or_right_and_stated_prompts_state_the_truth(tmp_path):
+    """The honest protocol: a case's prompt is measured on the input as given, with no left or right; the stated
+    prompt adds the truth's direction of motion, which the synthetic scene knows exactly."""
+    from splitmerge.merge.orientation import stated_direction
+
+    bench = make_bench("synthetic", tmp_path / "b", cases=6, frames=12, size=(64, 96))
+    stated = 0
+    for case in load_bench(bench)[1]:
+        assert not re.search(r"\b(left|right)", case.prompt, re.IGNORECASE), case.prompt
+        feet = case.placement["feet"]
+        direction = stated_direction(case.stated_prompt)
+        if direction:
+            stated += 1
+            assert direction == (1 if feet[-1][0] > feet[0][0] else -1), (case.id, case.stated_prompt)
+    assert stated >= 4  # the scenes' subjects walk sideways: most prompts state it
+
+
+def test_a_self_benchmark_from_real_videos_is_scored_against_the_real_frames(tmp_path):
+    """``bench make self --source VIDEO``: the video is split here into clips, each one a case whose truth is
+    the real frames."""
+    from splitmerge.data.manifest import read_manifest
+    from splitmerge.eval.metrics import psnr
+    from splitmerge.samples import sample_path
+
+    bench = tmp_path / "real"
+    assert main(["bench", "make", "self", "-o", str(bench), "--source", str(sample_path("bigbuckbunny")),
+                 "--cases", "2", "--frames", "12", "--size", "64x96"]) == 0
+    record, cases = load_bench(bench)
+    assert record["settings"]["sources"] and len(cases) >= 1 and (bench / "split" / "manifest.parquet").is_file()
+    rows = {row["id"]: row for row in read_manifest(bench / "split")}
+    for case in cases:
+        assert case.source["dataset"] == "split" and case.truth and not re.search(r"\b(left|right)", case.prompt)
+        row = rows[case.source["clip"]]
+        real = sm.read_video(row["source_path"], size=(64, 96), start=row["start_frame"], stride=row["stride"],
+                             max_frames=12).frames
+        assert psnr(real, case.truth_video().frames) > 30  # the truth is the video's own frames
+    assert main(["bench", "make", "self", "-o", str(tmp_path / "x"), "--source", str(tmp_path / "none.mp4")]) == 2
 
 
 def test_evaluate_writes_metrics_csv_and_a_report(tmp_path, capsys):
@@ -146,6 +215,7 @@ def test_evaluate_writes_metrics_csv_and_a_report(tmp_path, capsys):
                  "harmonized-copy-paste", "-o", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["methods"] == ["copy-paste", "harmonized-copy-paste"] and len(metrics["rows"]) == 4
+    assert metrics["track"] == "plain" and {row["track"] for row in metrics["rows"]} == {"plain"}
     for method in metrics["methods"]:
         for entry in metrics["summary"][method].values():
             assert entry["ci95"][0] <= entry["mean"] + 1e-9 and entry["mean"] <= entry["ci95"][1] + 1e-9
@@ -155,6 +225,18 @@ def test_evaluate_writes_metrics_csv_and_a_report(tmp_path, capsys):
     assert len(rows) == 4 + 2 and rows[-1]["case"] == "mean" and rows[0]["matte"] == "method"
     page = (out / "report.html").read_text()
     assert page.count("<video") == 2 and "harmonized-copy-paste" in page and "charts/psnr.png" in page
+    assert "track\nplain" in page and all((out / "cases" / f"{row['case']}.mp4").is_file() for row in metrics["rows"])
+    # Options a method does not take, or for a method not evaluated, are one-line errors; nothing is scored.
+    for option in ("copy-paste.bogus=1", "stm.mirror=keep", "mirror=keep"):
+        capsys.readouterr()
+        assert main(["evaluate", "--bench", str(bench), "--method", "copy-paste", "--option", option,
+                     "-o", str(tmp_path / "bad")]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad" / "metrics.json").exists()
+    stated = tmp_path / "stated"
+    assert main(["evaluate", "--bench", str(bench), "--method", "copy-paste", "--prompt", "stated",
+                 "-o", str(stated)]) == 0
+    assert json.loads((stated / "metrics.json").read_text())["rows"][0]["track"] == "stated"
     assert (out / "charts" / "psnr.png").read_bytes()[:4] == b"\x89PNG"
     # A results folder (a method run elsewhere): its videos are re-split to find the subject.
     results = tmp_path / "truth-as-method"

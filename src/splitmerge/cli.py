@@ -94,13 +94,17 @@ def _cmd_split(args) -> int:
     return 0
 
 
+def _strides(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise OptionError(f"--strides {text!r}: expected comma-separated integers, e.g. 1,2,3,4") from None
+
+
 def _cmd_build(args) -> int:
     from .data.build import BuildConfig, build
 
-    try:
-        strides = tuple(int(part) for part in args.strides.split(","))
-    except ValueError:
-        raise OptionError(f"--strides {args.strides!r}: expected comma-separated integers, e.g. 1,2,3,4") from None
+    strides = _strides(args.strides)
     config = BuildConfig(frames=args.frames, size=args.size, strides=strides, max_clips=args.max_clips,
                          seed=args.seed, synthetic=args.synthetic, split=_split_options(args), workers=args.workers,
                          engine=args.engine, ray_address=args.ray_address)
@@ -139,7 +143,7 @@ def _cmd_dataset(args) -> int:
 
 
 def _cmd_compose(args) -> int:
-    from .merge.compose import compose
+    from .merge.compose import compose, method_options
     from .merge.stream import compose_to_file, streamable
 
     position = None
@@ -150,11 +154,12 @@ def _cmd_compose(args) -> int:
             raise OptionError(f"--position {args.position!r}: expected X,Y fractions, e.g. 0.5,0.7") from None
         if len(position) != 2:
             raise OptionError(f"--position {args.position!r}: expected X,Y fractions, e.g. 0.5,0.7")
+    own = {"preserve_background": not args.no_preserve_background,
+           "mirror": "keep" if args.no_mirror else args.mirror}
     settings = {"method": args.method, "model": args.model, "prompt": args.prompt, "seed": args.seed,
                 "steps": args.steps, "guidance": args.guidance, "position": position, "scale": args.scale,
                 "trajectory": args.trajectory, "placement": args.placement,
-                "preserve_background": not args.no_preserve_background,
-                "mirror": "keep" if args.no_mirror else args.mirror}
+                **{key: value for key, value in own.items() if key in method_options(args.method)}}
     if streamable(args.method, {"model": args.model}):  # a few chunks of frames in memory, however long
         meta = compose_to_file(args.fg, args.bg, args.output, layers_out=args.layers_out, **settings)
         print(f"wrote {args.output}: {meta['frames']} frames, method {args.method} (streamed)")
@@ -173,13 +178,14 @@ def _cmd_bench(args) -> int:
 
     splits = tuple(args.split.split(","))
     path = make_bench(args.kind, args.output, cases=args.cases, data=args.data, seed=args.seed, frames=args.frames,
-                      size=parse_size(args.size), splits=splits)
+                      size=parse_size(args.size), splits=splits, sources=args.source,
+                      given_placement=args.given_placement, strides=_strides(args.strides))
     print(path)
     return 0
 
 
 def _cmd_evaluate(args) -> int:
-    from .eval.evaluate import evaluate
+    from .eval.evaluate import evaluate, parse_options
 
     judge = None
     if args.judge:
@@ -188,9 +194,11 @@ def _cmd_evaluate(args) -> int:
     features = {"identity_model": args.identity_model, "action_model": args.action_model,
                 "flow_model": args.flow_model}
     metrics = evaluate(args.bench, args.method, args.output, results=args.results, seed=args.seed, judge=judge,
-                       features=features, subject_matte=args.subject_matte, model=args.model)
+                       features=features, subject_matte=args.subject_matte, model=args.model, prompt=args.prompt,
+                       options=parse_options(args.option))
     names = [n for n in metrics["higher_is_better"] if any(n in s for s in metrics["summary"].values())]
-    print(f"{metrics['kind']} benchmark, {metrics['cases']} cases, {metrics['seconds']:.1f} s; "
+    print(f"{metrics['kind']} benchmark, {metrics['cases']} cases, track {metrics['track']}, "
+          f"{metrics['seconds']:.1f} s; "
           f"{args.output}/report.html")
     for method, summary in metrics["summary"].items():
         print(f"  {method}: " + ", ".join(f"{n} {summary[n]['mean']:.3f}" for n in names if n in summary))
@@ -393,8 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="make a composition benchmark folder",
                                 description="bench make KIND -o BENCH: synthetic (held-out synthetic scenes, with "
-                                            "truth), self (held-out clips of --data, with truth), cross (a "
-                                            "subject on another clip's background, no truth).")
+                                            "truth), self (held-out clips of --data, or clips split here from "
+                                            "--source videos, with the real frames as truth), cross (a subject on "
+                                            "another clip's background, no truth). Each case's prompt is what a "
+                                            "user would write for the inputs as given; stated_prompt adds the "
+                                            "truth's direction of motion.")
     bench.add_argument("action", choices=["make"])
     bench.add_argument("kind", choices=["synthetic", "self", "cross"])
     bench.add_argument("-o", "--output", required=True, help="the benchmark folder")
@@ -405,19 +416,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", default="240x360", help="synthetic/cross scenes: HxW (default 240x360)")
     bench.add_argument("--split", default="test,val", help="self: dataset splits to draw from, in order "
                                                            "(default test,val)")
+    bench.add_argument("--source", action="append", default=[],
+                       help="self: a real video, folder, glob or list to split into clips (repeatable; 'samples' = "
+                            "the bundled clips); clips of --frames at --size, every one a candidate")
+    bench.add_argument("--strides", default="1", help="self from --source: frame strides, e.g. 1,2 (default 1)")
+    bench.add_argument("--given-placement", action="store_true",
+                       help="the harmonization track: inputs keep the truth's placement, only colours jittered")
     bench.set_defaults(run=_cmd_bench)
 
     evaluate_parser = commands.add_parser(
         "evaluate", help="score composition methods on a benchmark: metrics.json, metrics.csv, report.html",
         description="Run each --method on every case of --bench (or read --results RESULTS/<case>.mp4) and score "
                     "it: the paper's five metrics (offline proxies, named by backend) and, where the benchmark "
-                    "has truth, PSNR/SSIM, fg and bg PSNR, placement IoU, colour error, warping error.")
+                    "has truth, placement IoU, colour error where the mattes overlap, effects-ring PSNR, background "
+                    "PSNR, PSNR/SSIM, warping error.")
     evaluate_parser.add_argument("--bench", required=True, help="a benchmark folder")
     evaluate_parser.add_argument("--method", action="append", default=[], help="a composition method (repeatable)")
     evaluate_parser.add_argument("--results", action="append", default=[], help="a folder of <case>.mp4 results")
     evaluate_parser.add_argument("-o", "--output", required=True, help="the evaluation folder")
     evaluate_parser.add_argument("--seed", type=int, default=0)
     evaluate_parser.add_argument("--model", default="default", help="the Composer folder for --method stm")
+    evaluate_parser.add_argument("--prompt", default="plain", choices=["plain", "stated"],
+                                 help="the track: plain (default: what a user writes for the inputs as given) or "
+                                      "stated (plus the truth's direction of motion)")
+    evaluate_parser.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                                 help="a method's option, e.g. stm.mirror=keep (repeatable; recorded)")
     evaluate_parser.add_argument("--subject-matte", default="method", choices=["method", "resplit", "truth"],
                                  help="where the subject is in a result: the method's own matte (default; results "
                                       "folders are re-split), always re-split (the paper), or the true matte")

@@ -75,6 +75,20 @@ def make_sample(frames, alpha, foreground, background, caption: str, key: str, r
             "transform": {"start": int(start), **params}, "id": key}
 
 
+def plain_captions(batch: dict, fps: list[float]) -> list[str]:
+    """Per clip of a collated `batch`, the plain prompt of its input as given (`decompose.caption.plain_caption`
+    of the transformed subject over the background, at `fps`): what held-out validation and diagnostics caption
+    with instead of the truth's caption (the honest protocol, docs/cli.md)."""
+    from ..decompose.caption import plain_caption
+    from ..video.layers import composite
+
+    captions = []
+    for i, alpha in enumerate(batch["alpha"][:, 0].numpy()):
+        pasted = composite(from_signed(batch["foreground"][i]), alpha, from_signed(batch["background"][i]))
+        captions.append(plain_caption(pasted, alpha, fps[i]))
+    return captions
+
+
 def collate_samples(samples: list[dict]) -> dict:
     """Batch samples: tensors stacked on a new first axis, captions, transforms and ids kept as lists."""
     batch = {}

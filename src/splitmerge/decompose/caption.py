@@ -72,10 +72,11 @@ def dominant_colours(pixels: np.ndarray, seed: int = 0) -> list[tuple[str, float
     return named
 
 
-def _place(x: float, y: float) -> str:
-    """Where a point (fractions of width and height) is in the frame, in words."""
+def _place(x: float, y: float, sides: bool = True) -> str:
+    """Where a point (fractions of width and height) is in the frame, in words (without left or right when not
+    `sides`)."""
     vertical = "upper" if y < 0.36 else "lower" if y > 0.64 else ""
-    horizontal = "left" if x < 0.36 else "right" if x > 0.64 else ""
+    horizontal = ("left" if x < 0.36 else "right" if x > 0.64 else "") if sides else ""
     if not vertical and not horizontal:
         return "in the centre of the frame"
     if not vertical:
@@ -97,9 +98,10 @@ def subject_track(clip: SplitClip, alpha: np.ndarray) -> tuple[np.ndarray, np.nd
     return present, np.array(centroids).reshape(-1, 2), np.array(areas)
 
 
-def describe_motion(frames: np.ndarray, centroids: np.ndarray, areas: np.ndarray, height: int, fps: float) -> str:
+def describe_motion(frames: np.ndarray, centroids: np.ndarray, areas: np.ndarray, height: int, fps: float,
+                    sides: bool = True) -> str:
     """"moves slowly to the right", "stays in place", ... from a stabilised centroid track (pixels) over frame
-    indices `frames`; speed is in frame heights per second."""
+    indices `frames`; speed is in frame heights per second. Without `sides`, a sideways motion is "sideways"."""
     if len(frames) < 2:
         return "stays in place"
     seconds = (frames[-1] - frames[0]) / fps
@@ -113,7 +115,7 @@ def describe_motion(frames: np.ndarray, centroids: np.ndarray, areas: np.ndarray
     dx, dy = shift
     parts = []
     if abs(dx) >= 0.5 * abs(dy):
-        parts.append("to the right" if dx > 0 else "to the left")
+        parts.append(("to the right" if dx > 0 else "to the left") if sides else "sideways")
     if abs(dy) >= 0.5 * abs(dx):
         parts.append("downwards" if dy > 0 else "upwards")
     if depth:
@@ -121,13 +123,13 @@ def describe_motion(frames: np.ndarray, centroids: np.ndarray, areas: np.ndarray
     return f"moves {pace} {' and '.join(parts)}"
 
 
-def describe_camera(summary: dict, height: int, width: int) -> str:
+def describe_camera(summary: dict, height: int, width: int, sides: bool = True) -> str:
     """The camera's motion in words from `CameraMotion.summary` (pan in px/s of image content, zoom per
-    second, rotation in degrees per second, shake in px)."""
+    second, rotation in degrees per second, shake in px); without `sides`, a pan has no left or right."""
     moves = []
     # Image content moving right means the camera turned left.
     if abs(summary["pan_x"]) > 0.03 * width:
-        moves.append("pans left" if summary["pan_x"] > 0 else "pans right")
+        moves.append(("pans left" if summary["pan_x"] > 0 else "pans right") if sides else "pans")
     if abs(summary["pan_y"]) > 0.03 * height:
         moves.append("tilts up" if summary["pan_y"] > 0 else "tilts down")
     if summary["zoom"] > 1.03:
@@ -157,6 +159,37 @@ def describe_scene(frames: np.ndarray, alpha: np.ndarray) -> str:
     return f"{'An' if light[0] in 'aeiou' else 'A'} {light} scene with {cast}."
 
 
+def measured_caption(clip: SplitClip, alpha: np.ndarray, sides: bool = True) -> str:
+    """One to three sentences about `clip` (T, H, W, 3) uint8 with subject matte `alpha` (T, H, W): the
+    subject's size, colours, place and motion, the camera, the scene's light. Without `sides`, no word says left
+    or right (where the subject is, which way it or the camera goes): a benchmark's plain prompt (docs/cli.md)."""
+    frames = clip.frames
+    height, width = clip.size
+    present, centroids, areas = subject_track(clip, alpha)
+    sentences = []
+    if len(present):
+        pixels = frames[present][alpha[present] > SUBJECT]
+        colours = [name for name, _ in dominant_colours(pixels)]
+        mean_area = float(areas.mean())
+        size = "small" if mean_area < 0.03 else "medium-sized" if mean_area < 0.12 else "large"
+        ys, xs = np.nonzero(alpha[present[len(present) // 2]] > SUBJECT)
+        where = _place(xs.mean() / width, ys.mean() / height, sides)
+        motion = describe_motion(present, centroids, areas, height, clip.fps, sides)
+        sentences.append(f"A {size} {' and '.join(colours)} subject {where} {motion}.")
+    sentences.append(describe_camera(clip.camera.summary(clip.fps), height, width, sides))
+    scene = describe_scene(frames, alpha)
+    if scene:
+        sentences.append(scene)
+    return " ".join(sentences)
+
+
+def plain_caption(frames: np.ndarray, alpha: np.ndarray, fps: float) -> str:
+    """What a user would write for a subject layer as given (a benchmark's or validation's plain prompt): the
+    measured caption of `frames` (T, H, W, 3) uint8 (the layer over its background) with matte `alpha`
+    (T, H, W), with no word for left or right."""
+    return measured_caption(SplitClip(frames, fps), alpha, sides=False)
+
+
 @register("captioner")
 class MeasuredCaptioner(Backend):
     """Colour, size, position and motion of the subject, camera motion, scene light; no object names."""
@@ -165,22 +198,5 @@ class MeasuredCaptioner(Backend):
     description = "describes what it measures (colour, size, motion, camera, light); never names objects (no weights)"
 
     def describe(self, clip: SplitClip, alpha: np.ndarray) -> str:
-        """One to three sentences about `clip` (T, H, W, 3) uint8 with subject matte `alpha` (T, H, W)."""
-        frames = clip.frames
-        height, width = clip.size
-        present, centroids, areas = subject_track(clip, alpha)
-        sentences = []
-        if len(present):
-            pixels = frames[present][alpha[present] > SUBJECT]
-            colours = [name for name, _ in dominant_colours(pixels)]
-            mean_area = float(areas.mean())
-            size = "small" if mean_area < 0.03 else "medium-sized" if mean_area < 0.12 else "large"
-            ys, xs = np.nonzero(alpha[present[len(present) // 2]] > SUBJECT)
-            where = _place(xs.mean() / width, ys.mean() / height)
-            motion = describe_motion(present, centroids, areas, height, clip.fps)
-            sentences.append(f"A {size} {' and '.join(colours)} subject {where} {motion}.")
-        sentences.append(describe_camera(clip.camera.summary(clip.fps), height, width))
-        scene = describe_scene(frames, alpha)
-        if scene:
-            sentences.append(scene)
-        return " ".join(sentences)
+        """`measured_caption` of `clip` (T, H, W, 3) uint8 with subject matte `alpha` (T, H, W)."""
+        return measured_caption(clip, alpha)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from ..video.io import read_video, write_video
+from ..video.io import write_video
 from ..video.layers import Video
 from ..video.preview import side_by_side
 from .bench import BenchCase
@@ -19,11 +19,25 @@ STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 18px; color: #222; background: #fafafa; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 24px; }
 table { border-collapse: collapse; background: #fff; } td, th { border: 1px solid #ddd; padding: 4px 8px; }
-th { background: #f0f0f0; } td.best { background: #e3f4e3; font-weight: 600; }
+th { background: #f0f0f0; } td.best { background: #e3f4e3; font-weight: 600; } td.worse { background: #f8e1e1; }
 .ci { color: #888; font-size: 11px; } .charts img { width: 300px; margin: 4px; background: #fff; }
 .case { background: #fff; padding: 8px; margin: 10px 0; border-radius: 6px; box-shadow: 0 1px 3px #0002; }
 .case video { max-width: 100%; display: block; } .note { color: #666; max-width: 900px; }
 """
+
+
+TRACKS = {"plain": "Plain prompts: each case's prompt is what a user would write for the inputs as given "
+                   "(measured on the subject layer as given; no left or right, nothing read off the truth).",
+          "stated": "Stated prompts: the plain prompt plus the truth's direction of motion, as a user stating the "
+                    "motion they want.",
+          "harmonization": "Harmonization: every method keeps the truth's placement (the inputs only had their "
+                           "colours jittered); colour alone is scored."}
+
+
+def _options_line(options: dict) -> str:
+    """"stm: mirror=keep, model=default; copy-paste: -" for the page."""
+    return "; ".join(f"{method}: " + (", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "-")
+                     for method, settings in options.items()) or "-"
 
 
 def _cell(value: float) -> str:
@@ -61,22 +75,45 @@ def _charts(out: Path, metrics: dict) -> list[Path]:
     return paths
 
 
-def _case_video(out: Path, case: BenchCase, methods: list[str]) -> Path:
-    """inputs (subject layer, background) | each method | truth, side by side, looping in the page."""
-    layer = case.foreground()
-    background = case.background().frames
-    results = [read_video(out / "videos" / method / f"{case.id}.mp4").frames for method in methods]
-    truth = case.truth_video().frames if case.truth else None
-    count = min([layer.num_frames, len(background)] + [len(r) for r in results])
-    labels = ["subject layer", "background", *methods] + (["truth"] if truth is not None else [])
+def case_video(out: Path, case_id: str, layer: np.ndarray, background: np.ndarray, results: dict[str, np.ndarray],
+               truth: np.ndarray | None, fps: float) -> Path:
+    """``cases/<case_id>.mp4`` in `out`: inputs (the subject layer (T, H, W, 3), the background) | each method's
+    result (`results`: method -> frames) | the truth, side by side, for the report to loop."""
+    count = min([len(layer), len(background)] + [len(r) for r in results.values()])
+    labels = ["subject layer", "background", *results] + (["truth"] if truth is not None else [])
     frames = []
     for t in range(count):
-        panels = [layer.foreground[t], background[t], *[r[t] for r in results]]
+        panels = [layer[t], background[t], *[r[t] for r in results.values()]]
         if truth is not None:
             panels.append(truth[t])
         frames.append(side_by_side(panels, labels, height=min(180, background.shape[1])))
-    path = out / "cases" / f"{case.id}.mp4"
-    return write_video(path, Video(np.stack(frames), layer.fps), crf=20)
+    return write_video(out / "cases" / f"{case_id}.mp4", Video(np.stack(frames), fps), crf=20)
+
+
+def _versus_table(versus: dict, directions: dict) -> str:
+    """Paired differences against copy-paste (mean over cases of method minus copy-paste, 95% interval)."""
+    if not versus:
+        return ""
+    names = list(next(iter(versus.values())))
+    rows = []
+    for pair, table in versus.items():
+        cells = []
+        for name in names:
+            entry = table[name]
+            if entry["mean"] is None:
+                cells.append("<td>-</td>")
+                continue
+            low, high = entry["ci95"]
+            better = (low > 0) if directions[name] else (high < 0)
+            worse = (high < 0) if directions[name] else (low > 0)
+            mark = ' class="best"' if better else ' class="worse"' if worse else ""
+            cells.append(f"<td{mark}>{entry['mean']:+.3f}<br><span class=ci>[{low:+.3f}, {high:+.3f}]</span></td>")
+        rows.append(f"<tr><th>{html.escape(pair)}</th>{''.join(cells)}</tr>")
+    header = "".join(f"<th>{html.escape(n)} {'&uarr;' if directions[n] else '&darr;'}</th>" for n in names)
+    return ("<h2>Paired differences against copy-paste</h2><p class=note>Per case, the method's score minus "
+            "copy-paste's on the same inputs; mean and 95% bootstrap interval. Shaded green: better beyond the "
+            "interval; red: worse beyond it; unshaded: not distinguishable from copy-paste.</p>"
+            f"<table><tr><th>pair</th>{header}</tr>{''.join(rows)}</table>")
 
 
 def _judge_table(judge: dict | None) -> str:
@@ -101,7 +138,7 @@ def _judge_table(judge: dict | None) -> str:
 
 
 def write_report(out: Path, metrics: dict, cases: list[BenchCase]) -> Path:
-    """Write ``report.html`` (and its charts and case videos) into `out`."""
+    """Write ``report.html`` (and its charts) into `out`, which holds the case videos (`case_video`)."""
     summary, methods = metrics["summary"], metrics["methods"]
     names = [n for n in metrics["higher_is_better"] if any(n in summary.get(m, {}) for m in methods)]
     header = "".join(f"<th>{html.escape(n)} {'&uarr;' if metrics['higher_is_better'][n] else '&darr;'}</th>"
@@ -125,28 +162,33 @@ def write_report(out: Path, metrics: dict, cases: list[BenchCase]) -> Path:
     mattes = sorted({row["matte"] for row in metrics["rows"]})
     blocks = []
     for case in cases:
-        video = _case_video(out, case, methods)
         scores = [row for row in metrics["rows"] if row["case"] == case.id]
-        shown = ("placement_iou", "depth_scale_error", "colour_error", "psnr")
-        line = "; ".join(f"{row['method']}: " + ", ".join(f"{k} {_cell(v)}" for k, v in row["scores"].items()
-                                                           if k in shown)
-                         for row in scores)
-        blocks.append(f'<div class="case"><b>{html.escape(case.id)}</b> &middot; {html.escape(case.prompt)}<br>'
-                      f'<video src="{video.relative_to(out)}" autoplay loop muted playsinline></video>'
+        shown = ("placement_iou", "depth_scale_error", "colour_error", "ring_psnr", "bg_psnr")
+        line = "; ".join(f"{row['method']} ({row['track']}): " + ", ".join(
+            f"{k} {_cell(v)}" for k, v in row["scores"].items() if k in shown) for row in scores)
+        prompt = case.prompt_for(metrics["prompt"])
+        blocks.append(f'<div class="case"><b>{html.escape(case.id)}</b> &middot; prompt: {html.escape(prompt)}<br>'
+                      f'<video src="cases/{html.escape(case.id)}.mp4" autoplay loop muted playsinline></video>'
                       f'<span class="ci">{html.escape(line)}</span></div>')
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>splitmerge evaluation</title>
 <style>{STYLE}</style></head><body>
-<h1>Evaluation: {html.escape(metrics['kind'])} benchmark, {metrics['cases']} cases</h1>
-<p class="note">Means over cases with 95% bootstrap intervals; the best per metric is shaded. Metric names carry
+<h1>Evaluation: {html.escape(metrics['kind'])} benchmark, {metrics['cases']} cases, track
+{html.escape(metrics['track'])}</h1>
+<p class="note">{html.escape(TRACKS[metrics['track']])} Options: {html.escape(_options_line(metrics['options']))}.</p>
+<p class="note">Means over cases with 95% bootstrap intervals; the best mean per metric is shaded (whether it is better
+beyond chance: the paired differences below). Metric names carry
 their backend: <code>@appearance</code>, <code>@flow</code>, <code>@dis</code>, <code>@minilm</code> are offline
 proxies for the paper's ViCLIP / Video Swin / learned-flow metrics, not the paper's numbers. The subject's place
 in each result comes from: {html.escape(', '.join(mattes))} (method = the method's own matte; resplit = the result
 split again).
-Ground-truth metrics (psnr, ssim, fg_*, bg_psnr, placement_iou, colour_error = mean CIEDE2000 under the true matte,
-warp_error x1000) exist only where the benchmark has truth; depth_scale_error (synthetic scenes: |ln| of the
+Ground-truth metrics exist only where the benchmark has truth, each measuring one thing: placement_iou (the
+result's matte against the true one), colour_error (mean CIEDE2000 where both mattes overlap), ring_psnr (within
+12 px outside the true matte: shadow, contact), bg_psnr (farther than 12 px from both mattes), psnr and ssim (the
+whole frame), warp_error (x1000, temporal steadiness); depth_scale_error (synthetic scenes: |ln| of the
 subject's height against the height its feet's depth on the ground implies) scores a plausible place, not the
 true one.</p>
 <table><tr><th>method</th>{header}</tr>{''.join(rows)}</table>
+{_versus_table(metrics.get("versus", {}), metrics["higher_is_better"])}
 {_judge_table(metrics.get("judge"))}
 <h2>Charts</h2><div class="charts">{''.join(f'<img src="{p.relative_to(out)}">' for p in charts)}</div>
 <h2>Cases</h2>{''.join(blocks)}

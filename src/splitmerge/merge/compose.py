@@ -25,16 +25,33 @@ from ..video.layers import Layers, Video, composite
 from ..video.transforms import place
 
 _METHODS: dict[str, Callable[["ComposeInputs"], "Composite"]] = {}
+_OPTIONS: dict[str, tuple[str, ...]] = {}
 
 
-def register_method(name: str):
-    """Decorator: make `function(inputs: ComposeInputs) -> Composite` available as ``method=name``."""
+def register_method(name: str, options: tuple[str, ...] = ()):
+    """Decorator: make `function(inputs: ComposeInputs) -> Composite` available as ``method=name``, taking the
+    keyword `options` of its own (found in ``inputs.options``) besides `compose`'s."""
 
     def add(function):
         _METHODS[name] = function
+        _OPTIONS[name] = tuple(options)
         return function
 
     return add
+
+
+def method_options(method: str) -> tuple[str, ...]:
+    """The options `method` takes besides `compose`'s own keywords."""
+    check_method(method)
+    return _OPTIONS[method]
+
+
+def check_options(method: str, options: dict) -> None:
+    """A one-line error for an option `method` does not take."""
+    unknown = sorted(set(options) - set(method_options(method)))
+    if unknown:
+        takes = ", ".join(method_options(method)) or "none of its own"
+        raise OptionError(f"method {method!r}: unknown option(s) {', '.join(unknown)} (it takes {takes})")
 
 
 def methods() -> list[str]:
@@ -176,9 +193,10 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
     ``given`` (it stays exactly as placed; the model only matches its colours to the scene) or ``auto``
     (``given`` when position, scale or trajectory is set, else ``model``). The baselines always keep it as placed;
     a ``layer`` or ``direct`` Composer draws the subject itself, wherever it sees fit.
-    Returns a `Composite`.
+    `options`: the method's own (`method_options`; e.g. ``stm``: ``mirror``, ``preserve_background``); any other
+    is a one-line error. Returns a `Composite`.
     """
-    check_method(method)
+    check_options(method, options)
     subjects = [_as_layers(item) for item in (fg if isinstance(fg, (list, tuple)) else [fg])]
     if not subjects:
         raise OptionError("fg: no foreground layer given")

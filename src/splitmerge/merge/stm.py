@@ -193,7 +193,7 @@ def warp_meta(model, path: Path, count: int, inputs: ComposeInputs, mirrored: li
             "mirror": mirror_policy(inputs.options), "rendered": "the input layer warped at full resolution"}
 
 
-@register_method("stm")
+@register_method("stm", options=("mirror", "preserve_background"))
 def stm(inputs: ComposeInputs) -> Composite:
     model, path = stm_model(inputs.options)
     window, size = int(model.config.sample_frames), tuple(model.config.sample_size)

@@ -24,7 +24,7 @@ from ..video.io import VideoReader, VideoWriter, iter_chunks, probe
 from ..video.layers import LayersStream, LayersWriter, composite
 from ..video.rates import frame_rate
 from ..video.transforms import SUBJECT_THRESHOLD, place, subject_center
-from .compose import (ComposeInputs, Placement, check_method, compose_meta, empty_matte, placed_outside,
+from .compose import (ComposeInputs, Placement, check_options, compose_meta, empty_matte, placed_outside,
                       plan_placement)
 from .orientation import matte_centres
 
@@ -70,7 +70,7 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
     """Compose Layers folder(s) `fg` into the video file `background`, writing the video `output` (and with
     `layers_out` the result as a Layers folder), streamed. Options as `sm.compose`; `method` one of
     `STREAMED` (see `streamable`). Returns the result's meta (as `Composite.meta`)."""
-    check_method(method)
+    check_options(method, options)
     if method not in STREAMED:
         raise OptionError(f"method {method!r}: not streamed (use sm.compose)")
     folders = list(fg) if isinstance(fg, (list, tuple)) else [fg]

@@ -366,16 +366,24 @@ def augment_settings(config: TrainConfig):
     return AugmentConfig()
 
 
+VALIDATION_FLIP_P = 0.5  # the honest protocol: a model that mirrors everything gains nothing
+
+
 def _validation_batch(config: TrainConfig, collate) -> dict | None:
     """Held-out clips (the dataset's val/test split, else the first training clips) with the paper's transform
-    drawn once, for the same pictures every time."""
-    from ..data.torch_dataset import held_out_dataset
+    drawn once (flip p 0.5), for the same pictures every time; each caption is the plain prompt of its input as
+    given (`decompose.caption.plain_caption`: no left or right, nothing read off the truth), as on the benchmarks
+    (docs/cli.md)."""
+    from ..data.torch_dataset import held_out_dataset, plain_captions
 
-    data = held_out_dataset(config.data, config.split, frames=config.frames, size=config.size,
-                            augment=replace(augment_settings(config), enabled=True), seed=config.seed + 1)
+    augment = replace(augment_settings(config), enabled=True, flip_p=VALIDATION_FLIP_P)
+    data = held_out_dataset(config.data, config.split, frames=config.frames, size=config.size, augment=augment,
+                            seed=config.seed + 1)
     if data is None:
         return None
-    return collate([data[i] for i in range(min(config.validation_clips, len(data)))])
+    batch = collate([data[i] for i in range(min(config.validation_clips, len(data)))])
+    batch["caption"] = plain_captions(batch, [row["fps"] for row in data.rows])
+    return batch
 
 
 def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png) -> None:
