@@ -11,7 +11,7 @@ stm.mirror=keep` (plain prompts, no mirror rule: the network alone) next to the 
 (evaluated once), and prints each metric's mean with its 95% bootstrap interval and the paired difference
 against copy-paste. The paper's claim to check: with transformed inputs, the full recipe beats "no augmentation"
 on placement IoU and colour error. A variant whose run folder already holds that checkpoint is not trained
-again.
+again, nor one whose evaluation of that checkpoint is already there.
 """
 
 from __future__ import annotations
@@ -69,12 +69,22 @@ def main() -> None:
             run("train", "--preset", args.preset, "--data", str(data), "-o", str(folder), "--stop-at",
                 str(args.steps), *VARIANTS[name])
         evaluation = out / "eval" / name
-        shutil.rmtree(evaluation, ignore_errors=True)
-        run("evaluate", "--bench", str(bench), "--method", "stm", "--model", str(checkpoint), "--option",
-            "stm.mirror=keep", "-o", str(evaluation))
+        if not _evaluated(evaluation, checkpoint):
+            shutil.rmtree(evaluation, ignore_errors=True)
+            run("evaluate", "--bench", str(bench), "--method", "stm", "--model", str(checkpoint), "--option",
+                "stm.mirror=keep", "-o", str(evaluation))
         results[name] = json.loads((evaluation / "metrics.json").read_text())
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, args)
+
+
+def _evaluated(evaluation: Path, checkpoint: Path) -> bool:
+    """Whether `evaluation` already holds this checkpoint's scores, by the protocol above (then it is kept)."""
+    path = evaluation / "metrics.json"
+    if not path.is_file():
+        return False
+    options = json.loads(path.read_text()).get("options", {}).get("stm", {})
+    return options.get("model") == str(checkpoint) and options.get("mirror") == "keep"
 
 
 def _cell(entry: dict) -> str:
