@@ -185,7 +185,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .eval.evaluate import evaluate, parse_options
+    from .eval.evaluate import evaluate
 
     judge = None
     if args.judge:
@@ -195,7 +195,7 @@ def _cmd_evaluate(args) -> int:
                 "flow_model": args.flow_model}
     metrics = evaluate(args.bench, args.method, args.output, results=args.results, seed=args.seed, judge=judge,
                        features=features, subject_matte=args.subject_matte, model=args.model, prompt=args.prompt,
-                       options=parse_options(args.option))
+                       options=_method_options(args.option))
     names = [n for n in metrics["higher_is_better"] if any(n in s for s in metrics["summary"].values())]
     print(f"{metrics['kind']} benchmark, {metrics['cases']} cases, track {metrics['track']}, "
           f"{metrics['seconds']:.1f} s; "
@@ -229,18 +229,28 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _parse_setting(text: str) -> tuple[str, str, object]:
-    """"NAME.KEY=VALUE" -> (NAME, KEY, VALUE); VALUE is read as JSON when it parses (numbers, true, lists),
-    else kept as text."""
+def _parse_setting(text: str, flag: str = "--set", form: str = "BACKEND.KEY=VALUE",
+                   example: str = "sam2.key_every=8") -> tuple[str, str, object]:
+    """"NAME.KEY=VALUE" (a backend's option for `--set`, a method's for `--option`) -> (NAME, KEY, VALUE); VALUE is
+    read as JSON when it parses (numbers, true, lists), else kept as text."""
     target, equals, raw = text.partition("=")
     backend, dot, key = target.partition(".")
     if not (equals and dot and backend and key.isidentifier()):
-        raise OptionError(f"--set {text!r}: expected BACKEND.KEY=VALUE, e.g. sam2.key_every=8")
+        raise OptionError(f"{flag} {text!r}: expected {form}, e.g. {example}")
     try:
         value = json.loads(raw)
     except ValueError:
         value = raw
     return backend, key, value
+
+
+def _method_options(settings: list[str]) -> dict[str, dict]:
+    """`evaluate --option METHOD.KEY=VALUE` flags as {method: {key: value}}."""
+    options: dict[str, dict] = {}
+    for setting in settings:
+        method, key, value = _parse_setting(setting, "--option", "METHOD.KEY=VALUE", "stm.mirror=keep")
+        options.setdefault(method, {})[key] = value
+    return options
 
 
 def _backends_epilog() -> str:

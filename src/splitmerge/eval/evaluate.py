@@ -117,23 +117,6 @@ def _result_of(case: BenchCase, layer, background: Video, method: str, results: 
     return composite.frames, composite.alpha, composite.fps
 
 
-def parse_options(items: list[str]) -> dict[str, dict]:
-    """``METHOD.KEY=VALUE`` strings (``stm.mirror=keep``, ``stm.steps=10``) as {method: {key: value}}; a VALUE
-    that reads as JSON (numbers, true/false, null) is that, otherwise the string."""
-    options: dict[str, dict] = {}
-    for item in items:
-        name, equals, value = item.partition("=")
-        method, dot, key = name.rpartition(".")
-        if not (equals and dot and method and key):
-            raise OptionError(f"--option {item!r}: expected METHOD.KEY=VALUE, e.g. stm.mirror=keep")
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass
-        options.setdefault(method, {})[key] = value
-    return options
-
-
 def _settings(methods: list[str], results: dict[str, Path], options: dict[str, dict], model: str, given: bool
               ) -> dict[str, dict]:
     """Per registered method, the `compose` keywords it runs with; a one-line error for an option that names a
@@ -232,7 +215,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
 
     `prompt`: the track, ``plain`` (each case's prompt: what a user writes for the inputs as given) or ``stated``
     (plus the truth's direction of motion). `options`: per method, its `compose` options, e.g. ``{"stm":
-    {"mirror": "keep"}}`` (`parse_options` reads ``stm.mirror=keep``); recorded in the metrics.
+    {"mirror": "keep"}}`` (the CLI's ``--option stm.mirror=keep``); recorded in the metrics.
     `judge`: when given, also ask a VLM judge for pairwise verdicts (`judge.run_judge`): a dict of `ChatClient`
     options (url, model, api_key, timeout, retries; the environment fills what is missing) plus ``frames`` per
     video (default 4). Its answers are cached under ``output/.vlm_cache`` unless ``cache_dir`` says otherwise.
@@ -305,7 +288,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     directions = {name: higher_is_better(name) for name in metric_names(rows)}
     metrics = {"bench": str(bench), "kind": record["kind"], "track": track, "prompt": prompt,
                "placement": "given" if given else "the method's", "methods": everything, "cases": len(cases),
-               "options": {method: value for method, value in settings.items()},
+               "options": settings,
                "seconds": round(time.perf_counter() - started, 2), "higher_is_better": directions,
                "summary": summary, "versus": versus(rows), "rows": rows}
     if judge is not None:
