@@ -68,6 +68,18 @@ def encode_and_close(container, stream, frames, path: Path) -> Path:
     return path
 
 
+def audio_only(path: Path) -> Path:
+    """A one-second AAC file with no video stream."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("aac", rate=16000)
+    stream.layout = "mono"
+    samples = (np.sin(np.arange(16000) / 10) * 0.3).astype(np.float32)[None]
+    frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+    frame.sample_rate = 16000
+    frame.pts, frame.time_base = 0, Fraction(1, 16000)
+    return encode_and_close(container, stream, [frame], path)
+
+
 @pytest.fixture
 def clip_path(tmp_path) -> Path:
     """A 24-frame 64x96 H.264 clip at 25 fps."""

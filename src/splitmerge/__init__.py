@@ -15,7 +15,8 @@ The Split stage lives in `splitmerge.decompose` (a package named ``split`` would
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .errors import LayersFormatError, MediaError, MissingFileError, OptionError, ShapeError, SplitMergeError
+from .errors import (BudgetError, LayersFormatError, MediaError, MissingFileError, OptionError, ShapeError,
+                     SplitMergeError, UnsafePathError)
 from .decompose.pipeline import NoSubjectError, SplitConfig, split, split_to_folder
 from .merge.compose import Composite, compose
 from .samples import list_samples, sample_path
@@ -30,6 +31,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "__version__",
     "SplitMergeError", "OptionError", "ShapeError", "MediaError", "MissingFileError", "LayersFormatError",
+    "UnsafePathError", "BudgetError",
     "Layers", "LayersWriter", "Video", "VideoInfo", "VideoReader", "VideoWriter", "composite", "premultiply",
     "iter_frames", "probe", "read_matte", "read_video", "write_matte", "write_video",
     "list_samples", "sample_path",

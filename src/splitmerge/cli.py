@@ -29,7 +29,9 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        command = self.prog.removeprefix("splitmerge").strip()  # a subcommand's parser: "splitmerge split"
+        where = f"{command}: " if command else ""
+        self.exit(2, f"splitmerge: error: {where}{' '.join(message.split())} (see --help)\n")
 
 
 def _cmd_probe(args) -> int:
@@ -143,7 +145,7 @@ def _cmd_dataset(args) -> int:
 
 
 def _cmd_compose(args) -> int:
-    from .merge.compose import compose, method_options
+    from .merge.compose import check_compose_outputs, compose, method_options
     from .merge.stream import compose_to_file, streamable
 
     position = None
@@ -160,6 +162,7 @@ def _cmd_compose(args) -> int:
                 "steps": args.steps, "guidance": args.guidance, "position": position, "scale": args.scale,
                 "trajectory": args.trajectory, "placement": args.placement,
                 **{key: value for key, value in own.items() if key in method_options(args.method)}}
+    check_compose_outputs(args.fg, args.bg, args.output, args.layers_out)
     if streamable(args.method, {"model": args.model}):  # a few chunks of frames in memory, however long
         meta = compose_to_file(args.fg, args.bg, args.output, layers_out=args.layers_out, **settings)
         print(f"wrote {args.output}: {meta['frames']} frames, method {args.method} (streamed)")
@@ -267,8 +270,6 @@ def _cmd_app(args) -> int:
     from .app import serve
     from .app.jobs import AppLimits
 
-    if not 0 < args.port < 65536:
-        raise OptionError(f"--port {args.port}: expected 1 to 65535")
     limits = AppLimits(max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, frames=args.frames,
                        steps=args.steps)
     serve(args.host, args.port, args.workdir, limits)
@@ -525,7 +526,16 @@ EXTRA_OF_MODULE = {"diffusers": "models", "transformers": "models", "accelerate"
                    "matplotlib": "data", "ray": "ray", "mediapipe": "person", "gradio": "app"}
 
 
+def _os_error_line(error: OSError) -> str:
+    """One line for an error the operating system raised: the file(s) and the reason."""
+    reason = error.strerror or str(error) or type(error).__name__
+    files = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return " ".join(f"{': '.join(files + [reason])}".split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Loading a local model is quick; its "Loading weights" bars would only wrap the lines that matter.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
@@ -544,12 +554,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"splitmerge: error: this needs the package {error.name!r}: pip install 'splitmerge[{extra}]'",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("splitmerge: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (so the interpreter's final flush stays quiet)
         return 0
+    except OSError as error:  # the system refused (unwritable output, full disk, ...): the path and the reason
+        print(f"splitmerge: error: {_os_error_line(error)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"splitmerge: error: {args.command}: out of memory (use fewer frames or a smaller --size)",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("splitmerge: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

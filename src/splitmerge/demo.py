@@ -11,6 +11,7 @@ result video, a side-by-side video of the three and a labelled PNG grid to look 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from .decompose.pipeline import split_to_folder
 from .errors import OptionError
 from .eval.bench import pair_bench
 from .eval.evaluate import evaluate
+from .merge.stm import stm_model
+from .paths import check_output
 from .samples import list_samples, sample_path
 from .video.io import read_video, write_video
 from .video.layers import Layers, Video, composite
@@ -36,10 +39,22 @@ CASE = "rabbit-on-bikes"
 
 def run_demo(output: str | Path = "demo_out", frames: int = 49, model: str = "default") -> dict:
     """Run the demo into `output`; returns the paths written. `model`: the Composer for ``stm``."""
-    if frames < 8:
-        raise OptionError(f"frames {frames}: the demo needs at least 8 frames")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 8:
+        raise OptionError(f"frames {frames!r}: the demo needs at least 8 frames")
+    out = check_output(output, [None if model == "default" else model], kind="folder")
+    stm_model({"model": model})  # a bad --model fails here, before anything is written
+    fresh = not out.exists() or not any(out.iterdir())
+    try:
+        return _run(out, frames, model)
+    except BaseException:
+        if fresh:  # a failed first run leaves no half-written folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(out: Path, frames: int, model: str) -> dict:
+    """`run_demo`'s steps, writing into `out`."""
     started = time.perf_counter()
-    out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
 
     samples = list_samples()

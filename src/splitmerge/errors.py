@@ -29,3 +29,12 @@ class MissingFileError(MediaError, FileNotFoundError):
 
 class LayersFormatError(SplitMergeError):
     """A Layers folder is malformed: a missing file, a bad layers.json, or files that disagree in shape."""
+
+
+class UnsafePathError(SplitMergeError, ValueError):
+    """A path or name read from a file would lead outside its folder (absolute, ``..``, a symlink out) or is not
+    a plain name."""
+
+
+class BudgetError(SplitMergeError, ValueError):
+    """A size or a request would need more memory than the limits allow (docs/robustness.md: how to raise them)."""

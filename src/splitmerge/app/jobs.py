@@ -52,6 +52,8 @@ class AppLimits:
             raise OptionError("upload limits must be above 0")
         if not 8 <= self.frames <= 400:
             raise OptionError(f"frames {self.frames}: expected 8 to 400")
+        if not 1 <= self.steps <= 1000:
+            raise OptionError(f"steps {self.steps}: expected 1 to 1000")
 
 
 def check_video(path: str | Path, limits: AppLimits, role: str) -> dict:

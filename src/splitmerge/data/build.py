@@ -6,24 +6,34 @@
 Planning (hash the file, find the scene cuts, choose the clips) and making (split one clip, apply the filters,
 write its Layers folder, then its row) both run on the chosen engine. A clip is done when its row file exists;
 both the clip folder and the row are written atomically, so a build killed at any moment (SIGKILL included) and
-run again redoes only what had no row and ends with exactly the dataset an uninterrupted run makes. One broken
-video fails its own rows, never the build. The settings that decide what a clip *is* are kept in build.json and
-a resumed build must use the same ones.
+run again redoes only what had no row and ends with exactly the dataset an uninterrupted run makes (local workers
+die with the driver, and a rerun first removes the killed run's temporary files). One broken video fails its own
+rows, never the build. The settings that decide what a clip *is* are kept in build.json and a resumed build must
+use the same ones.
+
+A failure is either the input's (a `SplitMergeError`: corrupt video, no subject...: recorded, never retried) or
+transient (the system's: an OSError such as a full disk, MemoryError, a worker process that died): its row is
+status "failed" with a reason starting with `TRANSIENT`, and the next run retries it. A build that makes no ok
+clip while some failed raises `SplitMergeError` once the manifest is written (docs/robustness.md, "Builds").
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
-from ..atomic import atomic_file
-from ..errors import OptionError, SplitMergeError
+from ..atomic import atomic_file, sweep_stale
+from ..errors import LayersFormatError, OptionError, SplitMergeError
 from ..fileinfo import file_sha1
+from ..paths import check_output
 from ..video.geometry import parse_size
 from . import engines
 from .chunks import ClipTask, clip_id, plan_clips, split_of
@@ -33,6 +43,8 @@ from .sources import SourceVideo, collect_sources
 DEFAULT_SIZE = (240, 360)   # small enough for a CPU; 480x720 is the paper's size
 STRIDES = (1, 2, 3, 4)
 BUILD_FILE = "build.json"
+TRANSIENT = "transient: "  # reason prefix of a failed row that the next run retries
+TRANSIENT_ERRORS = (OSError, MemoryError)  # the system failed, not the input (engines.WorkerDied is an OSError)
 
 
 @dataclass
@@ -86,8 +98,8 @@ def plan_source(item: dict) -> dict:
         sha1 = file_sha1(source.path)
         tasks = plan_clips(source, config["frames"], tuple(config["size"]), tuple(config["strides"]),
                            config["max_clips"], config["seed"], sha1=sha1)
-    except (SplitMergeError, OSError) as error:
-        return {"row": _source_row(source, "unreadable", "failed", _one_line(error))}
+    except (SplitMergeError, *TRANSIENT_ERRORS) as error:
+        return {"row": _source_row(source, "unreadable", "failed", failure_reason(error))}
     if not tasks:
         reason = f"no scene-cut-free shot of {config['frames']} frames (at stride {min(config['strides'])} or more)"
         return {"row": _source_row(source, f"no clips:{sha1}", "skipped", reason, sha1)}
@@ -111,10 +123,7 @@ def make_clip(item: dict) -> dict:
     dataset = Path(item["dataset"])
     target = dataset / CLIPS / task.id
     started = time.perf_counter()
-    row = {**empty_row(), "id": task.id, "kind": task.kind, "source_path": task.source,
-           "source_sha1": task.source_sha1, "start_frame": task.start, "stride": task.stride, "seed": task.seed,
-           "license": task.license or "", "url": task.url or "", "caption": task.caption or "",
-           "split": split_of(task.source_sha1 or f"synthetic-{task.seed}")}
+    row = _task_row(task)
     try:
         if task.kind == "synthetic":
             from .synthetic import write_scene
@@ -138,7 +147,7 @@ def make_clip(item: dict) -> dict:
     except NoSubjectError as error:
         row.update(status="skipped", reason=error.reason)
     except Exception as error:  # one broken clip must not stop the build: its row says why
-        row.update(status="failed", reason=_one_line(error))
+        row.update(status="failed", reason=failure_reason(error))
     if row["status"] != "ok" and target.exists():
         shutil.rmtree(target)
     row["seconds_total"] = round(time.perf_counter() - started, 3)
@@ -146,37 +155,118 @@ def make_clip(item: dict) -> dict:
     return row
 
 
+def _task_row(task: ClipTask) -> dict:
+    """A clip's row before it is made: what the task says."""
+    return {**empty_row(), "id": task.id, "kind": task.kind, "source_path": task.source,
+            "source_sha1": task.source_sha1, "start_frame": task.start, "stride": task.stride, "seed": task.seed,
+            "license": task.license or "", "url": task.url or "", "caption": task.caption or "",
+            "split": split_of(task.source_sha1 or f"synthetic-{task.seed}")}
+
+
+def failure_reason(error: BaseException) -> str:
+    """The reason of a failed row: one line, after `TRANSIENT` when the system failed rather than the input."""
+    transient = isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, SplitMergeError)
+    return f"{TRANSIENT if transient else ''}{_one_line(error)}"
+
+
+def is_transient(row: dict) -> bool:
+    """Whether `row` failed for a passing reason (the next run retries it)."""
+    return row["status"] == "failed" and row["reason"].startswith(TRANSIENT)
+
+
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
-    return text if isinstance(error, SplitMergeError) else f"{type(error).__name__}: {text}"
+    if isinstance(error, SplitMergeError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------------------- driver
 
 
 def _prepare(dataset: Path, config: BuildConfig) -> None:
-    """Create or reopen a Dataset folder: refuse a foreign folder or different settings; clear leftovers of a
-    killed run (temporary ``.partial`` files and folders)."""
+    """Create or reopen a Dataset folder: refuse a foreign folder or different settings."""
     record = {"format": "splitmerge.dataset", "version": 1, **config.identity()}
     build_file = dataset / BUILD_FILE
     if dataset.exists():
         if not dataset.is_dir():
             raise OptionError(f"{dataset}: exists and is not a folder")
         if build_file.exists():
-            previous = json.loads(build_file.read_text())
+            previous = _read_build_file(build_file)
             if previous != record:
                 changed = sorted(k for k in record if previous.get(k) != record[k])
                 raise OptionError(f"{dataset}: was built with other settings ({', '.join(changed)}); "
                                   "resume with the same ones or build into a new folder")
-        elif any(dataset.iterdir()):
+        elif any(not _is_leftover(path.name) for path in dataset.iterdir()):
             raise OptionError(f"{dataset}: exists, is not empty and is not a dataset; refusing to write into it")
-    for folder in (dataset / CLIPS, dataset / ROWS):
-        folder.mkdir(parents=True, exist_ok=True)
-        for leftover in folder.glob(".*.partial*"):
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-    if not build_file.exists():
+    dataset.mkdir(parents=True, exist_ok=True)
+    if not build_file.exists():  # first, so that a folder with anything else in it always has it
         with atomic_file(build_file) as temporary:
             temporary.write_text(json.dumps(record, indent=2) + "\n")
+    for folder in (dataset / CLIPS, dataset / ROWS):
+        folder.mkdir(exist_ok=True)
+
+
+def _read_build_file(path: Path) -> dict:
+    """A dataset's recorded settings, or a one-line error for a damaged build.json."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict) or record.get("format") != "splitmerge.dataset":
+        raise LayersFormatError(f"{path}: not a splitmerge dataset's build.json; build into a new folder")
+    return record
+
+
+def _resume(dataset: Path) -> None:
+    """Clear what a killed run left (temporary files and folders) and forget the transient failures of earlier
+    runs, so that this run makes them again."""
+    _clear_leftovers(dataset)
+    for row in read_rows(dataset):
+        if is_transient(row) and Path(row["id"]).name == row["id"]:  # a plain name: its file is in rows/
+            (dataset / ROWS / f"{row['id']}.json").unlink(missing_ok=True)
+
+
+def _is_leftover(name: str) -> bool:
+    """A temporary name of `atomic.py` (hidden, holding ``.partial``): what a killed writer leaves."""
+    return name.startswith(".") and ".partial" in name
+
+
+def _clear_leftovers(dataset: Path) -> None:
+    """Remove the temporary files and folders that dead processes left anywhere under `dataset` (`sweep_stale`
+    in each folder: a live process's work in progress stays; symlinks are not followed). In clips/ and rows/,
+    which only a build writes, and this one holds the dataset, every temporary name goes (older names too)."""
+    for folder, folders, _ in os.walk(dataset):
+        folders[:] = [name for name in folders if not _is_leftover(name)]
+        sweep_stale(folder)
+    for folder in (dataset / CLIPS, dataset / ROWS):
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if not _is_leftover(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _exclusive(dataset: Path) -> Iterator[None]:
+    """Hold the dataset for this build: a second build into the same folder at the same time is refused (it
+    would clear the first one's temporary files). The lock goes with the process, SIGKILL included."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    handle = os.open(dataset, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OptionError(f"{dataset}: another build is writing into it; wait for it to end") from None
+        yield
+    finally:
+        os.close(handle)
 
 
 def _progress(total: int, label: str):
@@ -188,29 +278,51 @@ def _progress(total: int, label: str):
 def build(sources: list, output, config: BuildConfig | None = None, **options) -> dict:
     """Build (or resume) the Dataset folder `output` from `sources` (paths, folders, globs, list files).
 
-    Options: the fields of `BuildConfig`. Returns a summary: counts by status, the clips made in this run, the
-    clips already done, seconds, and the manifest path.
+    Options: the fields of `BuildConfig`. Returns a summary: counts by status (and how many failures are
+    transient), the clips made in this run, the clips already done, seconds, the manifest path, and a warning
+    ("" when none; also printed on stderr) when every candidate was skipped. Raises `SplitMergeError`, after
+    writing the manifest, when no clip is ok and some failed.
     """
+    from .report import write_readme
+
     config = config or BuildConfig(**options)
-    dataset = Path(output)
     videos = collect_sources(sources) if sources else []
+    given = [item for item in sources or () if isinstance(item, (str, os.PathLike)) and Path(item).exists()]
+    dataset = check_output(output, [*given, *(video.path for video in videos)], kind="folder")
     if not videos and not config.synthetic:
         raise OptionError("nothing to build: no sources and no --synthetic scenes")
     _prepare(dataset, config)
     started = time.perf_counter()
-    identity = config.identity()
     run = {"engine": config.engine, "workers": config.workers, "address": config.ray_address}
-
-    with engines.session(config.engine, config.workers, config.ray_address):
-        made, planned = _plan_and_make(dataset, videos, config, run)
-    rows = read_rows(dataset)
-    manifest = write_manifest(dataset, rows)
-    from .report import write_readme
-
-    write_readme(dataset, rows, identity)
+    with _exclusive(dataset):
+        _resume(dataset)
+        with engines.session(config.engine, config.workers, config.ray_address):
+            made, planned = _plan_and_make(dataset, videos, config, run)
+        _clear_leftovers(dataset)  # of workers stopped mid-clip when a dead one restarted the pool
+        rows = read_rows(dataset)
+        manifest = write_manifest(dataset, rows)
+        write_readme(dataset, rows, config.identity())
     counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "skipped", "failed")}
+    warning = _outcome(dataset, rows, manifest)
+    if warning:
+        print(f"splitmerge: warning: {warning}", file=sys.stderr)
     return {"dataset": str(dataset), "manifest": str(manifest), "rows": len(rows), **counts,
-            "made_this_run": made, "already_done": planned - made, "seconds": round(time.perf_counter() - started, 2)}
+            "transient": sum(map(is_transient, rows)), "made_this_run": made, "already_done": planned - made,
+            "seconds": round(time.perf_counter() - started, 2), "warning": warning}
+
+
+def _outcome(dataset: Path, rows: list[dict], manifest: Path) -> str:
+    """Raise `SplitMergeError` when no row is ok and some failed; a warning when every row was skipped; else ""."""
+    if any(row["status"] == "ok" for row in rows):
+        return ""
+    failed = [row for row in rows if row["status"] == "failed"]
+    if not failed:
+        return f"{dataset}: no clip passed the filters: all {len(rows)} candidates were skipped (reasons: {manifest})"
+    transient = sum(map(is_transient, failed))
+    retry = f", {transient} of them transient (run the build again to retry them)" if transient else ""
+    first = failed[0]
+    raise SplitMergeError(f"{dataset}: no clip made: {len(failed)} of {len(rows)} candidates failed{retry}; "
+                          f"first: {first['source_path'] or first['id']}: {first['reason']} (manifest {manifest})")
 
 
 def _plan_and_make(dataset: Path, videos: list[SourceVideo], config: BuildConfig, run: dict) -> tuple[int, int]:
@@ -220,7 +332,10 @@ def _plan_and_make(dataset: Path, videos: list[SourceVideo], config: BuildConfig
     plans = [{"source": asdict(video), "config": identity} for video in videos]
     tasks: list[dict] = []
     with _progress(len(plans), "planning") as bar:
-        for _, planned in engines.run(plan_source, plans, **run):
+        for item, planned in engines.run(plan_source, plans, **run):
+            if isinstance(planned, engines.WorkerDied):
+                source = SourceVideo(**item["source"])
+                planned = {"row": _source_row(source, "unreadable", "failed", failure_reason(planned))}
             if "row" in planned:
                 if planned["row"]["id"] not in done:
                     write_row(dataset, planned["row"])
@@ -236,7 +351,10 @@ def _plan_and_make(dataset: Path, videos: list[SourceVideo], config: BuildConfig
             if task["id"] not in done]
     made = 0
     with _progress(len(todo), "splitting") as bar:
-        for _, _row in engines.run(make_clip, todo, **run):
+        for item, row in engines.run(make_clip, todo, **run):
+            if isinstance(row, engines.WorkerDied):
+                write_row(dataset, {**_task_row(ClipTask(**item["task"])), "status": "failed",
+                                    "reason": failure_reason(row)})
             made += 1
             bar.update()
     return made, len(tasks)

@@ -3,7 +3,9 @@ Dataset folder's README.md and `splitmerge dataset stats` (with PNG histograms).
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -36,7 +38,22 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def _table(counts: dict) -> list[str]:
-    return [f"| {key} | {value} |" for key, value in sorted(counts.items())] or ["| - | 0 |"]
+    """Markdown table rows of `counts`; keys come from data (splits, reasons), so they are escaped (`_cell`)."""
+    return [f"| {_cell(key)} | {value} |" for key, value in sorted(counts.items())] or ["| - | 0 |"]
+
+
+def _cell(value: object) -> str:
+    """Text from data as one Markdown table cell: on one line, HTML escaped (Markdown passes HTML through), and
+    backslash-escaped where Markdown would read a cell end, a link or code (``\\ | [ ] `` and backticks)."""
+    text = re.sub(r"([\\|\[\]`])", r"\\\1", " ".join(str(value).split()))
+    return html.escape(text, quote=True)
+
+
+def _fenced(text: str, language: str = "") -> list[str]:
+    """`text` as a Markdown code block whose fence is longer than any run of backticks inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + language, text, fence]
 
 
 def write_readme(dataset: Path, rows: list[dict], settings: dict) -> Path:
@@ -53,7 +70,7 @@ def write_readme(dataset: Path, rows: list[dict], settings: dict) -> Path:
         lines += [f"Foreground ratio: mean {ratio['mean']:.3f}, median {ratio['median']:.3f}, "
                   f"range {ratio['min']:.3f}-{ratio['max']:.3f}. Caption words: mean "
                   f"{stats['caption_words']['mean']:.1f}.", ""]
-    lines += ["Settings (`build.json`):", "", "```json", json.dumps(settings, indent=2), "```", "",
+    lines += ["Settings (`build.json`):", "", *_fenced(json.dumps(settings, indent=2), "json"), "",
               "Files: `manifest.parquet` (one row per candidate clip), `clips/<id>/` (Layers folders, ok clips "
               "only), `rows/<id>.json` (the rows as built). Load for training with "
               "`splitmerge.data.StmDataset(\"<this folder>\")`.", ""]

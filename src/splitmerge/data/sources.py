@@ -51,7 +51,14 @@ def _row_source(row: dict, listing: Path, line: int) -> SourceVideo:
 
 
 def read_list(listing: Path) -> list[SourceVideo]:
-    """The videos named by a CSV (with a header) or JSONL list file."""
+    """The videos named by a CSV (with a header) or JSONL list file (UTF-8)."""
+    try:
+        return _read_list(listing)
+    except UnicodeDecodeError as error:
+        raise OptionError(f"{listing}: not UTF-8 text (byte {error.start}); save the list as UTF-8") from None
+
+
+def _read_list(listing: Path) -> list[SourceVideo]:
     sources = []
     if listing.suffix.lower() == ".csv":
         with listing.open(newline="", encoding="utf-8") as handle:

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from ..errors import OptionError
+from ..errors import LayersFormatError, OptionError
 from ..video.geometry import parse_size
 from ..video.io import read_matte, read_video
 from ..video.transforms import AugmentConfig, augment
-from .manifest import read_manifest
+from .manifest import clip_files, clip_folder, id_number, read_manifest
 
 LAYER_FILES = ("source.mp4", "foreground.mp4", "alpha.mkv", "background.mp4")
 
@@ -117,6 +117,8 @@ class StmDataset(Dataset):
                      if row["status"] == "ok" and (split is None or row["split"] == split)]
         if not self.rows:
             raise OptionError(f"{self.root}: no ok clips{f' in split {split!r}' if split else ''}")
+        for row in self.rows:  # a missing file or one leading outside the dataset is refused now, not mid-epoch
+            clip_files(self.root, row, LAYER_FILES)
         shortest = min(row["num_frames"] for row in self.rows)
         if frames is not None and not 1 <= frames <= shortest:
             raise OptionError(f"frames {frames}: must be between 1 and the shortest clip ({shortest} frames)")
@@ -135,7 +137,7 @@ class StmDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         count = self.frames or row["num_frames"]
         start = int(rng.integers(0, row["num_frames"] - count + 1))
-        layers = load_clip_window(self.root / row["clip"], start, count, self.size)
+        layers = load_clip_window(clip_folder(self.root, row), start, count, self.size)
         return make_sample(*layers, row["caption"], row["id"], rng, self.augment, start)
 
 
@@ -183,34 +185,55 @@ class StmIterableDataset(IterableDataset):
                 yield self._sample(shard, key, members)
 
     def _sample(self, shard: Path, key: str, members: dict) -> dict:
-        import json
-
-        row = json.loads(members["json"])
-        rng = np.random.default_rng([self.seed, self.epoch, int(key, 16) % (2**32)])
-        count = self.frames or row["num_frames"]
-        start = int(rng.integers(0, row["num_frames"] - count + 1))
+        frames = _shard_frames(shard, key, members)
+        rng = np.random.default_rng([self.seed, self.epoch, id_number(key)])
+        count = self.frames or frames
+        if count > frames:
+            raise OptionError(f"frames {count}: sample {key!r} of {shard} has only {frames} frames")
+        start = int(rng.integers(0, frames - count + 1))
         with tempfile.TemporaryDirectory(prefix="splitmerge-sample-") as folder:
             for name in LAYER_FILES:
                 (Path(folder) / name).write_bytes(members[name])
             layers = load_clip_window(Path(folder), start, count, self.size)
-        return make_sample(*layers, members["txt"].decode(), key, rng, self.augment, start)
+        return make_sample(*layers, members["txt"].decode("utf-8", "replace"), key, rng, self.augment, start)
+
+
+
+def _shard_frames(shard: Path, key: str, members: dict) -> int:
+    """The frame count of sample `key` from its ``.json`` row, its members checked present; else a
+    `LayersFormatError` naming the shard and the sample."""
+    import json
+
+    missing = [name for name in (*LAYER_FILES, "txt", "json") if name not in members]
+    if missing:
+        raise LayersFormatError(f"{shard}: sample {key!r} has no {', '.join(missing)} member")
+    try:
+        frames = json.loads(members["json"])["num_frames"]
+    except (ValueError, TypeError, KeyError):
+        frames = None
+    if not isinstance(frames, int) or frames < 1:
+        raise LayersFormatError(f"{shard}: sample {key!r}: its .json member has no positive num_frames")
+    return frames
 
 
 def _samples_of(shard: Path):
     """Yield (key, {member suffix: bytes}) per sample of a WebDataset tar (members grouped by key)."""
-    with tarfile.open(shard) as archive:
-        current, members = None, {}
-        for info in archive:
-            if not info.isfile():
-                continue
-            key, _, suffix = info.name.partition(".")
-            if key != current and current is not None:
+    try:
+        with tarfile.open(shard) as archive:
+            current, members = None, {}
+            for info in archive:
+                if not info.isfile():
+                    continue
+                key, _, suffix = info.name.partition(".")
+                if key != current and current is not None:
+                    yield current, members
+                    members = {}
+                current = key
+                members[suffix] = archive.extractfile(info).read()
+            if current is not None:
                 yield current, members
-                members = {}
-            current = key
-            members[suffix] = archive.extractfile(info).read()
-        if current is not None:
-            yield current, members
+    except (tarfile.TarError, EOFError) as error:
+        raise LayersFormatError(f"{shard}: not a readable tar shard ({error})") from None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -109,10 +110,38 @@ def get_backend(kind: str, name: str, **options: Any) -> Backend:
     unknown = sorted(set(options) - set(_accepted(cls.__init__, options)))
     if unknown:
         raise OptionError(f"{kind} {name!r}: unknown option(s) {', '.join(unknown)}")
+    _check_option_types(f"{kind} {name!r}", cls.__init__, options)
     ok, reason = cls.availability(**_accepted(cls.availability, options))
     if not ok:
         raise BackendUnavailable(f"{kind} {name!r} is not available here: {reason}")
     return cls(**options)
+
+
+def _check_option_types(what: str, function, options: dict) -> None:
+    """A one-line error for an option whose value is not of its default's type (an int, a finite number, a
+    bool, text); options without a typed default are the backend's to check."""
+    parameters = inspect.signature(function).parameters
+    for key, value in options.items():
+        default = parameters[key].default if key in parameters else None
+        if isinstance(default, bool):
+            fits = isinstance(value, bool)
+        elif isinstance(default, int):
+            fits = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif isinstance(default, str):
+            fits = isinstance(value, str)
+        else:
+            continue
+        if not fits:
+            raise OptionError(f"{what}: option {key}={value!r} must be {_type_name(default)}, like its default "
+                              f"{default!r}")
+
+
+def _type_name(default) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    return {int: "an integer", float: "a finite number", str: "text"}[type(default)]
 
 
 def _accepted(function, options: dict) -> dict:

@@ -40,6 +40,7 @@ import numpy as np
 from ..atomic import atomic_dir, atomic_file
 from ..decompose.caption import plain_caption
 from ..errors import LayersFormatError, MissingFileError, OptionError
+from ..paths import check_output, inside, safe_name
 from ..video.io import read_matte, read_video, write_matte, write_video
 from ..video.layers import Layers, Video, composite
 from ..video.transforms import AugmentConfig, augment
@@ -169,12 +170,14 @@ def _dataset_clips(data: Path, splits: tuple[str, ...]) -> list[dict]:
 def _self_cases(root: Path, data: Path, cases: int, seed: int, splits: tuple[str, ...], config: AugmentConfig,
                 label: str) -> list[str]:
     """Cases from `cases` held-out clips of the dataset `data` (recorded as `label`)."""
+    from ..data.manifest import id_number
+
     rows = _dataset_clips(data, splits)
     rng = np.random.default_rng([seed, 12])
     keys = []
     for row in sorted(rng.permutation(rows)[:cases].tolist(), key=lambda r: r["id"]):
         layers = Layers.load(data / row["clip"])
-        moved, transform = _transformed(layers, int(row["id"], 16) % (2**31), config)
+        moved, transform = _transformed(layers, id_number(row["id"]) % (2**31), config)
         key = f"self-{row['id']}"
         _write_case(root, key, "self", moved, layers.background, layers.fps, transform,
                     (layers.frames, layers.alpha), {}, {"dataset": label, "clip": row["id"],
@@ -240,7 +243,8 @@ def make_bench(kind: str, output: str | Path, cases: int = 8, data: str | Path |
         raise OptionError("a self benchmark needs --data DATASET or --source VIDEO (e.g. --source samples)")
     if given_placement and kind == "cross":
         raise OptionError("--given-placement needs the truth's placement: a synthetic or self benchmark")
-    root = Path(output)
+    root = check_output(output, [data, *[item for item in sources or () if str(item) != "samples"]],
+                        kind="folder")
     if root.exists() and any(root.iterdir()) and not (root / "bench.json").exists():
         raise OptionError(f"{root}: exists, is not empty and is not a benchmark; refusing to write into it")
     config = GIVEN_PLACEMENT_AUGMENT if given_placement else BENCH_AUGMENT
@@ -298,23 +302,38 @@ def load_bench(path: str | Path) -> tuple[dict, list[BenchCase]]:
         raise MissingFileError(f"{root}: no bench.json (make one with `splitmerge bench make`)")
     try:
         record = json.loads(header.read_text())
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise LayersFormatError(f"{header}: not valid JSON") from None
-    if record.get("format") != "splitmerge.bench":
+    if not isinstance(record, dict) or record.get("format") != "splitmerge.bench":
         raise LayersFormatError(f"{header}: not a splitmerge benchmark")
-    if record.get("version", 1) < VERSION:
-        raise LayersFormatError(f"{header}: a version {record.get('version', 1)} benchmark, whose prompts were read "
-                                "off the truth; make it again with `splitmerge bench make`")
-    cases = []
-    for key in record["cases"]:
-        folder = root / "cases" / key
-        try:
-            info = json.loads((folder / "case.json").read_text())
-        except (OSError, ValueError):
-            raise LayersFormatError(f"{folder}: missing or unreadable case.json") from None
-        try:
-            cases.append(BenchCase(folder, key, info["kind"], info["prompt"], info["stated_prompt"], info["truth"],
-                                   info["transform"], info["placement"], info["source"]))
-        except (KeyError, TypeError) as error:
-            raise LayersFormatError(f"{folder / 'case.json'}: missing {error}") from None
-    return record, cases
+    version = record.get("version", 1)
+    if not isinstance(version, int) or version < VERSION:
+        raise LayersFormatError(f"{header}: a version {version!r} benchmark, whose prompts were read off the truth; "
+                                "make it again with `splitmerge bench make`")
+    if record.get("kind") not in KINDS or not isinstance(record.get("settings"), dict):
+        raise LayersFormatError(f"{header}: needs 'kind' (one of {', '.join(KINDS)}) and a 'settings' object")
+    keys = record.get("cases")
+    if not isinstance(keys, list) or not keys:
+        raise LayersFormatError(f"{header}: 'cases' must be a non-empty list of case ids")
+    return record, [_load_case(root, safe_name(key, f"{header}: case id")) for key in keys]
+
+
+def _load_case(root: Path, key: str) -> BenchCase:
+    """The case `key` of the benchmark `root` (`key` is a checked plain name: its folder is inside `root`)."""
+    folder = inside(root, Path("cases") / key, f"{root / 'bench.json'}: case {key}")
+    try:
+        info = json.loads((folder / "case.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise LayersFormatError(f"{folder}: missing or unreadable case.json") from None
+    fields = {"kind": str, "prompt": str, "stated_prompt": str, "truth": bool, "transform": dict,
+              "placement": (dict, type(None)), "source": dict}
+    if not isinstance(info, dict):
+        raise LayersFormatError(f"{folder / 'case.json'}: expected a JSON object")
+    for name, kind in fields.items():
+        if name not in info:
+            raise LayersFormatError(f"{folder / 'case.json'}: missing {name!r}")
+        if not isinstance(info[name], kind):
+            raise LayersFormatError(f"{folder / 'case.json'}: {name!r} has the wrong type "
+                                    f"({type(info[name]).__name__})")
+    return BenchCase(folder, key, info["kind"], info["prompt"], info["stated_prompt"], info["truth"],
+                     info["transform"], info["placement"], info["source"])

@@ -18,14 +18,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..atomic import atomic_file
-from ..errors import MissingFileError, OptionError
+from ..atomic import atomic_dir, atomic_file
+from ..errors import MediaError, MissingFileError, OptionError
+from ..paths import check_output
 from ..video.io import read_video, write_video
 from ..video.layers import Video, premultiply
 from ..vlm.frames import sample_indices
@@ -110,6 +112,10 @@ def _result_of(case: BenchCase, layer, background: Video, method: str, results: 
         if not path.is_file():
             raise MissingFileError(f"{path}: no result for case {case.id}")
         video = read_video(path)
+        if video.frames.shape[1:3] != background.frames.shape[1:3]:
+            (h, w), (bh, bw) = video.frames.shape[1:3], background.frames.shape[1:3]
+            raise MediaError(f"{path}: the result is {w}x{h}, the case's background {bw}x{bh}; a result keeps "
+                             f"the background's size")
         return video.frames, None, video.fps
     from ..merge.compose import compose
 
@@ -230,6 +236,9 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
         raise OptionError(f"subject matte {subject_matte!r}: expected method, resplit or truth")
     if prompt not in PROMPTS:
         raise OptionError(f"prompt {prompt!r}: expected one of {', '.join(PROMPTS)}")
+    frames = (judge or {}).get("frames", 4)
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= 64:
+        raise OptionError(f"judge frames {frames!r}: expected 1 to 64 frames per video")
     record, cases = load_bench(bench)
     results_by_name = {Path(folder).name: Path(folder) for folder in results or []}
     for folder in results_by_name.values():
@@ -241,8 +250,26 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     given = bool(record["settings"].get("given_placement"))
     track = "harmonization" if given else prompt
     settings = _settings(everything, results_by_name, options or {}, model, given)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = [bench, *results_by_name.values(), *(value for value in (features or {}).values() if value)]
+    final = check_output(output, [*inputs, model if model != "default" else None], kind="folder")
+    if final.is_dir() and any(final.iterdir()) and not (final / "metrics.json").is_file():
+        raise OptionError(f"{final}: exists, is not empty and is not an evaluation; refusing to replace it")
+    with atomic_dir(final) as out:
+        _keep_vlm_cache(final, out)
+        return _score(out, bench, record, cases, everything, results_by_name, settings, seed, judge, features,
+                      subject_matte, prompt, given, track)
+
+
+def _keep_vlm_cache(previous: Path, fresh: Path) -> None:
+    """Carry a judge cache (``.vlm_cache``) over from an earlier evaluation in the same folder."""
+    if (previous / ".vlm_cache").is_dir():
+        shutil.copytree(previous / ".vlm_cache", fresh / ".vlm_cache")
+
+
+def _score(out: Path, bench, record: dict, cases: list[BenchCase], everything: list[str], results_by_name: dict,
+           settings: dict, seed: int, judge: dict | None, features: dict | None, subject_matte: str, prompt: str,
+           given: bool, track: str) -> dict:
+    """`evaluate`'s work, writing into the (temporary) folder `out`."""
     identity, action, flow = load_feature_models(**(features or {}))
     rows, started = [], time.perf_counter()
     judged_frames: dict[str, dict[str, np.ndarray]] = {method: {} for method in everything}

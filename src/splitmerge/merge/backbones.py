@@ -9,6 +9,8 @@ the existing weights are kept, and the new channels start as a copy of the weigh
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -36,7 +38,10 @@ def load_backbone(kind: str, folder) -> nn.Module:
         from diffusers import CogVideoXTransformer3DModel as cls
     else:
         raise OptionError(f"backbone {kind!r}: expected one of {', '.join(KINDS)}")
-    return cls.from_pretrained(folder)
+    if not list(Path(folder).glob("diffusion_pytorch_model*.safetensors")):
+        raise OptionError(f"{folder}: no diffusion_pytorch_model*.safetensors (weights are loaded from safetensors "
+                          "only, never from pickles such as .bin)")
+    return cls.from_pretrained(folder, use_safetensors=True)
 
 
 def input_projection(model: nn.Module, kind: str) -> nn.Module:

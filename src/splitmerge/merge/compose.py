@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import OptionError, ShapeError
+from ..paths import check_output
 from ..video.io import read_video, write_video
 from ..video.layers import Layers, Video, composite
 from ..video.transforms import place
@@ -197,6 +198,7 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
     is a one-line error. Returns a `Composite`.
     """
     check_options(method, options)
+    check_sampling(seed, steps, guidance)
     subjects = [_as_layers(item) for item in (fg if isinstance(fg, (list, tuple)) else [fg])]
     if not subjects:
         raise OptionError("fg: no foreground layer given")
@@ -218,6 +220,35 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
     result = _METHODS[method](inputs)
     result.meta = {**compose_meta(method, text, seed, count, plan), **result.meta}
     return result
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+
+
+def check_compose_outputs(fg, background, output, layers_out=None) -> None:
+    """Refuse an `output` video or `layers_out` folder that would overwrite or sit inside an input (the
+    `background` file, the `fg` Layers folders) or each other, or that cannot be written (`paths.check_output`)."""
+    given = [*(fg if isinstance(fg, (list, tuple)) else [fg]), background]
+    sources = [item for item in given if isinstance(item, (str, os.PathLike))]
+    check_output(output, sources, kind="file", suffixes=VIDEO_SUFFIXES)
+    if layers_out is not None:
+        check_output(layers_out, [*sources, output], kind="folder", flag="--layers-out")
+
+
+def check_sampling(seed, steps, guidance) -> None:
+    """One-line errors for a seed that is not an integer, steps below 1, or a guidance that is not a finite
+    number >= 0 (None = the method's default)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise OptionError(f"seed {seed!r}: expected an integer")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise OptionError(f"steps {steps!r}: expected an integer >= 1")
+    if guidance is not None:
+        try:
+            finite = np.isfinite(float(guidance)) and float(guidance) >= 0
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise OptionError(f"guidance {guidance!r}: expected a finite number >= 0")
 
 
 def check_method(method: str) -> None:
@@ -244,8 +275,10 @@ def plan_placement(count: int, position=None, scale=None, trajectory=None, place
         placement = "model" if position is None and scale is None and trajectory is None else "given"
     if trajectory is not None and position is not None:
         raise OptionError("give position or trajectory, not both")
-    if scale is not None and not (np.all(np.isfinite(scale)) and np.all(np.asarray(scale) > 0)):
-        raise OptionError(f"scale {scale}: must be above 0")
+    if position is not None:
+        position = _checked_position(position)
+    if scale is not None and not _positive_finite(scale):
+        raise OptionError(f"scale {scale}: must be a finite number above 0")
     scale = 1.0 if scale is None else scale
     if trajectory is not None:
         track = load_trajectory(trajectory) if isinstance(trajectory, (str, os.PathLike)) else \
@@ -256,6 +289,25 @@ def plan_placement(count: int, position=None, scale=None, trajectory=None, place
         if track.shape[1] == 3:  # per-frame scales, times the overall `scale`
             scale = track[:count, 2] * scale
     return Placement(None if position is None else np.asarray(position, dtype=np.float64), scale, placement)
+
+
+def _positive_finite(values) -> bool:
+    try:
+        values = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return values.size > 0 and bool(np.all(np.isfinite(values)) and np.all(values > 0))
+
+
+def _checked_position(position) -> np.ndarray:
+    """`position` as finite (x, y) fractions, or (T, 2) of them."""
+    try:
+        points = np.asarray(position, dtype=np.float64)
+    except (TypeError, ValueError):
+        points = np.zeros(0)
+    if points.shape[-1:] != (2,) or points.ndim > 2 or not np.all(np.isfinite(points)):
+        raise OptionError(f"position {position!r}: expected finite x, y fractions of the frame, e.g. (0.5, 0.7)")
+    return points
 
 
 def empty_matte(index: int) -> OptionError:

@@ -30,14 +30,16 @@ Shapes: pixels (B, 3, T, H, W) in [-1, 1]; mattes (B, 1, T, H, W) in [0, 1]; cap
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 
 from ..atomic import atomic_dir
+from ..config_types import check_field_types
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
@@ -94,6 +96,7 @@ class ComposerConfig:
     sample_size: list | None = None   # inference runs there, in windows over time)
 
     def __post_init__(self):
+        check_field_types(self, "Composer config")
         if self.objective not in ("flow", "v"):
             raise OptionError(f"objective {self.objective!r}: expected flow or v")
         if self.noise_levels not in ("logit-normal", "uniform"):
@@ -110,6 +113,27 @@ class ComposerConfig:
             raise OptionError("text encoder t5 needs text_encoder_path (a folder with text_encoder/ and tokenizer/)")
         if not 0 <= self.identity_weight <= 1:
             raise OptionError(f"identity weight {self.identity_weight}: must be in [0, 1]")
+
+
+def _read_config(folder: Path) -> ComposerConfig:
+    """The `ComposerConfig` of a saved Composer folder (its ``composer.json``), or a one-line error."""
+    record_path = folder / "composer.json"
+    if not record_path.is_file():
+        raise MissingFileError(f"{folder}: no composer.json (not a saved Composer)")
+    try:
+        record = json.loads(record_path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise OptionError(f"{record_path}: not valid JSON") from None
+    if not isinstance(record, dict) or record.pop("format", None) != "splitmerge.composer":
+        raise OptionError(f"{record_path}: not a splitmerge Composer")
+    record.pop("version", None)
+    unknown = sorted(set(record) - {item.name for item in fields(ComposerConfig)})
+    if unknown:
+        raise OptionError(f"{record_path}: unknown fields {', '.join(unknown)}")
+    try:
+        return ComposerConfig(**record)
+    except OptionError as error:
+        raise OptionError(f"{record_path}: {error}") from None
 
 
 class Composer(nn.Module):
@@ -474,14 +498,15 @@ class Composer(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "Composer":
         folder = Path(folder)
-        record_path = folder / "composer.json"
-        if not record_path.is_file():
-            raise MissingFileError(f"{folder}: no composer.json (not a saved Composer)")
-        record = json.loads(record_path.read_text())
-        if record.pop("format", None) != "splitmerge.composer":
-            raise OptionError(f"{record_path}: not a splitmerge Composer")
-        record.pop("version", None)
-        config = ComposerConfig(**record)
+        config = _read_config(folder)
+        try:
+            return cls._load(folder, config)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise OptionError(f"{folder}: cannot load the Composer's weights ({first[:200]})") from None
+
+    @classmethod
+    def _load(cls, folder: Path, config: ComposerConfig) -> "Composer":
         if not config.lora_rank:
             return cls(config, backbone=load_backbone(config.backbone, folder / "transformer"))
         from peft import set_peft_model_state_dict

@@ -24,8 +24,8 @@ from ..video.io import VideoReader, VideoWriter, iter_chunks, probe
 from ..video.layers import LayersStream, LayersWriter, composite
 from ..video.rates import frame_rate
 from ..video.transforms import SUBJECT_THRESHOLD, place, subject_center
-from .compose import (ComposeInputs, Placement, check_options, compose_meta, empty_matte, placed_outside,
-                      plan_placement)
+from .compose import (ComposeInputs, Placement, check_compose_outputs, check_options, check_sampling, compose_meta,
+                      empty_matte, placed_outside, plan_placement)
 from .orientation import matte_centres
 
 STREAMED = ("copy-paste", "stm")
@@ -71,11 +71,13 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
     `layers_out` the result as a Layers folder), streamed. Options as `sm.compose`; `method` one of
     `STREAMED` (see `streamable`). Returns the result's meta (as `Composite.meta`)."""
     check_options(method, options)
+    check_sampling(seed, steps, guidance)
     if method not in STREAMED:
         raise OptionError(f"method {method!r}: not streamed (use sm.compose)")
     folders = list(fg) if isinstance(fg, (list, tuple)) else [fg]
     if not folders:
         raise OptionError("fg: no foreground layer given")
+    check_compose_outputs(folders, background, output, layers_out)
     subjects = [LayersStream(folder) for folder in folders]
     info = probe(background)
     count = min([info.frames] + [subject.num_frames for subject in subjects])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -26,7 +27,9 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_dir, atomic_file
+from ..config_types import check_field_types
 from ..errors import MissingFileError, OptionError
+from ..paths import check_output
 from .composer import Composer, ComposerConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
@@ -64,6 +67,9 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
+        check_field_types(self, "training config")
+        if min(self.size) < 2:
+            raise OptionError(f"size {self.size}: height and width must be at least 2 pixels")
         self.size = tuple(int(v) for v in self.size)
         if self.schedule not in ("cosine", "constant"):
             raise OptionError(f"schedule {self.schedule!r}: expected cosine or constant")
@@ -73,6 +79,9 @@ class TrainConfig:
         if self.stop_at is not None and not 1 <= int(self.stop_at) <= self.max_steps:
             raise OptionError(f"stop_at {self.stop_at}: must be between 1 and max_steps ({self.max_steps})")
         augment_settings(self)  # a malformed augment dict fails here, before any run folder exists
+        unknown = sorted(set(self.composer) - {item.name for item in fields(ComposerConfig)})
+        if unknown:
+            raise OptionError(f"composer: unknown fields {', '.join(unknown)}")
         ComposerConfig(**self.composer)  # validates early
 
     @classmethod
@@ -87,12 +96,17 @@ class TrainConfig:
             record = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise OptionError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        if not isinstance(record, dict):
+            raise OptionError(f"{path}: expected a mapping of TrainConfig fields, got {type(record).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(record) - known
         if unknown:
             raise OptionError(f"{path}: unknown fields {', '.join(sorted(unknown))}")
         record.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**_expand(record))
+        try:
+            return cls(**_expand(record))
+        except OptionError as error:
+            raise OptionError(f"{path}: {error}") from None
 
 
 def _expand(value):
@@ -126,8 +140,10 @@ def build_composer(config: TrainConfig) -> Composer:
 
 
 def preset_path(name: str) -> Path:
+    """The YAML of the preset `name` (a plain name of a file in the package's configs folder, nothing else)."""
+    known_names = {p.stem for p in CONFIGS.glob("*.yaml")}
     path = CONFIGS / f"{name}.yaml"
-    if not path.is_file():
+    if name not in known_names:
         known = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
         raise OptionError(f"preset {name!r}: unknown; expected one of {', '.join(known)}")
     return path
@@ -180,6 +196,31 @@ def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": record["param_groups"]})
+
+
+def _checkpoint_part(path: Path, read):
+    """`read()`, with any way a damaged checkpoint file can fail turned into one line naming `path`."""
+    from safetensors import SafetensorError
+
+    try:
+        return read()
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError,
+            SafetensorError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OptionError(f"{path}: a damaged checkpoint file ({first[:160]}); resume from an earlier "
+                          "checkpoint by removing this one") from None
+
+
+def _restore(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load a checkpoint's weights and optimizer state into `model` and `optimizer`; returns its step."""
+    state = _checkpoint_part(checkpoint / "state.json", lambda: json.loads((checkpoint / "state.json").read_text()))
+    step = state.get("step") if isinstance(state, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise OptionError(f"{checkpoint / 'state.json'}: a damaged checkpoint file (no step count)")
+    loaded = Composer.from_pretrained(checkpoint / "composer")
+    _checkpoint_part(checkpoint / "composer", lambda: model.load_state_dict(loaded.state_dict()))
+    _checkpoint_part(checkpoint / "optimizer.json", lambda: _load_optimizer(checkpoint, optimizer))
+    return step
 
 
 def latest_checkpoint(run: Path) -> Path | None:
@@ -235,7 +276,19 @@ def _plot_losses(run: Path) -> None:
 
 
 def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
-    """Train (or resume) into the run folder `run`. Returns a summary (steps, last loss, seconds, paths)."""
+    """Train (or resume) into the run folder `run`. Returns a summary (steps, last loss, seconds, paths).
+
+    A new run that fails before its first checkpoint leaves no run folder behind."""
+    fresh = not Path(run).exists()
+    try:
+        return _train(config, run, resume)
+    except BaseException:
+        if fresh and latest_checkpoint(Path(run)) is None:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+
+def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     from accelerate import Accelerator
 
     from ..data.torch_dataset import NoiseConfig, StmDataset, add_input_noise, collate_samples
@@ -243,10 +296,12 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
 
     if not config.data:
         raise OptionError("train: no dataset (--data DATASET)")
-    run = Path(run)
+    run = check_output(run, [config.data, config.pretrained], kind="folder")
     checkpoint = latest_checkpoint(run) if resume else None
     if not resume and run.exists() and any(run.iterdir()):
         raise OptionError(f"{run}: exists and is not empty; pass --resume to continue it, or use a new folder")
+    if resume and not (run / "config.json").is_file():
+        raise OptionError(f"{run}: no training run to resume (no config.json); start it without --resume")
     # cpu=True on a machine without CUDA, so torchrun's processes join one gloo group (MULTI_CPU).
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -260,15 +315,13 @@ def train(config: TrainConfig, run: str | Path, resume: bool = False) -> dict:
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = 0
     if checkpoint is not None:
-        loaded = Composer.from_pretrained(checkpoint / "composer")
-        model.load_state_dict(loaded.state_dict())
-        _load_optimizer(checkpoint, optimizer)
-        start = json.loads((checkpoint / "state.json").read_text())["step"]
+        start = _restore(checkpoint, model, optimizer)
     ema = Ema(model, config.ema, updates=start) if config.ema else None
     if ema is not None and checkpoint is not None and (checkpoint / "ema.safetensors").is_file():
         from safetensors.torch import load_file
 
-        ema.shadow = load_file(str(checkpoint / "ema.safetensors"))
+        ema.shadow = _checkpoint_part(checkpoint / "ema.safetensors", lambda: load_file(str(checkpoint /
+                                                                                           "ema.safetensors")))
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
     noise = NoiseConfig(enabled=config.input_noise)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import OptionError
+from .budget import check_frame_size
 
 FITS = ("cover", "contain")
 
@@ -50,7 +51,8 @@ class ResizePlan:
 
 
 def parse_size(text: str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
-    """Parse a size given as ``"HxW"`` or ``(H, W)``; ``None`` stays ``None``."""
+    """Parse a size given as ``"HxW"`` or ``(H, W)``; ``None`` stays ``None``. Sizes above the pixel limit
+    (`budget.max_pixels`) are refused here, before anything is decoded or allocated."""
     if text is None:
         return None
     if isinstance(text, str):
@@ -61,12 +63,13 @@ def parse_size(text: str | tuple[int, int] | list[int] | None) -> tuple[int, int
     else:
         try:
             size = tuple(int(v) for v in text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise OptionError(f"size {text!r}: expected (height, width) integers") from None
         if len(size) != 2:
             raise OptionError(f"size {text!r}: expected (height, width)")
     if size[0] < 2 or size[1] < 2:
         raise OptionError(f"size {size[0]}x{size[1]}: height and width must be at least 2 pixels")
+    check_frame_size(*size, "size")
     return size  # type: ignore[return-value]
 
 

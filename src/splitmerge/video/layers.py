@@ -31,6 +31,7 @@ import numpy as np
 
 from ..atomic import atomic_dir
 from ..errors import LayersFormatError, MissingFileError, OptionError, ShapeError
+from .budget import check_frame_size, check_memory
 from .rates import frame_rate
 
 LAYERS_FORMAT = "splitmerge.layers"
@@ -261,6 +262,8 @@ class Layers(_Clip):
         """Read a Layers folder; every file is checked against layers.json, errors name the file at fault."""
         from .io import read_matte, read_video
 
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+            raise OptionError(f"Layers folder {directory!r}: expected a folder path")
         folder = Path(directory)
         if not folder.exists():
             raise MissingFileError(f"{folder}: no such Layers folder")
@@ -268,6 +271,8 @@ class Layers(_Clip):
             raise LayersFormatError(f"{folder}: not a folder (a Layers folder holds layers.json and videos)")
         header = _read_header(folder / "layers.json")
         expected = (header["num_frames"], header["height"], header["width"])
+        # source, foreground, background (3 bytes a pixel each) and the matte (4): all in memory at once
+        check_memory(header["num_frames"] * header["height"] * header["width"] * 13, f"{folder}: loading it whole")
         clips = {}
         for name in ("source.mp4", "foreground.mp4", "background.mp4"):
             path = _required(folder / name)
@@ -292,6 +297,8 @@ class LayersStream:
     """
 
     def __init__(self, directory: str | os.PathLike):
+        if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+            raise OptionError(f"Layers folder {directory!r}: expected a folder path")
         self.folder = Path(directory)
         if not self.folder.is_dir():
             raise MissingFileError(f"{self.folder}: no such Layers folder")
@@ -315,16 +322,18 @@ class LayersStream:
         reader = VideoReader(self.folder / "alpha.mkv", max_frames=count, pixels="gray")
         peak = np.float32(65535 if _is_16_bit(reader.info.pix_fmt) else 255)
         mattes = iter_chunks((self._sized("alpha.mkv", plane).astype(np.float32) / peak for plane in reader), chunk)
-        if not colour:
-            for alpha in mattes:
-                yield None, alpha
-            return
         colours = iter_chunks((self._sized("foreground.mp4", frame) for frame in
-                               VideoReader(self.folder / "foreground.mp4", max_frames=count)), chunk)
+                               VideoReader(self.folder / "foreground.mp4", max_frames=count)), chunk) if colour else ()
+        given = 0
         for alpha, foreground in zip_longest(mattes, colours):
-            if alpha is None or foreground is None or len(alpha) != len(foreground):
+            if alpha is None or (colour and (foreground is None or len(alpha) != len(foreground))):
                 raise LayersFormatError(f"{self.folder}: foreground.mp4 and alpha.mkv have different frame counts")
+            given += len(alpha)
             yield foreground, alpha
+        wanted = min(count, self.num_frames)
+        if given < wanted:
+            raise LayersFormatError(f"{self.folder / 'alpha.mkv'}: ends after {given} frames; layers.json says "
+                                    f"{self.num_frames}")
 
 
 class LayersWriter:
@@ -459,6 +468,10 @@ def _read_header(path: Path) -> dict:
         raise LayersFormatError(f"{path}: {error}") from None
     if not isinstance(header.get("caption", ""), str):
         raise LayersFormatError(f"{path}: caption must be a string")
+    for key in ("source", "backends", "seconds", "filters", "extra"):
+        if not isinstance(header.get(key, {}), dict):
+            raise LayersFormatError(f"{path}: {key} must be an object, got {type(header[key]).__name__}")
+    check_frame_size(header["height"], header["width"], str(path))
     return header
 
 
