@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from splitmerge.app.jobs import AppLimits, JobRunner, Workspace, check_video
@@ -134,6 +135,7 @@ def test_the_page_splits_composes_and_plays_the_result(server, tmp_path):
         page.goto(url)
         page.locator("#fg-video input[type=file]").set_input_files(str(sample_path("bigbuckbunny")))
         page.wait_for_selector("#fg-video video", timeout=60_000)
+        page.wait_for_selector("#fg-frame img", timeout=60_000)  # its first frame, to click on the subject
         page.click("#split-button")
         page.wait_for_selector("#matte-video video", timeout=180_000)
         assert "split: done" in page.inner_text("#status")
@@ -207,6 +209,15 @@ def test_split_and_compose_jobs_write_what_the_page_shows(tmp_path):
     assert steps[-1] == 1.0 and steps == sorted(steps) and "moves" in split["caption"]
     overlay = sm.read_video(split["overlay"])
     assert overlay.frames.shape == (12, 240, 426, 3)
+    alpha = sm.Layers.load(split["layers"]).alpha  # a click on the subject's first frame picks that subject
+    first = next(t for t in range(len(alpha)) if (alpha[t] > 0.5).any())
+    ys, xs = np.nonzero(alpha[first] > 0.5)
+    point = (float(np.median(xs)) / alpha.shape[2], float(np.median(ys)) / alpha.shape[1])
+    picked = split_job(str(sample_path("bigbuckbunny")), str(tmp_path / "picked"), limits, lambda *_: None,
+                       point=point)
+    chosen = sm.Layers.load(picked["layers"])
+    assert chosen.meta["backends"]["segmenter"]["pick"] == {"point": list(point)}
+    assert ((chosen.alpha > 0.5) & (alpha > 0.5)).sum() >= 0.5 * (alpha > 0.5).sum()
     composed = compose_job(split["layers"], str(sample_path("carphone")), str(tmp_path / "compose"), "stm",
                            (0.4, 0.6), 0.7, limits, lambda fraction, text: None, placement="given")
     result = sm.read_video(composed["result"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import splitmerge as sm
 from splitmerge.eval import psnr
-from splitmerge.video.layers import LAYERS_CRF, LAYERS_FILES
+from splitmerge.video.layers import EFFECTS_FILE, EFFECTS_SCALE, LAYERS_CRF, LAYERS_FILES, LayersStream
 
 from conftest import pattern_frames
 
@@ -239,3 +240,224 @@ def test_preview_shows_four_labelled_panels(saved):
     info = sm.probe(saved / "preview.mp4")
     assert info.frames == 10 and info.height == 48 + 18
     assert info.width >= 4 * 64
+
+
+# ------------------------------------------------------------------------------------------- version 2: effects
+
+
+def shadowed_clip(channels: int = 1, frames: int = 6, height: int = 48, width: int = 64) -> sm.Layers:
+    """A grey disc (`soft_disc`) over a smooth plate, casting a soft shadow (gain 0.4 at its darkest) below it,
+    with a reflection (gain 1.25) down the right edge; the clip is ``fg + (1 - alpha) * effects * bg``."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    plate = np.rint(np.stack([60 + 120 * xs / width, 80 + 100 * ys / height, 150 + 0 * xs], -1)).astype(np.uint8)
+    plate = np.repeat(plate[None], frames, axis=0)
+    alpha = soft_disc(frames, height, width)
+    gain = np.ones((frames, height, width), np.float32)
+    for t in range(frames):
+        distance = np.hypot((xs - (width / 3 + 2 * t)) / 2, ys - height * 0.85)
+        gain[t] = 1 - 0.6 * np.clip((8 - distance) / 4, 0, 1)
+    gain[:, :, -6:] = 1.25
+    if channels == 3:  # a warm reflection: more red than blue
+        gain = np.stack([gain, gain, gain], axis=-1)
+        gain[:, :, -6:] = (1.4, 1.25, 1.1)
+    foreground = sm.premultiply(np.full_like(plate, 140), alpha)
+    source = sm.composite(foreground, alpha, plate, gain)
+    return sm.Layers(source, alpha, foreground, plate, 25.0, "a grey disc and its shadow", effects=gain)
+
+
+@pytest.fixture(scope="module")
+def shadowed(tmp_path_factory) -> tuple[sm.Layers, object]:
+    clip = shadowed_clip()
+    return clip, clip.save(tmp_path_factory.mktemp("v2") / "clip")
+
+
+def test_composite_with_effects_scales_the_background_behind_the_subject():
+    fg = np.zeros((1, 1, 2, 3), np.uint8)
+    fg[0, 0, 1] = 50
+    alpha = np.array([[[0.0, 0.5]]], np.float32)
+    bg = np.full((1, 1, 2, 3), 200, np.uint8)
+    gray = np.array([[[0.5, 0.5]]], np.float32)
+    assert sm.composite(fg, alpha, bg, gray)[0, 0, :, 0].tolist() == [100, 100]  # 0 + 1 * .5 * 200, 50 + .5 * .5 * 200
+    colour = np.ones((1, 1, 2, 3), np.float32)
+    colour[0, 0, 0] = (1.2, 1.0, 0.25)
+    assert sm.composite(fg, alpha, bg, colour)[0, 0, 0].tolist() == [240, 200, 50]
+    assert np.array_equal(sm.composite(fg, alpha, bg, np.ones_like(alpha)), sm.composite(fg, alpha, bg))
+    with pytest.raises(sm.ShapeError, match="effects must be float shaped like alpha"):
+        sm.composite(fg, alpha, bg, gray[..., :1])
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda e: e[:, :10], "Layers.effects: expected shape (10, 48, 64) (T, H, W) or (10, 48, 64, 3)"),
+    (lambda e: e[..., None], "Layers.effects: expected shape"),
+    (lambda e: e.astype(np.float64), "Layers.effects: expected dtype float32"),
+    (lambda e: e - 2, "Layers.effects: values must be finite and >= 0"),
+    (lambda e: e * np.float32(np.nan), "Layers.effects: values must be finite"),
+    (lambda e: list(e), "Layers.effects: expected shape"),
+])
+def test_effects_are_validated(layers, change, words):
+    with pytest.raises(sm.ShapeError) as raised:
+        sm.Layers(layers.frames, layers.alpha, layers.foreground, layers.background, 25,
+                  effects=change(np.ones(layers.alpha.shape, np.float32)))
+    assert words in str(raised.value)
+
+
+def test_a_version_2_folder_round_trips_its_effects(shadowed):
+    clip, folder = shadowed
+    assert sorted(p.name for p in folder.iterdir()) == sorted((*LAYERS_FILES, EFFECTS_FILE))
+    header = json.loads((folder / "layers.json").read_text())
+    assert header["version"] == 2 and header["effects_scale"] == EFFECTS_SCALE == 32768
+    assert header["effects_channels"] == 1 and sm.probe(folder / EFFECTS_FILE).pix_fmt == "gray16le"
+    back = sm.Layers.load(folder)
+    assert back.effects.dtype == np.float32 and back.effects.shape == (6, 48, 64)
+    assert np.abs(back.effects - clip.effects).max() <= 0.5 / EFFECTS_SCALE  # the documented quantisation
+    assert back.gain is back.effects
+    assert np.array_equal(clip.recomposite(), clip.frames)
+    assert psnr(clip.frames, back.recomposite()) >= 40  # after one H.264 encode of foreground and background
+    without = sm.composite(back.foreground, back.alpha, back.background)
+    assert psnr(clip.frames, without) < 25  # the shadow and the reflection are in the effects, not the plate
+    again = back.save(folder.parent / "again", preview=False)  # exact from the second generation on
+    assert np.array_equal(sm.Layers.load(again).effects, back.effects)
+
+
+def test_three_channel_effects_and_gains_beyond_two(tmp_path):
+    clip = shadowed_clip(channels=3, frames=3, height=16, width=24)
+    clip.effects[0, 0, 0] = (0.0, 5.0, 65535 / 32768)  # gains of 2 and more store as the largest, 65535/32768
+    back = sm.Layers.load(clip.save(tmp_path / "rgb", preview=False))
+    assert json.loads((tmp_path / "rgb" / "layers.json").read_text())["effects_channels"] == 3
+    assert sm.probe(tmp_path / "rgb" / EFFECTS_FILE).pix_fmt == "gbrp16le"
+    assert back.effects.shape == (3, 16, 24, 3)
+    assert back.effects[0, 0, 0].tolist() == [0.0, 65535 / 32768, 65535 / 32768]
+    clip.effects[0, 0, 0] = back.effects[0, 0, 0]
+    assert np.abs(back.effects - clip.effects).max() <= 0.5 / EFFECTS_SCALE
+    assert back.effects[0, 0, -1].tolist() == pytest.approx([1.4, 1.25, 1.1], abs=0.5 / EFFECTS_SCALE)
+
+
+def test_a_folder_without_effects_stays_version_1_and_loads_with_effects_none(saved):
+    header = json.loads((saved / "layers.json").read_text())
+    assert header["version"] == 1 and "effects_scale" not in header
+    assert not (saved / EFFECTS_FILE).exists()
+    back = sm.Layers.load(saved)
+    assert back.effects is None
+    assert back.gain.shape == back.alpha.shape and (back.gain == 1).all() and not back.gain.flags.writeable
+    assert np.array_equal(back.recomposite(), sm.composite(back.foreground, back.alpha, back.background))
+    (saved / EFFECTS_FILE).write_text("not ours")  # version 1 defines no effects.mkv: it is not read
+    assert sm.Layers.load(saved).effects is None
+
+
+def test_layers_writer_with_effects_writes_what_save_writes(tmp_path, shadowed):
+    clip, folder = shadowed
+    with sm.LayersWriter(tmp_path / "streamed", clip.rate) as writer:
+        for t in range(clip.num_frames):
+            writer.write(clip.frames[t], clip.alpha[t], clip.foreground[t], clip.background[t], clip.effects[t])
+        writer.close(clip.caption, clip.meta)
+    saved_header = json.loads((folder / "layers.json").read_text())
+    assert json.loads((tmp_path / "streamed" / "layers.json").read_text()) == saved_header
+    streamed, whole = sm.Layers.load(tmp_path / "streamed"), sm.Layers.load(folder)
+    for name in ("frames", "alpha", "foreground", "background", "effects"):
+        assert np.array_equal(getattr(streamed, name), getattr(whole, name)), name
+    info = sm.probe(tmp_path / "streamed" / "preview.mp4")  # five panels: the effects too
+    assert info.height == 48 + 18 and info.width >= 5 * 64
+
+
+def test_layers_writer_refuses_effects_on_some_frames_only(tmp_path, shadowed):
+    clip, _ = shadowed
+    frame = (clip.frames[0], clip.alpha[0], clip.foreground[0], clip.background[0])
+    with pytest.raises(sm.ShapeError, match="frame 1 has no effects, earlier frames had one-channel effects"):
+        with sm.LayersWriter(tmp_path / "some", 25, preview=False) as writer:
+            writer.write(*frame, clip.effects[0])
+            writer.write(*frame)
+    with pytest.raises(sm.ShapeError, match="frame 1 has three-channel effects, earlier frames had no effects"):
+        with sm.LayersWriter(tmp_path / "late", 25, preview=False) as writer:
+            writer.write(*frame)
+            writer.write(*frame, np.ones((48, 64, 3), np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_layers_stream_gives_effects_on_request(shadowed, saved):
+    clip, folder = shadowed
+    stream = LayersStream(folder)
+    assert stream.version == 2 and stream.has_effects and stream.effects_scale == EFFECTS_SCALE
+    parts = list(stream.chunks(5, 2, effects=True))
+    assert [len(alpha) for _, alpha, _ in parts] == [2, 2, 1]
+    effects = np.concatenate([gain for _, _, gain in parts])
+    assert np.array_equal(effects, sm.Layers.load(folder).effects[:5])
+    assert all(len(part) == 2 for part in stream.chunks(5, 2))  # without effects: the pairs as before
+    plain = LayersStream(saved)
+    assert plain.version == 1 and not plain.has_effects and plain.effects_scale is None
+    for foreground, alpha, gain in plain.chunks(4, 3, colour=False, effects=True):
+        assert foreground is None and gain.shape == alpha.shape and (gain == 1).all()
+
+
+@pytest.fixture
+def v2(tmp_path, shadowed):
+    import shutil
+
+    return Path(shutil.copytree(shadowed[1], tmp_path / "clip"))
+
+
+def _rewrite_effects(folder, effects, cls=None):
+    from splitmerge.video.io import GainWriter
+
+    with GainWriter(folder / EFFECTS_FILE, 25) as writer:
+        for frame in effects:
+            writer.write(frame)
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda f: _rewrite_effects(f, np.ones((4, 48, 64), np.float32)), "effects.mkv: 4 frames of 64x48, "
+                                                                      "layers.json says 6 frames of 64x48"),
+    (lambda f: _rewrite_effects(f, np.ones((6, 40, 64), np.float32)), "effects.mkv: 6 frames of 64x40"),
+    (lambda f: _rewrite_effects(f, np.ones((6, 48, 64, 3), np.float32)), "expected lossless 16-bit effects "
+                                                                         "(ffv1 gbrp16le found, gray16le for the 1"),
+    (lambda f: sm.write_matte(f / EFFECTS_FILE, np.ones((6, 48, 64), np.float32), 25, bits=8),
+     "expected lossless 16-bit effects (ffv1 gray found"),
+    (lambda f: (f / EFFECTS_FILE).write_text("garbage"), "effects.mkv: not a readable video"),
+    (lambda f: (f / EFFECTS_FILE).unlink(), "effects.mkv: missing from the Layers folder"),
+])
+def test_malformed_effects_give_one_line_naming_the_file(v2, damage, words):
+    damage(v2)
+    with pytest.raises(sm.LayersFormatError) as raised:
+        sm.Layers.load(v2)
+    message = str(raised.value)
+    assert str(v2 / EFFECTS_FILE) in message and words in message and "\n" not in message
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"effects_scale": 0}, "effects_scale must be a positive number, got 0"),
+    ({"effects_scale": "32768"}, "effects_scale must be a positive number"),
+    ({"effects_channels": 2}, "effects_channels must be 1 or 3, got 2"),
+    ({"effects_scale": None, "effects_channels": None}, "effects.mkv: present, but"),
+])
+def test_a_malformed_version_2_header_names_the_file(v2, change, words):
+    header = json.loads((v2 / "layers.json").read_text())
+    header.update(change)
+    header = {key: value for key, value in header.items() if value is not None}
+    (v2 / "layers.json").write_text(json.dumps(header))
+    for read in (sm.Layers.load, LayersStream):
+        with pytest.raises(sm.LayersFormatError, match=words):
+            read(v2)
+
+
+def test_a_wrong_length_effects_file_is_found_while_streaming(v2):
+    _rewrite_effects(v2, np.ones((4, 48, 64), np.float32))
+    with pytest.raises(sm.LayersFormatError, match="effects.mkv and alpha.mkv have different frame counts"):
+        list(LayersStream(v2).chunks(6, 4, effects=True))
+
+
+def test_webdataset_export_carries_effects_when_a_clip_has_them(tmp_path):
+    import tarfile
+
+    from splitmerge.data import build
+    from splitmerge.data.export import export
+    from splitmerge.data.manifest import read_manifest
+
+    dataset = tmp_path / "dataset"
+    build([], dataset, synthetic=2, frames=4, size=(32, 48))
+    rows = [row for row in read_manifest(dataset) if row["status"] == "ok"]
+    with_effects = rows[0]
+    (dataset / with_effects["clip"] / EFFECTS_FILE).write_bytes(b"effects bytes")
+    shards = export(dataset, tmp_path / "shards", "webdataset", split=None, per_shard=10)
+    with tarfile.open(shards[0]) as archive:
+        names = set(archive.getnames())
+        assert archive.extractfile(f"{with_effects['id']}.effects.mkv").read() == b"effects bytes"
+    assert f"{rows[1]['id']}.effects.mkv" not in names and f"{rows[1]['id']}.alpha.mkv" in names

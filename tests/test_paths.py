@@ -134,11 +134,11 @@ def test_a_full_disk_during_split_is_one_line_and_leaves_nothing(tmp_path, monke
     sm.write_video(video, sm.Video(np.random.default_rng(0).integers(0, 255, (12, 64, 96, 3), np.uint8), 25.0))
     original, written = LayersWriter.write, []
 
-    def write_until_full(self, *frames):
+    def write_until_full(self, *frames, **effects):
         if len(written) == 3:
             raise OSError(errno.ENOSPC, "No space left on device", str(self.target / "source.mp4"))
         written.append(1)
-        return original(self, *frames)
+        return original(self, *frames, **effects)
 
     monkeypatch.setattr(LayersWriter, "write", write_until_full)
     before = sorted(tmp_path.iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -207,3 +208,120 @@ def test_cli_split_sets_backend_options_and_rejects_bad_ones(tmp_path, clips, ca
         error = capsys.readouterr().err
         assert message in error and error.count("\n") == 1
         assert not target.exists()
+
+
+# ------------------------------------------------------------------------------------------ choosing the subject
+
+
+def two_movers_clip(count: int = 24, height: int = 72, width: int = 108, seed: int = 2):
+    """Two striped discs over a smooth random texture: a large one on the left moving right and a smaller one on
+    the right moving down (1.5 px/frame each); they stay more than 10 px apart.
+
+    Returns (frames (T, H, W, 3) uint8, left disc's alpha (T, H, W) float32, right disc's alpha)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, size=(height // 4 + 2, width // 4 + 2, 3)).astype(np.float32)
+    scene = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    scene = np.clip(cv2.GaussianBlur(scene, (0, 0), 1.0) * 0.8 + 25, 0, 255)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames, alphas = [], ([], [])
+    for t in range(count):
+        frame = scene.copy()
+        for (cx, cy, radius), alpha_list in zip(((0.2 * width + 1.5 * t, 0.5 * height, 12.0),
+                                                 (0.82 * width, 0.2 * height + 1.5 * t, 10.0)), alphas, strict=True):
+            alpha = np.clip(radius - np.hypot(xs - cx, ys - cy) + 0.5, 0, 1).astype(np.float32)
+            stripes = np.where(((xs - cx) // 4) % 2 == 0, 230.0, 40.0)
+            subject = np.stack([stripes, 200 - stripes * 0.5, 255 - stripes], axis=-1)
+            frame = subject * alpha[..., None] + frame * (1 - alpha[..., None])
+            alpha_list.append(alpha)
+        frames.append(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
+    return np.stack(frames), np.stack(alphas[0]), np.stack(alphas[1])
+
+
+@pytest.fixture(scope="module")
+def two_movers():
+    return two_movers_clip()
+
+
+def covers(alpha: np.ndarray, truth: np.ndarray) -> float:
+    """The share of `truth`'s pixels (over the clip) inside the matte `alpha`."""
+    return float(((alpha > 0.5) & (truth > 0.5)).sum() / (truth > 0.5).sum())
+
+
+@pytest.mark.parametrize("chosen, pick", [
+    (0, {"point": (0.2, 0.5)}), (1, {"point": (0.82, 0.2)}),
+    (0, {"box": (0.05, 0.3, 0.35, 0.75)}), (1, {"box": [0.7, 0.0, 0.98, 0.45]}),
+])
+def test_split_keeps_the_picked_mover_and_leaves_the_other_in_the_background(two_movers, chosen, pick):
+    frames, *truths = two_movers
+    layers = split(sm.Video(frames, 25), caption="a disc", **pick)
+    assert iou(layers.alpha, truths[chosen]) >= 0.8
+    assert covers(layers.alpha, truths[1 - chosen]) < 0.05
+    subject = layers.meta["split"]["subject"]
+    name = "point" if "point" in pick else "box"
+    assert subject["chosen_by"] == name and subject[name] == list(pick[name]) and subject["found_at_frame"] == 0
+    assert layers.meta["split"]["config"][name] == pytest.approx(pick[name])
+
+
+def test_a_picked_subject_is_followed_across_windows(tmp_path, two_movers):
+    frames, left, right = two_movers  # the right disc is the smaller: not the one chosen without a pick
+    meta = split_to_folder(sm.Video(frames, 25), tmp_path / "layers", caption="disc", point=(0.82, 0.2),
+                           window=16, overlap=4)
+    assert meta["split"]["windows"] == 2
+    header = json.loads((tmp_path / "layers" / "layers.json").read_text())
+    assert header["backends"]["segmenter"]["pick"] == {"point": [0.82, 0.2]}
+    assert header["extra"]["split"]["subject"] == {"chosen_by": "point", "point": [0.82, 0.2], "found_at_frame": 0}
+    alpha = sm.Layers.load(tmp_path / "layers").alpha
+    assert covers(alpha, left) < 0.05  # the other mover never enters, in either window
+    # The second window (12 frames, short for a small disc) is rougher, but it follows the same disc.
+    assert iou(alpha[:12], right[:12]) >= 0.7 and covers(alpha[12:], right[12:]) > 0.3
+
+
+def test_without_a_pick_the_dominant_mover_is_kept(two_movers):
+    frames, left, right = two_movers
+    layers = split(sm.Video(frames, 25), caption="a disc")
+    assert layers.meta["split"]["subject"] == {"chosen_by": "motion"}
+    assert iou(layers.alpha, left) >= 0.8 and covers(layers.alpha, right) < 0.05
+
+
+def test_a_pick_on_the_static_background_is_refused(tmp_path, two_movers):
+    frames = two_movers[0]
+    with pytest.raises(NoSubjectError, match=r"nothing moves at the point \(0.50, 0.90\)") as caught:
+        split_to_folder(sm.Video(frames, 25), tmp_path / "out", caption="x", point=(0.5, 0.9))
+    assert "\n" not in str(caught.value) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"point": (2, 2)}, "fraction of the frame in [0, 1]"),
+    ({"point": (0.5, float("nan"))}, "fraction of the frame in [0, 1]"),
+    ({"point": (0.5,)}, "expected 2 fractions"),
+    ({"point": "0.2,0.5"}, "is not list or None"),
+    ({"point": (True, 0.5)}, "fraction of the frame"),
+    ({"box": (0.5, 0.1, 0.2, 0.9)}, "needs x0 < x1 and y0 < y1"),
+    ({"box": (0.1, 0.1, 0.2, 1.5)}, "fraction of the frame in [0, 1]"),
+    ({"box": (0.1, 0.1, 0.2)}, "expected 4 fractions"),
+    ({"point": (0.2, 0.5), "box": (0.1, 0.1, 0.3, 0.9)}, "not both"),
+    ({"point": (0.2, 0.5), "all_objects": True}, "all_objects keeps every mover"),
+    ({"point": (0.2, 0.5), "segmenter": "median"}, "segmenter 'median' cannot choose a subject"),
+])
+def test_bad_picks_are_option_errors(two_movers, options, message):
+    with pytest.raises(sm.OptionError, match=re.escape(message)) as caught:
+        split(sm.Video(two_movers[0], 25), caption="x", **options)
+    assert "\n" not in str(caught.value)
+
+
+def test_cli_split_point(tmp_path, two_movers, capsys):
+    frames, left, right = two_movers
+    path = write_clip(tmp_path / "two.mp4", frames)
+    assert main(["split", str(path), "-o", str(tmp_path / "layers"), "--caption", "disc", "--point", "0.82,0.2"]) == 0
+    layers = sm.Layers.load(tmp_path / "layers")
+    assert iou(layers.alpha, right) >= 0.7 and covers(layers.alpha, left) < 0.05
+    capsys.readouterr()
+    for bad, message in ((["--point", "2,2"], "fraction of the frame in [0, 1]"),
+                         (["--point", "0.2"], "expected 2 comma-separated fractions"),
+                         (["--box", "0.1,0.2,0.3"], "expected 4 comma-separated fractions"),
+                         (["--point", "0.2,0.5", "--all-objects"], "all_objects keeps every mover"),
+                         (["--point", "0.5,0.9"], "nothing moves at the point (0.50, 0.90)")):
+        target = tmp_path / "bad"
+        assert main(["split", str(path), "-o", str(target), "--caption", "x", *bad]) == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1 and not target.exists()

@@ -12,7 +12,10 @@ import pytest
 from splitmerge.data.cutouts import CUTOUTS, load_cutout
 from splitmerge.errors import OptionError, ShapeError
 from splitmerge.eval import boundary_f, mask_iou, masked_psnr
-from splitmerge.eval.split_truth import BENCHMARK_CASES, TruthCase, render_case
+from splitmerge.eval import split_truth
+from splitmerge.eval.metrics import (effects_psnr, matte_flicker, plate_psnr, shadow_leak, soft_edge_gradient_error,
+                                     soft_edge_mae, soft_edge_sad)
+from splitmerge.eval.split_truth import BENCHMARK_CASES, HARD_CASES, TruthCase, render_case
 from splitmerge.decompose.backends import SplitClip, get_backend
 from splitmerge.decompose.caption import colour_name, describe_camera, describe_motion
 
@@ -151,3 +154,131 @@ def test_measured_caption_describes_what_it_measured():
     for noun in ("person", "man", "car", "cat", "dog", "ball"):
         assert f" {noun} " not in f" {caption} "
 
+
+
+# Hard cases (issue 17): non-rigid, long stop, soft shadow, other movers, a moving real world, soft edges.
+
+
+def _noiseless(monkeypatch, case):
+    monkeypatch.setattr(split_truth, "NOISE_SIGMA", 0.0)
+    return render_case(case)
+
+
+def test_hard_cases_mix_every_ingredient():
+    assert len(HARD_CASES) >= 6 and all(case.frames == 49 and case.size == (240, 360) for case in HARD_CASES)
+    assert any(case.warp for case in HARD_CASES) and any(case.path == "stop" for case in HARD_CASES)
+    assert any(case.shadow for case in HARD_CASES) and any(case.movers for case in HARD_CASES)
+    assert any(case.background.startswith("video:") for case in HARD_CASES)
+    assert any(case.motion_blur for case in HARD_CASES) and any(case.soft_edge for case in HARD_CASES)
+    assert {case.camera for case in HARD_CASES} > {"static"}
+    assert not {case.name for case in HARD_CASES} & {case.name for case in BENCHMARK_CASES}
+    with pytest.raises(OptionError, match="shadow"):
+        TruthCase("x", "photo:rocket", "cat", "static", "walk", shadow=1.0)
+
+
+def test_shadow_darkens_only_the_background_and_is_recorded_apart(monkeypatch):
+    case = TruthCase("s", "photo:rocket", "astronaut", "static", "walk", frames=6, shadow=0.45)
+    truth = _noiseless(monkeypatch, case)
+    gain = truth.effects
+    assert gain.shape == truth.alpha.shape and gain.dtype == np.float32
+    assert gain.max() == 1.0 and 0.0 < gain.min() and gain.min() == pytest.approx(0.55, abs=0.03)
+    assert (gain == 1.0).mean() > 0.5                               # untouched away from the shadow
+    shadow = (gain < 0.9) & (truth.alpha == 0)
+    assert shadow.sum() > 500
+    # frame = fg + (1 - alpha) * gain * plate, exactly (within rounding) wherever the subject is absent.
+    outside = truth.alpha == 0
+    expected = gain[..., None] * truth.background.astype(np.float64)
+    assert np.abs(truth.frames[outside] - expected[outside]).max() <= 0.5 + 1e-3
+    assert (truth.frames[shadow].astype(float) < truth.background[shadow] - 5).mean() > 0.7  # it is dark there
+    plain = render_case(replace(case, shadow=0.0))
+    assert np.array_equal(plain.effects, np.ones_like(gain))     # no shadow: gain 1 everywhere
+    assert np.array_equal(plain.background, truth.background) and np.array_equal(plain.alpha, truth.alpha)
+
+
+def test_other_movers_belong_to_the_plate_not_the_matte():
+    case = TruthCase("m", "photo:rocket", "astronaut", "static", "walk", frames=6, movers=("cup",))
+    truth, alone = render_case(case), render_case(replace(case, movers=()))
+    assert np.array_equal(truth.alpha, alone.alpha)                 # not in the matte
+    changed = np.abs(truth.background.astype(int) - alone.background).max(axis=-1) > 10
+    assert changed[0].sum() > 1000                                  # but in the true plate...
+    xs = [np.nonzero(frame)[1].mean() for frame in changed]
+    assert xs[-1] < xs[0] - 5                                       # ... and walking (right to left)
+    assert np.abs(truth.frames.astype(float) - truth.background)[truth.alpha == 0].mean() < 2.0
+
+
+def test_moving_real_world_moves_by_itself():
+    case = TruthCase("v", "video:bikes@137", "cup", "static", "walk", frames=8)
+    truth = render_case(case)
+    assert truth.background.shape == (8, 240, 360, 3)
+    assert np.abs(truth.background[-1].astype(int) - truth.background[0]).mean() > 2   # a still camera, yet moving
+    with pytest.raises(OptionError, match="only"):
+        render_case(replace(case, background="video:bikes@245"))
+
+
+def test_long_stop_holds_still_and_a_non_rigid_subject_changes_shape():
+    case = TruthCase("n", "photo:rocket", "cup", "static", "stop", frames=30)
+    rigid = render_case(case)
+    still = range(10, 20)                                           # 40% of the clip stands still (eased ends)
+    assert all(np.array_equal(rigid.alpha[t], rigid.alpha[10]) for t in still)
+    assert not np.array_equal(rigid.alpha[2], rigid.alpha[3])       # it walks before
+    bent = render_case(replace(case, warp=0.12))
+    shapes = [mask_iou(bent.alpha[t][None], bent.alpha[10][None]) for t in still]
+    assert min(shapes) < 0.93                                       # standing still, it still bends and stretches
+    assert abs(bent.alpha.mean() - rigid.alpha.mean()) < 0.2 * rigid.alpha.mean()   # same subject, same place
+    rows = [np.nonzero(frame.any(axis=1))[0] for frame in bent.alpha[10:20] > 0.5]
+    bottoms, tops = [r.max() for r in rows], [r.min() for r in rows]
+    assert max(bottoms) - min(bottoms) <= 5 < max(tops) - min(tops)   # deformed about its feet
+
+
+def test_motion_blur_and_soft_edges_widen_the_true_soft_rim(monkeypatch):
+    case = TruthCase("b", "photo:rocket", "cat", "static", "fast", frames=6)
+    sharp = render_case(case)
+    blurred = _noiseless(monkeypatch, replace(case, motion_blur=1.0, soft_edge=1.0))
+
+    def soft(alpha):
+        return ((alpha > 0.01) & (alpha < 0.99)).sum()
+
+    assert soft(blurred.alpha) > 1.5 * soft(sharp.alpha)
+    assert blurred.alpha.max() == pytest.approx(1.0, abs=1e-4) and blurred.alpha.min() == 0.0
+    assert np.abs(blurred.alpha.mean() - sharp.alpha.mean()) < 0.1 * sharp.alpha.mean()
+    outside = blurred.alpha == 0
+    assert np.abs(blurred.frames[outside].astype(float) - blurred.background[outside]).max() <= 0.5 + 1e-3
+    again = _noiseless(monkeypatch, replace(case, motion_blur=1.0, soft_edge=1.0))
+    assert np.array_equal(again.frames, blurred.frames)
+
+
+def test_hard_case_metrics_on_hand_made_arrays():
+    alpha_true = np.zeros((2, 8, 8), np.float32)
+    alpha_true[:, 2:6, 2:6] = 1.0
+    alpha_true[:, 2:6, 6] = 0.5                                     # a soft column of 4 px per frame
+    gain = np.ones_like(alpha_true)
+    gain[:, 7, :] = 0.5                                             # 8 shadow px per frame, out of the subject
+    estimate = (alpha_true > 0.25).astype(np.float32)                 # the soft column as 1
+    assert shadow_leak(estimate, alpha_true, gain) == 0.0
+    estimate_leaky = estimate.copy()
+    estimate_leaky[:, 7, :2] = 1.0                                  # covers 2 of 8
+    assert shadow_leak(estimate_leaky, alpha_true, gain) == pytest.approx(0.25)
+    assert math.isnan(shadow_leak(estimate, alpha_true, np.ones_like(gain)))
+    assert soft_edge_sad(estimate, alpha_true) == pytest.approx(2.0)   # 4 px x 0.5 per frame
+    assert soft_edge_mae(estimate, alpha_true) == pytest.approx(0.5)
+    assert soft_edge_sad(alpha_true, alpha_true) == 0.0 and soft_edge_gradient_error(alpha_true, alpha_true) == 0
+    assert soft_edge_gradient_error(estimate, alpha_true) > 0
+    assert math.isnan(soft_edge_sad(estimate, estimate))             # a hard truth has no soft edge
+    # Flicker: an offset matte that follows the truth does not flicker; a blinking one does, by its share.
+    assert matte_flicker(np.clip(alpha_true + 0.1, 0, 1), alpha_true) == 0.0
+    blinking = np.stack([alpha_true[0], alpha_true[1], alpha_true[0]])
+    blinking[1, 0, :] = 1.0                                         # 8 of 64 px switch on for one frame
+    assert matte_flicker(blinking, np.stack([alpha_true[0]] * 3)) == pytest.approx(8 / 64)
+    # Plate PSNR counts the subject and the shadow; effects PSNR the shadow only, a missing layer being 1.
+    rng = np.random.default_rng(1)
+    plate = rng.integers(10, 240, (2, 8, 8, 3), dtype=np.uint8)
+    estimate_plate = plate.copy()
+    estimate_plate[:, 7] += 5                                       # the shadow row off by 5
+    assert plate_psnr(plate, estimate_plate, alpha_true, gain) == pytest.approx(
+        10 * math.log10(255 ** 2 / (25 * 8 / (16 + 4 + 8))), abs=1e-6)
+    assert plate_psnr(plate, estimate_plate, alpha_true) == math.inf   # without the gain: the subject only
+    assert effects_psnr(gain, None, alpha_true) == pytest.approx(20 * math.log10(255 / 127.5))
+    assert effects_psnr(gain, gain, alpha_true) == math.inf
+    assert math.isnan(effects_psnr(np.ones_like(gain), None, alpha_true))
+    with pytest.raises(ShapeError):
+        shadow_leak(estimate[:1], alpha_true, gain)

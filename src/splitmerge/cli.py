@@ -76,14 +76,31 @@ def _split_options(args) -> dict:
                               f"(using {', '.join(sorted(used))})")
         option(backend, key, value)
     return {"segmenter": args.backend, "refiner": args.refiner, "restorer": args.restorer,
-            "captioner": args.captioner, "all_objects": args.all_objects, "backend_options": options}
+            "captioner": args.captioner, "all_objects": args.all_objects, "effects": not args.no_effects,
+            "backend_options": options}
+
+
+def _fractions(flag: str, text: str | None, count: int) -> tuple[float, ...] | None:
+    """``--point X,Y`` / ``--box X0,Y0,X1,Y1`` text -> `count` numbers (their range is `SplitConfig`'s to check)."""
+    if text is None:
+        return None
+    try:
+        numbers = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != count:
+        example = "0.2,0.5" if count == 2 else "0.1,0.2,0.5,0.9"
+        raise OptionError(f"{flag} {text!r}: expected {count} comma-separated fractions of the frame, e.g. {example}")
+    return numbers
 
 
 def _cmd_split(args) -> int:
     from .decompose.pipeline import split_to_folder
 
     meta = split_to_folder(args.video, args.output, caption=args.caption, size=args.size, frames=args.frames,
-                           start=args.start, stride=args.stride, window=args.window, **_split_options(args))
+                           start=args.start, stride=args.stride, window=args.window,
+                           point=_fractions("--point", args.point, 2), box=_fractions("--box", args.box, 4),
+                           **_split_options(args))
     if args.json:
         print(json.dumps(meta, indent=2))
         return 0
@@ -290,6 +307,9 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restorer", default="propagate", help="background restorer (default: propagate)")
     parser.add_argument("--captioner", default="measured", help="captioner (default: measured)")
     parser.add_argument("--all-objects", action="store_true", help="keep every moving object, not only the main one")
+    parser.add_argument("--no-effects", action="store_true",
+                        help="keep the subject's cast shadow in its matte (Layers version 1) instead of moving it "
+                             "to the effects layer (effects.mkv)")
     parser.add_argument("--refiner-model", default=None, help="local weights folder of the refiner")
     parser.add_argument("--restorer-model", default=None, help="local weights folder of a model restorer")
     parser.add_argument("--caption-model", default=None, help="local weights folder of the transformers captioner")
@@ -328,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--stride", type=int, default=1, help="keep every K-th frame (default 1)")
     split.add_argument("--caption", default=None, help="use this caption instead of a captioner")
     split.add_argument("--window", type=int, default=64, help="frames per processing window (default 64)")
+    split.add_argument("--point", default=None, metavar="X,Y",
+                       help="the subject: the mover under this point of the first frame (fractions of its width "
+                            "and height); others stay in the background")
+    split.add_argument("--box", default=None, metavar="X0,Y0,X1,Y1",
+                       help="the subject: the mover that fills this box of the first frame most (fractions)")
     split.add_argument("--json", action="store_true", help="print the clip's metadata as JSON")
     split.set_defaults(run=_cmd_split)
 

@@ -78,8 +78,10 @@ def check_video(path: str | Path, limits: AppLimits, role: str) -> dict:
     return info
 
 
-def split_job(video: str, folder: str, limits: AppLimits, progress: Callable[[float, str], None]) -> dict:
-    """Split the first `limits.frames` frames of `video` into ``folder/layers``. Returns the caption, the
+def split_job(video: str, folder: str, limits: AppLimits, progress: Callable[[float, str], None],
+              point: tuple[float, float] | None = None) -> dict:
+    """Split the first `limits.frames` frames of `video` into ``folder/layers``; `point` (x, y fractions of the
+    first frame) picks the subject, else the main mover. Returns the caption, the
     matte drawn over the video (``matte_overlay.mp4``), the Layers preview (source | matte | foreground |
     background) and the filters' verdict."""
     from ..decompose.pipeline import split_to_folder
@@ -92,7 +94,8 @@ def split_job(video: str, folder: str, limits: AppLimits, progress: Callable[[fl
     size = capped_size(info.height, info.width, limits.split_height) or (info.height, info.width)
     progress(0.1, f"splitting {min(limits.frames, info.frames)} frames at {size[1]}x{size[0]}")
     target = Path(folder) / "layers"
-    meta = split_to_folder(video, target, frames=limits.frames, size=size)
+    meta = split_to_folder(video, target, frames=limits.frames, size=size,
+                           point=None if point is None else list(point))
     progress(0.9, "drawing the matte over the video")
     layers = Layers.load(target)
     overlay = np.stack([matte_overlay(frame, alpha) for frame, alpha in zip(layers.frames, layers.alpha,

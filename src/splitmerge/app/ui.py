@@ -65,13 +65,19 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
                 shutil.copyfile(sample_path(name), target)
         return str(target)
 
-    def show_background(video):
-        try:
-            return first_frame_with_marker(video), None
-        except SplitMergeError as problem:
-            raise error(f"background video: {' '.join(str(problem).split())}") from None
+    def first_frame_shower(role: str):
+        """A handler showing a new `role` video's first frame, to click on (the click is forgotten)."""
+        def show(video):
+            try:
+                return first_frame_with_marker(video), None
+            except SplitMergeError as problem:
+                raise error(f"{role} video: {' '.join(str(problem).split())}") from None
+
+        return show
 
     def place_click(video, evt: gr.SelectData):
+        """A click on a first frame: the marker drawn there and its (x, y) fractions (where the subject goes on
+        the background, or which mover is the subject on the subject's video)."""
         if not video:
             return gr.skip(), None
         frame = first_frame_with_marker(video)
@@ -106,10 +112,10 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
             raise error(" ".join(str(problem).split())) from None
         return str(video)
 
-    def do_split(video, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's injection)
+    def do_split(video, point, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's injection)
         video = checked(video, "foreground")
         folder = workspace.job_folder(_session(request), "split")
-        kwargs = {"video": video, "folder": str(folder), "limits": limits}
+        kwargs = {"video": video, "folder": str(folder), "limits": limits, "point": point}
         for status, outcome in run(request, split_job, kwargs, progress, "split"):
             if outcome is None:
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), status
@@ -146,7 +152,7 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
     with gr.Blocks(title="splitmerge", delete_cache=(900, 3600)) as page:
         gr.Markdown("# splitmerge\nPut a moving subject from one video into another: split the subject's video "
                     "into layers, choose a background, compose. Everything runs on this machine.")
-        layers_state, position_state = gr.State(None), gr.State(None)
+        layers_state, position_state, pick_state = gr.State(None), gr.State(None), gr.State(None)
         samples = [""] + list(SAMPLES)
         with gr.Row():
             with gr.Column():
@@ -154,10 +160,13 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
                 fg_video = gr.Video(label="subject video", sources=["upload"], include_audio=True, format=None,
                                     elem_id="fg-video")
                 fg_sample = gr.Dropdown(samples, value="", label="or a bundled sample", elem_id="fg-sample")
+                fg_frame = gr.Image(label="optional: click on the subject (else the main moving thing)",
+                                    interactive=False, type="numpy", elem_id="fg-frame")
                 split_button = gr.Button("Split", variant="primary", elem_id="split-button")
                 matte_video = gr.Video(label="split: the subject's matte over the video", interactive=False,
                                        elem_id="matte-video")
-                with gr.Accordion("the layers: source | matte | subject | clean background", open=False):
+                with gr.Accordion("the layers: source | matte | subject | clean background | effects (its shadow)",
+                                  open=False):
                     layers_video = gr.Video(show_label=False, interactive=False, elem_id="layers-video")
                 caption = gr.Textbox(label="caption (the prompt: edit it to say what should happen)",
                                      elem_id="caption")
@@ -190,9 +199,11 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
 
         fg_sample.change(copy_sample, fg_sample, fg_video)
         bg_sample.change(copy_sample, bg_sample, bg_video)
-        bg_video.change(show_background, bg_video, [bg_frame, position_state])
+        fg_video.change(first_frame_shower("subject"), fg_video, [fg_frame, pick_state])
+        fg_frame.select(place_click, fg_video, [fg_frame, pick_state])
+        bg_video.change(first_frame_shower("background"), bg_video, [bg_frame, position_state])
         bg_frame.select(place_click, bg_video, [bg_frame, position_state])
-        split_button.click(do_split, fg_video, [matte_video, layers_video, caption, layers_state, status],
+        split_button.click(do_split, [fg_video, pick_state], [matte_video, layers_video, caption, layers_state, status],
                            concurrency_limit=4)
         compose_button.click(do_compose, [layers_state, caption, bg_video, position_state, scale, by_hand, method],
                              [result_video, side_video, downloads, metrics, status], concurrency_limit=4)

@@ -77,6 +77,8 @@ class BuildConfig:
             raise OptionError(f"engine {self.engine!r}: expected one of {', '.join(engines.ENGINES)}")
         if "caption" in self.split:
             raise OptionError("split options: a build takes captions from the source list, not one for all")
+        if {"point", "box"} & set(self.split):
+            raise OptionError("split options: a build cannot pick one subject by point or box for every clip")
 
     def identity(self) -> dict:
         """The settings that decide what the clips are (engine and workers do not)."""

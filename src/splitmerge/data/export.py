@@ -2,7 +2,8 @@
 
 - ``webdataset``: tar shards ``shard-000000.tar``... of at most `per_shard` samples. A sample is the files of one
   clip under its id: ``<id>.source.mp4``, ``<id>.foreground.mp4``, ``<id>.alpha.mkv``, ``<id>.background.mp4``,
-  ``<id>.txt`` (caption) and ``<id>.json`` (its manifest row). `StmIterableDataset` reads them back.
+  ``<id>.txt`` (caption) and ``<id>.json`` (its manifest row), and ``<id>.effects.mkv`` when the clip has effects
+  (a version 2 Layers folder). `StmIterableDataset` reads them back.
 - ``cogvideox-lists``: aligned text files, one clip per line, as CogVideoX fine-tuning scripts read them:
   ``prompts.txt``, ``videos.txt`` (the originals: the targets), ``foregrounds.txt``, ``backgrounds.txt``,
   ``masks.txt``; paths are relative to the output folder, nothing is copied.
@@ -23,11 +24,12 @@ from pathlib import Path
 from ..atomic import atomic_dir
 from ..errors import OptionError, UnsafePathError
 from ..paths import check_output, safe_name
-from .manifest import MANIFEST, clip_files, read_bytes, read_manifest
+from .manifest import MANIFEST, clip_files, clip_folder, read_bytes, read_manifest
 
 FORMATS = ("webdataset", "cogvideox-lists")
 LAYER_FILES = {"source.mp4": "source.mp4", "foreground.mp4": "foreground.mp4", "alpha.mkv": "alpha.mkv",
                "background.mp4": "background.mp4"}
+OPTIONAL_LAYER_FILES = {"effects.mkv": "effects.mkv"}  # member suffix: file, exported when the clip has it
 USTAR_NAME = 100  # longest member name of a USTAR tar without a folder part
 LISTS = ("prompts.txt", "videos.txt", "foregrounds.txt", "backgrounds.txt", "masks.txt")
 WRITTEN = ("shard-*.tar", *LISTS)  # what an export writes: an existing output folder holding only these is replaced
@@ -48,12 +50,17 @@ def check_replaceable(folder: Path, patterns: tuple[str, ...], flag: str = "-o")
 
 
 def _selected(dataset: Path, split: str | None) -> list[tuple[dict, dict[str, Path]]]:
-    """The ok rows of `split` (None: all), each with its layer files, all checked present before anything is
-    written (a missing or outside file raises naming it)."""
+    """The ok rows of `split` (None: all), each with its layer files (and those of `OPTIONAL_LAYER_FILES` it has),
+    all checked present before anything is written (a missing or outside file raises naming it)."""
     rows = [row for row in read_manifest(dataset) if row["status"] == "ok" and (split is None or row["split"] == split)]
     if not rows:
         raise OptionError(f"{dataset}: no ok clips{f' in split {split!r}' if split else ''} to export")
-    return [(row, clip_files(dataset, row, tuple(LAYER_FILES.values()))) for row in rows]
+    selected = []
+    for row in rows:
+        folder = clip_folder(dataset, row)
+        present = tuple(name for name in OPTIONAL_LAYER_FILES.values() if os.path.lexists(folder / name))
+        selected.append((row, clip_files(dataset, row, (*LAYER_FILES.values(), *present))))
+    return selected
 
 
 def _member(key: str, suffix: str) -> str:
@@ -77,7 +84,7 @@ def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 def export_webdataset(dataset: Path, output: Path, split: str | None, per_shard: int) -> list[Path]:
     selected = _selected(dataset, split)
     for row, _ in selected:  # every member name is checked before anything is written
-        for suffix in (*LAYER_FILES, "txt", "json"):
+        for suffix in (*LAYER_FILES, *OPTIONAL_LAYER_FILES, "txt", "json"):
             _member(row["id"], suffix)
     shards = []
     with atomic_dir(output) as folder:
@@ -92,8 +99,9 @@ def export_webdataset(dataset: Path, output: Path, split: str | None, per_shard:
 
 def _add_sample(archive: tarfile.TarFile, row: dict, files: dict[str, Path]) -> None:
     """One clip's members: its layer files, its caption and its manifest row, under its id."""
-    for member, filename in LAYER_FILES.items():
-        _add_bytes(archive, _member(row["id"], member), read_bytes(files[filename]))
+    for member, filename in (*LAYER_FILES.items(), *OPTIONAL_LAYER_FILES.items()):
+        if filename in files:  # an optional file only when the clip has it
+            _add_bytes(archive, _member(row["id"], member), read_bytes(files[filename]))
     _add_bytes(archive, _member(row["id"], "txt"), row["caption"].encode())
     _add_bytes(archive, _member(row["id"], "json"), json.dumps(row, sort_keys=True).encode())
 

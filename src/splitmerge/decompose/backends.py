@@ -3,9 +3,13 @@
 Four kinds of backend, each a small interface:
 
 - ``segmenter``: finds the moving subject. Constructed with ``all_objects`` (keep every moving object, not
-  only the dominant one); ``segment(clip, prior=None) -> Segmentation``, where `prior` (T, H, W) float32,
-  when given, is a matte the result should agree with where it is non-zero (the previous window's subject on
-  overlapping frames), so a long video keeps one subject.
+  only the dominant one); ``segment(clip, prior=None, pick=None) -> Segmentation``, where `prior` (T, H, W)
+  float32, when given, is a matte the result should agree with where it is non-zero (the previous window's
+  subject on overlapping frames), so a long video keeps one subject. `pick`, a `SubjectPick`, is the user's
+  choice of subject (a point or box on the first frame): without a prior the segmenter keeps the mover it hits;
+  with one it keeps only what agrees with the prior (the pick was resolved in an earlier window), and nothing
+  when nothing does. Segmenters that can honour a pick set ``can_pick = True``; the pipeline refuses a pick
+  for the others.
 - ``refiner``: improves a segmentation's masks (e.g. SAM2 prompted by the segmenter's boxes and points).
   ``refine(clip, segmentation) -> Segmentation``.
 - ``restorer``: removes the subject and fills its hole. ``restore(clip, alpha) -> (T, H, W, 3) uint8``.
@@ -57,6 +61,7 @@ class Backend:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    can_pick: ClassVar[bool] = False  # segmenters: honours ``segment(..., pick=SubjectPick)``
 
     @classmethod
     def availability(cls, **options) -> tuple[bool, str]:
@@ -186,6 +191,71 @@ class Segmentation:
     found: bool = True
     reason: str = ""
     info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubjectPick:
+    """The user's choice of subject on the clip's first frame, in fractions of the frame's width and height:
+    a `point` (x, y) on the subject or a `box` (x0, y0, x1, y1) around it (exactly one of the two).
+    Raises `OptionError` (one line) for anything else."""
+
+    point: tuple[float, float] | None = None
+    box: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self):
+        if (self.point is None) == (self.box is None):
+            raise OptionError("pick a subject by a point or by a box, not both" if self.point is not None
+                              else "a subject pick needs a point or a box")
+        name, value, length = ("point", self.point, 2) if self.point is not None else ("box", self.box, 4)
+        numbers = _fractions(name, value, length)
+        if name == "box" and not (numbers[0] < numbers[2] and numbers[1] < numbers[3]):
+            raise OptionError(f"box {_show(numbers)}: needs x0 < x1 and y0 < y1")
+        object.__setattr__(self, name, numbers)
+
+    def describe(self) -> str:
+        """E.g. ``point (0.20, 0.50)`` or ``box (0.10, 0.20, 0.40, 0.80)``: for messages."""
+        return f"point {_show(self.point)}" if self.point is not None else f"box {_show(self.box)}"
+
+    def pixel_point(self, height: int, width: int) -> tuple[float, float] | None:
+        """The point in pixels (x, y) of an (H, W) frame, or None for a box."""
+        if self.point is None:
+            return None
+        return min(self.point[0] * width, width - 1.0), min(self.point[1] * height, height - 1.0)
+
+    def region(self, height: int, width: int, radius: float = 0.0) -> np.ndarray:
+        """(H, W) bool: the box's pixels, or the pixels within `radius` px of the point (at least its own)."""
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        if self.point is not None:
+            x, y = self.pixel_point(height, width)
+            distance = np.hypot(xs + 0.5 - x, ys + 0.5 - y)
+            return distance <= max(radius, float(distance.min()))
+        x0, y0, x1, y1 = self.box
+        inside = (xs + 0.5 >= x0 * width) & (xs + 0.5 <= x1 * width) & (ys + 0.5 >= y0 * height) & (
+            ys + 0.5 <= y1 * height)
+        if not inside.any():  # a box thinner than a pixel: the pixel under its centre
+            inside[min(int((y0 + y1) / 2 * height), height - 1), min(int((x0 + x1) / 2 * width), width - 1)] = True
+        return inside
+
+    def record(self) -> dict:
+        """JSON-able: ``{"point": [x, y]}`` or ``{"box": [x0, y0, x1, y1]}``."""
+        return {"point": list(self.point)} if self.point is not None else {"box": list(self.box)}
+
+
+def _fractions(name: str, value, length: int) -> tuple[float, ...]:
+    """`value` as `length` finite floats in [0, 1], else a one-line `OptionError`."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != length:
+        raise OptionError(f"{name} {value!r}: expected {length} fractions of the frame's width and height")
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{name} {value!r}: expected {length} numbers") from None
+    if any(isinstance(v, bool) for v in value) or not all(math.isfinite(v) and 0 <= v <= 1 for v in numbers):
+        raise OptionError(f"{name} {_show(numbers)}: each value must be a fraction of the frame in [0, 1]")
+    return numbers
+
+
+def _show(numbers) -> str:
+    return "(" + ", ".join(f"{v:.2f}" if math.isfinite(v) else str(v) for v in numbers) + ")"
 
 
 class SplitClip:

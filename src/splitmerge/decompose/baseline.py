@@ -44,7 +44,8 @@ class MedianSegmenter(Backend):
     def describe_config(self) -> dict:
         return {"name": self.name, "threshold": self.threshold, "all_objects": self.all_objects}
 
-    def segment(self, clip: SplitClip, prior: np.ndarray | None = None) -> Segmentation:
+    def segment(self, clip: SplitClip, prior: np.ndarray | None = None, pick=None) -> Segmentation:
+        # `pick`: part of the segmenter interface; this one cannot honour it (``can_pick`` is False).
         frames = clip.frames
         background = median_background(clip)
         difference = np.abs(frames.astype(np.int16) - background.astype(np.int16)).max(axis=-1)

@@ -11,7 +11,7 @@ Steps (each cheap on a CPU; the camera motion and its pairwise DIS flows are sha
    even while it stands still. Exposure drift is compensated per frame.
 4. Evidence is combined, thresholded against each frame's own noise level, and grouped into spatio-temporal
    connected components; the dominant moving object (largest motion-weighted volume) is kept, or every object
-   with ``all_objects``.
+   with ``all_objects``, or the one a user's pick (a point or box on the first frame) hits.
 5. A second plate built without the kept subject gives cleaner change evidence; holes inside the subject
    are filled, the mask is smoothed in time, and a guided filter (edge-aware, the frame as guide) turns the
    binary mask into a soft matte that follows image edges.
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from .backends import Backend, Segmentation, SplitClip, register
+from .backends import Backend, Segmentation, SplitClip, SubjectPick, register
 from .camera import dis_flow, flow_engine, to_gray
 from .plate import Canvas, clean_plate, exposure_gain, make_canvas
 
@@ -35,6 +35,8 @@ LONG_MOTION_MIN = 1.5  # px over LONG_GAP frames: the same for the long-range pa
 SUBJECT_MIN_AREA = 0.002   # a frame's subject must cover this share of the frame to count as present
 OUTLINE_GAP = 11              # px: gaps in a subject's outline bridged when filling its inside
 OBJECT_MIN_VOLUME = 0.0005  # a spatio-temporal object must fill this share of T*H*W to be kept
+PICK_SEARCH = 12            # frames: how far into the clip a picked subject may first show as moving
+PICK_TOLERANCE = 0.02       # of the frame diagonal: a point this close to a mover picks it
 
 
 # --------------------------------------------------------------------------------------------- motion evidence
@@ -167,25 +169,62 @@ def hysteresis(values: np.ndarray, high: float, low: float) -> np.ndarray:
     return out
 
 
-def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prior: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, dict]:
+def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prior: np.ndarray | None = None,
+                   pick: SubjectPick | None = None) -> tuple[np.ndarray, dict]:
     """Keep the dominant spatio-temporal component of `mask` (T, H, W) bool, scored by the sum of `weight`
     over it (motion-weighted volume), or every component above `OBJECT_MIN_VOLUME` with `all_objects`.
     With a `prior` matte, a component's overlap with it outweighs everything else (the previous window's
-    subject stays the subject)."""
+    subject stays the subject). With a `pick` and no prior, the component the pick hits is kept
+    (`picked_component`); with a pick and a prior, only a component that overlaps the prior (none if none does)."""
     labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if count == 0:
-        return np.zeros_like(mask), {"objects": 0}
+        return np.zeros_like(mask), {"objects": 0, "kept": 0}
     volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     scores = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=count + 1)[1:]
+    agreement = np.zeros(count)
     if prior is not None and prior.any():
         agreement = np.bincount(labels.ravel(), weights=prior.ravel(), minlength=count + 1)[1:]
         scores = scores + agreement * (scores.max() + 1)
     big = np.flatnonzero(volumes >= OBJECT_MIN_VOLUME * mask.size) + 1
-    if len(big) == 0:
-        return np.zeros_like(mask), {"objects": 0}
-    keep = big if all_objects else big[[int(np.argmax(scores[big - 1]))]]
-    return np.isin(labels, keep), {"objects": int(len(big)), "kept": int(len(keep))}
+    info = {"objects": int(len(big))}
+    if pick is not None and prior is not None:
+        big = big[agreement[big - 1] > 0]  # a resolved pick: follow it, never another mover
+    if pick is not None and prior is None:
+        label, frame = picked_component(labels, big, pick)
+        keep = [] if label is None else [label]
+        info["picked_frame"] = frame
+    elif len(big) == 0:
+        keep = []
+    else:
+        keep = big if all_objects else big[[int(np.argmax(scores[big - 1]))]]
+    info["kept"] = int(len(keep))
+    if not len(keep):
+        return np.zeros_like(mask), info
+    return np.isin(labels, keep), info
+
+
+def picked_component(labels: np.ndarray, candidates: np.ndarray, pick: SubjectPick
+                     ) -> tuple[int | None, int | None]:
+    """The label among `candidates` that `pick` hits in the first frame of `labels` (T, H, W) int where it hits
+    any (searching `PICK_SEARCH` frames: the subject may start still), and that frame; (None, None) when none.
+
+    A point hits the component nearest to it within `PICK_TOLERANCE` x the frame diagonal (a motion mask can
+    miss a pixel or two of a flat subject); a box hits the component with the most pixels inside it."""
+    height, width = labels.shape[1:]
+    region = pick.region(height, width, radius=PICK_TOLERANCE * float(np.hypot(height, width)))
+    ys, xs = np.nonzero(region)
+    for t in range(min(PICK_SEARCH, len(labels))):
+        hit = labels[t, ys, xs]
+        inside = np.isin(hit, candidates)
+        if not inside.any():
+            continue
+        if pick.point is None:
+            counts = np.bincount(hit[inside])
+            return int(np.argmax(counts)), t
+        x, y = pick.pixel_point(height, width)
+        distance = np.hypot(xs[inside] + 0.5 - x, ys[inside] + 0.5 - y)
+        return int(hit[inside][int(np.argmin(distance))]), t
+    return None, None
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, epsilon: float) -> np.ndarray:
@@ -264,6 +303,7 @@ class MotionSegmenter(Backend):
 
     name = "motion"
     description = "camera-compensated motion and clean-plate change detection (no weights, CPU)"
+    can_pick = True
 
     def __init__(self, all_objects: bool = False, motion_threshold: float = MOTION_MIN):
         self.all_objects = all_objects
@@ -272,7 +312,8 @@ class MotionSegmenter(Backend):
     def describe_config(self) -> dict:
         return {"name": self.name, "all_objects": self.all_objects, "motion_threshold": self.motion_threshold}
 
-    def segment(self, clip: SplitClip, prior: np.ndarray | None = None) -> Segmentation:
+    def segment(self, clip: SplitClip, prior: np.ndarray | None = None, pick: SubjectPick | None = None
+                ) -> Segmentation:
         timings = {}
         started = time.perf_counter()
         frames = clip.frames
@@ -300,13 +341,13 @@ class MotionSegmenter(Backend):
         mark = time.perf_counter()
         candidate = np.stack([cv2.morphologyEx(c.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
                               for c in changed | moving]) > 0
-        subject, info = select_objects(candidate, motion + 1.0, self.all_objects, prior)
+        subject, info = select_objects(candidate, motion + 1.0, self.all_objects, prior, pick)
         timings["objects"] = time.perf_counter() - mark
         if not subject.any():
             empty = np.zeros((count, height, width), np.float32)
             boxes, points = boxes_and_points(empty)
-            return Segmentation(empty, boxes, points, found=False, reason="no moving subject found",
-                                info={**info, "seconds": timings})
+            reason = "no moving subject found" if pick is None else f"nothing moves at the {pick.describe()}"
+            return Segmentation(empty, boxes, points, found=False, reason=reason, info={**info, "seconds": timings})
 
         mark = time.perf_counter()
         # Second plate without the selected subject: cleaner change evidence around it.
@@ -318,7 +359,9 @@ class MotionSegmenter(Backend):
         # Keep change near the selected subject only; where the plate never saw the scene, keep the first mask.
         near = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0 for m in subject])
         refined = (changed & near) | (subject & moving & ~known)
-        refined, _ = select_objects(refined, motion + 1.0, self.all_objects, prior)
+        # A pick keeps following the first choice (its component in the refined mask), never another mover.
+        refined, _ = select_objects(refined, motion + 1.0, self.all_objects,
+                                    prior if pick is None else subject.astype(np.float32), pick)
         refined = fill_and_smooth(refined)
         alpha = soft_matte(frames, refined)
         timings["refine"] = time.perf_counter() - mark

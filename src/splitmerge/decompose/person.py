@@ -86,7 +86,8 @@ class PersonSegmenter(Backend):
                 out[t] = mask
         return out
 
-    def segment(self, clip: SplitClip, prior: np.ndarray | None = None) -> Segmentation:
+    def segment(self, clip: SplitClip, prior: np.ndarray | None = None, pick=None) -> Segmentation:
+        # `pick`: part of the segmenter interface; this one cannot honour it (``can_pick`` is False).
         frames = clip.frames
         if not shows_a_person(frames):
             empty = np.zeros(frames.shape[:3], np.float32)

@@ -7,6 +7,12 @@ and finished frames go straight to a sink: a `LayersWriter` for `split_to_folder
 whatever the video's length) or an in-memory collector for `split`. Later windows prefer the object that the
 previous window kept, so a long video keeps one subject.
 
+Choosing the subject: by default the most salient consistent mover (the segmenter's choice). With `point` or
+`box` (fractions of the first frame split, after any `size` crop), the first window keeps the mover the pick
+hits in its first frames (`NoSubjectError` naming the pick when it hits none) and every later window follows it
+through the prior alone: anything else that moves stays in the background. A scene cut ends the picked subject:
+later shots have no subject (nothing is carried across a cut).
+
 Working size: `size` if given (centre-crop then resize, like `read_video`), else the video's own size brought
 down to at most `DEFAULT_MAX_HEIGHT` pixels high with its aspect kept.
 """
@@ -25,13 +31,15 @@ from ..config_types import check_field_types
 from ..errors import MediaError, OptionError, SplitMergeError
 from ..fileinfo import file_sha1
 from ..paths import check_output
-from ..video.cuts import CutDetector
 from ..video.budget import check_memory
+from ..video.cuts import CutDetector
 from ..video.geometry import capped_size, parse_size
 from ..video.io import VideoReader
 from ..video.layers import Layers, LayersWriter, Video, premultiply
-from .backends import Segmentation, SplitClip, get_backend
+from .backends import Segmentation, SplitClip, SubjectPick, get_backend
+from .effects import separate_effects
 from .filters import present_frames, verdict
+from .motion import PICK_SEARCH
 
 DEFAULT_MAX_HEIGHT = 480
 MIN_FRAMES = 4
@@ -56,6 +64,10 @@ class SplitConfig:
 
     `backend_options` maps a backend *name* to keyword options for its constructor, e.g.
     ``{"sam2": {"model_path": "/models/sam2"}, "http": {"url": "http://localhost:8000/v1"}}``.
+
+    `point` (x, y) or `box` (x0, y0, x1, y1), fractions of the first frame's width and height, choose the
+    subject (see the module's docstring); neither with `all_objects`. `effects`: move the subject's cast shadow
+    out of the matte into the effects layer (`decompose.effects`; Layers version 2), else version 1 layers.
     """
 
     segmenter: str = "motion"
@@ -71,6 +83,9 @@ class SplitConfig:
     window: int = WINDOW
     overlap: int = OVERLAP
     backend_options: dict = field(default_factory=dict)
+    point: list | None = None
+    box: list | None = None
+    effects: bool = True
 
     def __post_init__(self):
         check_field_types(self, "split option")
@@ -83,6 +98,18 @@ class SplitConfig:
             raise OptionError(f"overlap {self.overlap!r}: must be between 0 and window / 2")
         if self.caption is not None and not isinstance(self.caption, str):
             raise OptionError("caption must be text")
+        pick = self.pick()
+        if pick is not None:
+            if self.all_objects:
+                raise OptionError(f"all_objects keeps every mover: it cannot be combined with a {pick.describe()}")
+            self.point, self.box = pick.point, pick.box
+
+    def pick(self) -> SubjectPick | None:
+        """The chosen subject as a `SubjectPick`, or None (the segmenter's own choice)."""
+        if self.point is None and self.box is None:
+            return None
+        return SubjectPick(None if self.point is None else tuple(self.point),
+                           None if self.box is None else tuple(self.box))
 
     def options_for(self, name: str | None) -> dict:
         return dict(self.backend_options.get(name, {})) if name else {}
@@ -173,9 +200,14 @@ class Decomposer:
         self.restorer = get_backend("restorer", config.restorer, **options(config.restorer))
         self.captioner = (get_backend("captioner", config.captioner, **options(config.captioner))
                           if config.caption is None else None)
+        self.pick = config.pick()
+        if self.pick is not None and not self.segmenter.can_pick:
+            raise OptionError(f"segmenter {config.segmenter!r} cannot choose a subject by point or box "
+                              f"(the motion segmenter can)")
 
     def backends(self) -> dict:
-        record = {"segmenter": self.segmenter.describe_config(), "restorer": self.restorer.describe_config(),
+        segmenter = {**self.segmenter.describe_config(), **({"pick": self.pick.record()} if self.pick else {})}
+        record = {"segmenter": segmenter, "restorer": self.restorer.describe_config(),
                   "captioner": self.captioner.describe_config() if self.captioner else {"name": "given"}}
         if self.refiner is not None:
             record["refiner"] = self.refiner.describe_config()
@@ -206,15 +238,16 @@ class Decomposer:
         seconds = dict.fromkeys(("read", "segment", "refine", "restore", "caption", "write"), 0.0)
 
         caption = " ".join(config.caption.split()) if config.caption is not None else None
-        found_any, objects = False, []
-        held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # the previous window's overlap frames
+        found_any, objects, picked_frame = False, [], None
+        held: tuple[np.ndarray, ...] | None = None  # the previous window's overlap: frames, alpha, plate, effects
         written = 0
         alpha_sum, present = 0.0, 0
 
-        def emit(frame, alpha, background):
+        def emit(frame, alpha, background, effects):
             nonlocal written, alpha_sum, present
             started = time.perf_counter()
-            sink.write(frame, alpha, premultiply(frame, alpha), background)
+            sink.write(frame, alpha, premultiply(frame, alpha), background,
+                       **({"effects": effects} if config.effects else {}))
             written += 1
             alpha_sum += float(alpha.mean(dtype=np.float64))
             present += int(present_frames(alpha[None])[0])
@@ -230,38 +263,44 @@ class Decomposer:
             start, frames, continues = item
             if not continues and held is not None:  # a cut: the previous shot's held frames are final
                 for i in range(len(held[0])):
-                    emit(held[0][i], held[1][i], held[2][i])
+                    emit(*(column[i] for column in held))
                 held = None
             overlap = min(config.overlap, len(frames)) if held is not None else 0
             prior = None
-            if held is not None:
+            if held is not None or (self.pick is not None and start > 0):
+                # After the first window a pick is followed through the prior alone (empty after a cut).
                 prior = np.zeros(frames.shape[:3], np.float32)
-                prior[:overlap] = held[1][:overlap]
+                prior[:overlap] = held[1][:overlap] if held is not None else 0
             clip = SplitClip(frames, opened.fps)
             segmentation = self._segment(clip, prior, seconds) if len(frames) >= MIN_FRAMES else _nothing(clip)
+            if self.pick is not None and start == 0:
+                picked_frame = self._check_pick(segmentation, opened, len(frames))
             found_any |= segmentation.found
             objects.append(segmentation.info.get("objects"))
             mark = time.perf_counter()
             background = (self.restorer.restore(clip, segmentation.alpha) if segmentation.found
                           else frames.copy())
+            alpha, effects = segmentation.alpha, np.ones(frames.shape[:3], np.float32)
+            if config.effects and segmentation.found:
+                alpha, effects = separate_effects(frames, alpha, background)
             seconds["restore"] += time.perf_counter() - mark
             if caption is None and segmentation.found:
                 mark = time.perf_counter()
-                caption = self.captioner.describe(clip, segmentation.alpha)
+                caption = self.captioner.describe(clip, alpha)
                 seconds["caption"] += time.perf_counter() - mark
-            alpha = segmentation.alpha
             for i in range(overlap):  # cross-fade the frames both windows saw
                 weight = (i + 1) / (overlap + 1)
                 blended_alpha = ((1 - weight) * held[1][i] + weight * alpha[i]).astype(np.float32)
                 blended_background = np.rint((1 - weight) * held[2][i] + weight * background[i]).astype(np.uint8)
-                emit(frames[i], blended_alpha, blended_background)
+                blended_effects = ((1 - weight) * held[3][i] + weight * effects[i]).astype(np.float32)
+                emit(frames[i], blended_alpha, blended_background, blended_effects)
             keep = config.overlap if len(frames) == config.window else 0
             for i in range(overlap, len(frames) - keep):
-                emit(frames[i], alpha[i], background[i])
-            held = (frames[len(frames) - keep:], alpha[len(frames) - keep:], background[len(frames) - keep:])
+                emit(frames[i], alpha[i], background[i], effects[i])
+            held = tuple(column[len(frames) - keep:] for column in (frames, alpha, background, effects))
         if held is not None:
             for i in range(len(held[0])):
-                emit(held[0][i], held[1][i], held[2][i])
+                emit(*(column[i] for column in held))
 
         name = opened.provenance["path"] or "video"
         if written < MIN_FRAMES:
@@ -269,15 +308,30 @@ class Decomposer:
         if not found_any:
             raise NoSubjectError(f"{name}: no moving subject found (static scene, or nothing moves on its own)")
         fg_ratio = alpha_sum / max(written, 1)
+        subject = ({"chosen_by": "motion"} if self.pick is None
+                   else {"chosen_by": "point" if self.pick.point is not None else "box", **self.pick.record(),
+                         "found_at_frame": picked_frame})
         return {"source": opened.provenance, "backends": self.backends(),
                 "seconds": {k: round(v, 3) for k, v in seconds.items()},
                 "filters": verdict(found_any, fg_ratio, present / max(written, 1)),
                 "caption": caption or "", "fps": opened.fps, "fps_rational": opened.fps_rational,
-                "split": {"windows": len(objects), "objects_per_window": objects, "config": _config_record(config)}}
+                "split": {"windows": len(objects), "objects_per_window": objects, "subject": subject,
+                          "config": _config_record(config)}}
+
+    def _check_pick(self, segmentation: Segmentation, opened: _Source, count: int) -> int | None:
+        """The first window's answer to the pick: the frame (of the clip) where the picked mover was found, or
+        `NoSubjectError` naming the pick when it hit no mover."""
+        if segmentation.found:
+            return segmentation.info.get("picked_frame")
+        name = opened.provenance["path"] or "video"
+        raise NoSubjectError(f"{name}: nothing moves at the {self.pick.describe()} in the first "
+                             f"{min(count, PICK_SEARCH)} frames (pick a point on the moving subject)",
+                             reason="nothing moves at the pick")
 
     def _segment(self, clip: SplitClip, prior: np.ndarray | None, seconds: dict) -> Segmentation:
         mark = time.perf_counter()
-        segmentation = self.segmenter.segment(clip, prior=prior)
+        picking = {"pick": self.pick} if self.pick is not None else {}
+        segmentation = self.segmenter.segment(clip, prior=prior, **picking)
         seconds["segment"] += time.perf_counter() - mark
         if self.refiner is not None and segmentation.found:
             mark = time.perf_counter()
@@ -308,10 +362,13 @@ class _Collector:
 
     def __init__(self):
         self.columns: tuple[list, ...] = ([], [], [], [])
+        self.effects: list = []
 
-    def write(self, frame, alpha, foreground, background):
+    def write(self, frame, alpha, foreground, background, effects=None):
         for column, value in zip(self.columns, (frame, alpha, foreground, background), strict=True):
             column.append(value)
+        if effects is not None:
+            self.effects.append(effects)
 
 
 def split_config(options: dict) -> SplitConfig:
@@ -334,8 +391,9 @@ def split(source: str | os.PathLike | Video, **options) -> Layers:
     meta = decomposer.run(decomposer.open(source), collector)
     frames, alpha, foreground, background = (np.stack(column) for column in collector.columns)
     caption = meta.pop("caption")
+    effects = np.stack(collector.effects) if collector.effects else None
     return Layers(frames, alpha, foreground, background, meta.pop("fps"), caption,
-                  {**meta, "fps_rational": meta.pop("fps_rational")})
+                  {**meta, "fps_rational": meta.pop("fps_rational")}, effects=effects)
 
 
 def split_to_folder(source: str | os.PathLike | Video, directory: str | os.PathLike, **options) -> dict:

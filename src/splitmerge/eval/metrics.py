@@ -198,3 +198,139 @@ def warping_error(video: np.ndarray, flow_source: np.ndarray | None = None) -> f
             difference = (video[t + 1].astype(np.float32) - warped) / 255.0
             errors.append(float(np.square(difference[visible]).sum(axis=-1).mean()))
     return 1000.0 * float(np.mean(errors)) if errors else 0.0
+
+
+# Hard-case split metrics (issue 17): shadows, soft edges, flicker, plate and effects.
+
+SOFT_EPSILON = 1e-3  # a true matte value is "soft" strictly between this and 1 - this
+
+
+def _check_mattes(name: str, *arrays) -> None:
+    shapes = [np.shape(array) for array in arrays if array is not None]
+    if len(shapes[0]) != 3 or any(shape != shapes[0] for shape in shapes):
+        raise ShapeError(f"{name}: expected equally shaped (T, H, W) arrays, got {shapes}")
+
+
+def shadow_region(alpha_true: np.ndarray, gain_true: np.ndarray, gain_below: float = 0.9,
+                  alpha_below: float = 0.1) -> np.ndarray:
+    """(T, H, W) bool: the visible true shadow, pixels darkened to a gain below `gain_below` where the subject's
+    true matte is below `alpha_below`. Inputs (T, H, W) in [0, 1] (gain: 1 = untouched)."""
+    _check_mattes("shadow_region", alpha_true, gain_true)
+    return (np.asarray(gain_true) < gain_below) & (np.asarray(alpha_true) < alpha_below)
+
+
+def shadow_leak(alpha_est: np.ndarray, alpha_true: np.ndarray, gain_true: np.ndarray, threshold: float = 0.5
+                ) -> float:
+    """Share (0..1) of the true shadow pixels (`shadow_region`: gain < 0.9 and true alpha < 0.1) that the
+    estimated matte covers (alpha_est > `threshold`): 0 = the shadow stays out of the subject, 1 = all of it is
+    cut out with it. All inputs (T, H, W) in [0, 1]; NaN when the clip has no shadow pixels."""
+    _check_mattes("shadow_leak", alpha_est, alpha_true, gain_true)
+    region = shadow_region(alpha_true, gain_true)
+    if not region.any():
+        return math.nan
+    return float((np.asarray(alpha_est)[region] > threshold).mean())
+
+
+def soft_region(alpha_true: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool: where the true matte is soft, strictly between 0 and 1 (by `SOFT_EPSILON`)."""
+    alpha_true = np.asarray(alpha_true)
+    return (alpha_true > SOFT_EPSILON) & (alpha_true < 1 - SOFT_EPSILON)
+
+
+def soft_edge_sad(alpha_est: np.ndarray, alpha_true: np.ndarray) -> float:
+    """Alpha SAD on soft edges: per frame, the sum of |alpha_est - alpha_true| (alpha units, i.e. pixels of full
+    opacity) over the pixels where the true matte is soft (`soft_region`), then the mean over frames that have
+    any. Inputs (T, H, W) in [0, 1]; NaN when no frame has a soft pixel. Lower is better; 0 = exact."""
+    _check_mattes("soft_edge_sad", alpha_est, alpha_true)
+    region = soft_region(alpha_true)
+    sums = [float(np.abs(e[r].astype(np.float64) - t[r]).sum())
+            for e, t, r in zip(alpha_est, alpha_true, region, strict=True) if r.any()]
+    return float(np.mean(sums)) if sums else math.nan
+
+
+def soft_edge_mae(alpha_est: np.ndarray, alpha_true: np.ndarray) -> float:
+    """Mean |alpha_est - alpha_true| (alpha units, 0..1) over all soft true-matte pixels of the clip
+    (`soft_region`); (T, H, W) inputs; NaN without soft pixels. A hard 0/1 matte scores about 0.25-0.5 there."""
+    _check_mattes("soft_edge_mae", alpha_est, alpha_true)
+    region = soft_region(alpha_true)
+    if not region.any():
+        return math.nan
+    return float(np.abs(np.asarray(alpha_est, np.float64)[region] - np.asarray(alpha_true, np.float64)[region])
+                 .mean())
+
+
+def _gradient_magnitude(frame: np.ndarray, sigma: float) -> np.ndarray:
+    radius = int(np.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    gauss = np.exp(-x * x / (2 * sigma * sigma))
+    gauss /= gauss.sum()
+    derivative = -x / (sigma * sigma) * gauss
+    frame = frame.astype(np.float64)
+    gx = cv2.sepFilter2D(frame, cv2.CV_64F, derivative, gauss, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.sepFilter2D(frame, cv2.CV_64F, gauss, derivative, borderType=cv2.BORDER_REPLICATE)
+    return np.hypot(gx, gy)
+
+
+def soft_edge_gradient_error(alpha_est: np.ndarray, alpha_true: np.ndarray, sigma: float = 1.4) -> float:
+    """Gradient error on soft edges (after Rhemann et al. 2009): the mean over soft true-matte pixels
+    (`soft_region`) of (|grad alpha_est| - |grad alpha_true|)^2, gradients by first-order Gaussian derivatives
+    of `sigma` px, in (alpha per px)^2 x 1000. (T, H, W) inputs; NaN without soft pixels; 0 = exact. A hard
+    matte over a soft edge scores higher, its edge being too steep."""
+    _check_mattes("soft_edge_gradient_error", alpha_est, alpha_true)
+    region = soft_region(alpha_true)
+    if not region.any():
+        return math.nan
+    total, count = 0.0, 0
+    for e, t, r in zip(alpha_est, alpha_true, region, strict=True):
+        if r.any():
+            difference = _gradient_magnitude(e, sigma)[r] - _gradient_magnitude(t, sigma)[r]
+            total += float(np.square(difference).sum())
+            count += int(r.sum())
+    return 1000.0 * total / count
+
+
+def matte_flicker(alpha_est: np.ndarray, alpha_true: np.ndarray) -> float:
+    """Temporal flicker of an estimated matte against the truth: the mean over frame pairs and pixels of
+    |(alpha_est[t] - alpha_est[t-1]) - (alpha_true[t] - alpha_true[t-1])|, alpha units per frame (0..1; shown
+    x 1000 by the benchmark). 0 when the estimate changes exactly as the truth does (even if it is off by a
+    constant); a matte that jitters where the truth holds still, or lags the truth, scores above 0.
+    (T, H, W) inputs, T >= 2."""
+    _check_mattes("matte_flicker", alpha_est, alpha_true)
+    if len(alpha_est) < 2:
+        raise ShapeError("matte_flicker: needs at least 2 frames")
+    total = 0.0
+    for t in range(1, len(alpha_est)):
+        change_est = alpha_est[t].astype(np.float64) - alpha_est[t - 1]
+        change_true = alpha_true[t].astype(np.float64) - alpha_true[t - 1]
+        total += float(np.abs(change_est - change_true).mean())
+    return total / (len(alpha_est) - 1)
+
+
+def plate_psnr(plate_true: np.ndarray, plate_est: np.ndarray, alpha_true: np.ndarray,
+               gain_true: np.ndarray | None = None, alpha_above: float = 0.01, gain_below: float = 0.99) -> float:
+    """PSNR in dB of an estimated clean plate (T, H, W, 3) uint8 against the true one over the subject and its
+    shadow: the pixels where the true matte (T, H, W) is above `alpha_above` or the true gain (T, H, W; None =
+    no shadow) is below `gain_below`. The plate has no subject and no shadow, so a plate that keeps the shadow
+    loses here. inf when identical there."""
+    region = np.asarray(alpha_true) > alpha_above
+    if gain_true is not None:
+        _check_mattes("plate_psnr", alpha_true, gain_true)
+        region |= np.asarray(gain_true) < gain_below
+    return masked_psnr(plate_true, plate_est, region)
+
+
+def effects_psnr(gain_true: np.ndarray, gain_est: np.ndarray | None, alpha_true: np.ndarray | None = None,
+                 gain_below: float = 0.99, alpha_below: float = 0.1) -> float:
+    """PSNR in dB of an estimated effects (shadow gain) layer against the true gain, both (T, H, W) in [0, 1]
+    (1 = untouched) and scaled x 255, over where the true shadow is: gain below `gain_below` and, given the true
+    matte, the subject's matte below `alpha_below` (behind the subject the gain is not visible). `gain_est` None
+    (a method without effects) counts as 1 everywhere. NaN when the clip has no shadow; inf when exact there."""
+    if gain_est is None:
+        gain_est = np.ones_like(gain_true, dtype=np.float32)
+    _check_mattes("effects_psnr", gain_true, gain_est, alpha_true)
+    region = np.asarray(gain_true) < gain_below
+    if alpha_true is not None:
+        region &= np.asarray(alpha_true) < alpha_below
+    if not region.any():
+        return math.nan
+    return psnr(255.0 * np.asarray(gain_true, np.float64)[region], 255.0 * np.asarray(gain_est, np.float64)[region])

@@ -7,9 +7,11 @@ resampled to a constant frame rate (sample-and-hold: output frame k shows the so
 k / fps, which reads variable-frame-rate footage at a constant rate).
 
 Writing is atomic (a temporary name beside the target, renamed on success): H.264 yuv420p in MP4 for colour,
-FFV1 gray / gray16le in Matroska for mattes (lossless: integers round-trip bit-exactly). H.264 yuv420p needs even
-sizes, so odd frames are padded by edge replication and the true size is stored in the container's metadata
-(key ``splitmerge_size``); our reader crops it back, so a written video reads back at the size it was given.
+FFV1 gray / gray16le in Matroska for mattes (lossless: integers round-trip bit-exactly), and FFV1 gray16le /
+gbrp16le for gains (`GainWriter`, `read_gain`: a Layers folder's effects, round(gain * scale) in uint16).
+H.264 yuv420p needs even sizes, so odd frames are padded by edge replication and the true size is stored in the
+container's metadata (key ``splitmerge_size``); our reader crops it back, so a written video reads back at the size
+it was given.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .rates import frame_rate
 
 SIZE_METADATA_KEY = "splitmerge_size"
 MATTE_BITS = (8, 16)
+# Gains (float >= 0) are stored as round(gain * scale) in uint16: one plane (gray16le) or three (gbrp16le, RGB).
+GAIN_FORMATS = {"gray16le": (), "gbrp16le": (3,)}
 # One thread (slice threads follow the CPU count) and x264's plain-C macroblock-tree code (its SIMD version reads
 # uninitialised memory): measured 55 distinct outputs in 100 encodes of the same frames without, 1 with, at no
 # extra CPU time (docs/robustness.md, "Builds").
@@ -203,7 +207,8 @@ class VideoReader:
         max_frames: stop after this many output frames.
         fps: resample to this constant rate (sample-and-hold); ``None`` keeps the decoded frames as they are.
         pixels: ``"rgb"`` gives (H, W, 3) uint8; ``"gray"`` gives the stored integer plane (H, W), uint8 for 8-bit
-            and uint16 for 16-bit sources (the matte path).
+            and uint16 for 16-bit sources (the matte path); ``"raw"`` gives the decoded frame in its stored pixel
+            format, unconverted (the gain path: (H, W) uint16 for gray16le, (H, W, 3) uint16 RGB for gbrp16le).
 
     Iterating yields one array per output frame. `fps` (the output rate), `size`, `plan` and `info` describe
     the output. Frames skipped by `start`/`stride` are decoded but never converted, so skipping is cheap.
@@ -214,8 +219,8 @@ class VideoReader:
         _validate_read_options(start, stride, max_frames, fps)
         if fit not in FITS:
             raise OptionError(f"fit {fit!r}: expected one of {', '.join(FITS)}")
-        if pixels not in ("rgb", "gray"):
-            raise OptionError(f"pixels {pixels!r}: expected 'rgb' or 'gray'")
+        if pixels not in ("rgb", "gray", "raw"):
+            raise OptionError(f"pixels {pixels!r}: expected 'rgb', 'gray' or 'raw'")
         self.path = Path(path)
         self.info = probe(path)
         check_frame_size(self.info.height, self.info.width, str(self.path))
@@ -296,6 +301,8 @@ class VideoReader:
     def _convert(self, frame, stored: tuple[int, int]) -> np.ndarray:
         if self.pixels == "rgb":
             image = frame.to_ndarray(format="rgb24")
+        elif self.pixels == "raw":
+            image = frame.to_ndarray()
         else:
             image = frame.to_ndarray(format="gray16le" if _is_16_bit(frame.format.name) else "gray")
         image = _rotate(image[:stored[0], :stored[1]], _normalised_rotation(frame.rotation))
@@ -377,6 +384,17 @@ def read_matte(path: str | os.PathLike, *, raw: bool = False, size=None, max_fra
     if raw:
         return plane
     return plane.astype(np.float32) / np.float32(np.iinfo(integer).max)
+
+
+def read_gain(path: str | os.PathLike, scale: float, *, max_frames: int | None = None) -> np.ndarray:
+    """Read gains written by `GainWriter`: (T, H, W) or (T, H, W, 3) float32, the stored integers / `scale`.
+    A file that is not 16-bit gray or planar RGB (gray16le, gbrp16le) raises `MediaError` naming it."""
+    reader = VideoReader(path, max_frames=max_frames, pixels="raw")
+    if reader.info.pix_fmt not in GAIN_FORMATS:
+        raise MediaError(f"{reader.path}: expected lossless 16-bit gains (FFV1 gray16le or gbrp16le), got "
+                         f"{reader.info.codec} {reader.info.pix_fmt}")
+    plane = _collect(reader, GAIN_FORMATS[reader.info.pix_fmt], np.uint16)
+    return np.multiply(plane, np.float32(1 / scale), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------------------- write
@@ -560,6 +578,38 @@ class MatteWriter(_Writer):
         if image.dtype.kind == "f":
             image = np.round(image.astype(np.float64) * np.iinfo(self.dtype).max).astype(self.dtype)
         return av.VideoFrame.from_ndarray(image, format=self.pixel_format)
+
+
+class GainWriter(_Writer):
+    """Write gains (float >= 0, finite) losslessly as FFV1 in Matroska: round(gain * `scale`) in uint16, clipped
+    to 65535 (so gains up to 65535 / scale), one plane (gray16le) for (H, W) frames, three (gbrp16le) for
+    (H, W, 3) RGB frames; every frame must have the first one's channels. `read_gain` reads them back."""
+
+    codec = "ffv1"
+    suffixes = (".mkv",)
+    pixel_format = ""  # set from the first frame
+
+    def __init__(self, path: str | os.PathLike, fps: float | Fraction | str, *, scale: float = 32768):
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise OptionError(f"scale {scale!r}: must be a positive number")
+        self.scale = scale
+        super().__init__(path, fps, {"level": "3", "g": "1"})
+
+    def _check(self, image: np.ndarray) -> None:
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) or image.dtype.kind != "f":
+            raise ShapeError(f"{self.path}: gain frame must be float (H, W) or (H, W, 3), got {image.shape} "
+                             f"{image.dtype}")
+        pixel_format = "gray16le" if image.ndim == 2 else "gbrp16le"
+        if self.pixel_format and pixel_format != self.pixel_format:
+            raise ShapeError(f"{self.path}: frame {self.frames_written} has shape {image.shape}, earlier frames had "
+                             f"{'one channel' if self.pixel_format == 'gray16le' else 'three channels'}")
+        if not np.isfinite(image).all() or image.min() < 0:
+            raise ShapeError(f"{self.path}: gain values must be finite and >= 0")
+        self.pixel_format = pixel_format
+
+    def _frame(self, image: np.ndarray) -> "av.VideoFrame":
+        stored = np.minimum(np.rint(image.astype(np.float64) * self.scale), 65535).astype(np.uint16)
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format=self.pixel_format)
 
 
 def write_video(path: str | os.PathLike, video, *, crf: int = 18, preset: str = "veryfast") -> Path:

@@ -97,7 +97,18 @@ def preview_height(frame_height: int) -> int:
 LAYERS_PREVIEW_LABELS = ("source", "matte", "foreground", "background")
 
 
+def effects_picture(effects: np.ndarray) -> np.ndarray:
+    """Effects (H, W) or (H, W, 3), a gain >= 0, as an (H, W, 3) uint8 picture: 1 (untouched) mid grey (128),
+    0 black (a full shadow), 2 and above white."""
+    image = np.clip(np.rint(effects.astype(np.float32) * 128), 0, 255).astype(np.uint8)
+    return as_rgb(image)
+
+
 def layers_preview_frame(frame: np.ndarray, alpha: np.ndarray, foreground: np.ndarray, background: np.ndarray,
-                         height: int) -> np.ndarray:
-    """One preview frame of a Layers clip: source | matte | foreground | background, labelled, `height` high."""
-    return side_by_side((frame, alpha, foreground, background), LAYERS_PREVIEW_LABELS, height)
+                         height: int, effects: np.ndarray | None = None) -> np.ndarray:
+    """One preview frame of a Layers clip: source | matte | foreground | background [| effects], labelled,
+    `height` high (the effects panel only with `effects`, shown by `effects_picture`)."""
+    if effects is None:
+        return side_by_side((frame, alpha, foreground, background), LAYERS_PREVIEW_LABELS, height)
+    return side_by_side((frame, alpha, foreground, background, effects_picture(effects)),
+                        (*LAYERS_PREVIEW_LABELS, "effects"), height)
