@@ -15,19 +15,20 @@ import numpy as np
 from .errors import OptionError
 
 
-def _integer(value) -> bool:
+def is_integer(value) -> bool:
+    """Whether `value` is an integer (Python or numpy), not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 _CHECKS = {
-    "int": _integer,
+    "int": is_integer,
     "float": lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
     and math.isfinite(v),
     "str": lambda v: isinstance(v, (str, os.PathLike)),
     "bool": lambda v: isinstance(v, bool),
     "dict": lambda v: isinstance(v, dict),
     "list": lambda v: isinstance(v, (list, tuple)),
-    "tuple[int, int]": lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_integer(x) for x in v),
+    "tuple[int, int]": lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(is_integer(x) for x in v),
 }
 
 

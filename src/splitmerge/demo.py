@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config_types import is_integer
 from .decompose.pipeline import split_to_folder
 from .errors import OptionError
 from .eval.bench import pair_bench
@@ -39,7 +40,7 @@ CASE = "rabbit-on-bikes"
 
 def run_demo(output: str | Path = "demo_out", frames: int = 49, model: str = "default") -> dict:
     """Run the demo into `output`; returns the paths written. `model`: the Composer for ``stm``."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 8:
+    if not is_integer(frames) or frames < 8:
         raise OptionError(f"frames {frames!r}: the demo needs at least 8 frames")
     out = check_output(output, [None if model == "default" else model], kind="folder")
     stm_model({"model": model})  # a bad --model fails here, before anything is written

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..decompose.filters import present_frames, verdict
+from ..config_types import is_integer
 from ..errors import OptionError
 from ..video.layers import Layers
 from .cutouts import CUTOUTS, load_cutout, load_photo
@@ -137,7 +138,7 @@ MIN_SCENE_SIDE = 32
 def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)) -> tuple[Layers, SceneParams]:
     """Render scene `seed`: Layers (source, exact matte, premultiplied subject, clean background) and its
     parameters. Feet positions in the parameters are in view pixels."""
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < MIN_SCENE_FRAMES:
+    if not is_integer(frames) or frames < MIN_SCENE_FRAMES:
         raise OptionError(f"frames {frames!r}: a synthetic scene needs at least {MIN_SCENE_FRAMES}")
     height, width = size
     if min(height, width) < MIN_SCENE_SIDE:

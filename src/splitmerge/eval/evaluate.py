@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..atomic import atomic_dir, atomic_file
+from ..config_types import is_integer
 from ..errors import MediaError, MissingFileError, OptionError
 from ..paths import check_output
 from ..video.io import read_video, write_video
@@ -237,7 +238,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     if prompt not in PROMPTS:
         raise OptionError(f"prompt {prompt!r}: expected one of {', '.join(PROMPTS)}")
     frames = (judge or {}).get("frames", 4)
-    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= 64:
+    if not is_integer(frames) or not 1 <= frames <= 64:
         raise OptionError(f"judge frames {frames!r}: expected 1 to 64 frames per video")
     record, cases = load_bench(bench)
     results_by_name = {Path(folder).name: Path(folder) for folder in results or []}

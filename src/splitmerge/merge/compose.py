@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..config_types import is_integer
 from ..errors import OptionError, ShapeError
 from ..paths import check_output
 from ..video.io import read_video, write_video
@@ -238,9 +239,9 @@ def check_compose_outputs(fg, background, output, layers_out=None) -> None:
 def check_sampling(seed, steps, guidance) -> None:
     """One-line errors for a seed that is not an integer, steps below 1, or a guidance that is not a finite
     number >= 0 (None = the method's default)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_integer(seed):
         raise OptionError(f"seed {seed!r}: expected an integer")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+    if steps is not None and (not is_integer(steps) or steps < 1):
         raise OptionError(f"steps {steps!r}: expected an integer >= 1")
     if guidance is not None:
         try:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_dir, atomic_file
-from ..config_types import check_field_types
+from ..config_types import check_field_types, is_integer
 from ..errors import MissingFileError, OptionError
 from ..paths import check_output
 from .composer import Composer, ComposerConfig
@@ -215,7 +215,7 @@ def _restore(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     """Load a checkpoint's weights and optimizer state into `model` and `optimizer`; returns its step."""
     state = _checkpoint_part(checkpoint / "state.json", lambda: json.loads((checkpoint / "state.json").read_text()))
     step = state.get("step") if isinstance(state, dict) else None
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_integer(step) or step < 0:
         raise OptionError(f"{checkpoint / 'state.json'}: a damaged checkpoint file (no step count)")
     loaded = Composer.from_pretrained(checkpoint / "composer")
     _checkpoint_part(checkpoint / "composer", lambda: model.load_state_dict(loaded.state_dict()))
