@@ -97,6 +97,13 @@ def check_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike |
     return out
 
 
+def check_own_folder(folder: Path, marker: str, kind: str) -> None:
+    """Refuse an existing, non-empty `folder` without `marker` (the file every folder of `kind` holds, e.g.
+    ``bench.json`` for "a benchmark"): it holds someone else's files, which writing it whole would replace."""
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / marker).is_file():
+        raise OptionError(f"{folder}: exists, is not empty and is not {kind}; refusing to write into it")
+
+
 def _resolved(path: Path, flag: str) -> Path:
     try:
         return path.resolve()

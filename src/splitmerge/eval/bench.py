@@ -40,7 +40,7 @@ import numpy as np
 from ..atomic import atomic_dir, atomic_file
 from ..decompose.caption import plain_caption
 from ..errors import LayersFormatError, MissingFileError, OptionError
-from ..paths import check_output, inside, safe_name
+from ..paths import check_output, check_own_folder, inside, safe_name
 from ..video.io import read_matte, read_video, write_matte, write_video
 from ..video.layers import Layers, Video, composite
 from ..video.transforms import AugmentConfig, augment
@@ -245,8 +245,7 @@ def make_bench(kind: str, output: str | Path, cases: int = 8, data: str | Path |
         raise OptionError("--given-placement needs the truth's placement: a synthetic or self benchmark")
     root = check_output(output, [data, *[item for item in sources or () if str(item) != "samples"]],
                         kind="folder")
-    if root.exists() and any(root.iterdir()) and not (root / "bench.json").exists():
-        raise OptionError(f"{root}: exists, is not empty and is not a benchmark; refusing to write into it")
+    check_own_folder(root, "bench.json", "a benchmark")
     config = GIVEN_PLACEMENT_AUGMENT if given_placement else BENCH_AUGMENT
     settings = {"cases": cases, "seed": seed, "data": str(data) if data else None, "frames": frames,
                 "size": list(size), "augment": config.to_dict(), "given_placement": given_placement}

@@ -28,7 +28,7 @@ import numpy as np
 from ..atomic import atomic_dir, atomic_file
 from ..config_types import is_integer
 from ..errors import MediaError, MissingFileError, OptionError
-from ..paths import check_output
+from ..paths import check_output, check_own_folder
 from ..video.io import read_video, write_video
 from ..video.layers import Video, premultiply
 from ..vlm.frames import sample_indices
@@ -253,8 +253,7 @@ def evaluate(bench: str | Path, methods: list[str], output: str | Path, results:
     settings = _settings(everything, results_by_name, options or {}, model, given)
     inputs = [bench, *results_by_name.values(), *(value for value in (features or {}).values() if value)]
     final = check_output(output, [*inputs, model if model != "default" else None], kind="folder")
-    if final.is_dir() and any(final.iterdir()) and not (final / "metrics.json").is_file():
-        raise OptionError(f"{final}: exists, is not empty and is not an evaluation; refusing to replace it")
+    check_own_folder(final, "metrics.json", "an evaluation")
     with atomic_dir(final) as out:
         _keep_vlm_cache(final, out)
         return _score(out, bench, record, cases, everything, results_by_name, settings, seed, judge, features,
