@@ -115,7 +115,7 @@ def test_sweep_removes_what_dead_processes_left_and_keeps_live_work(tmp_path):
     retired = tmp_path / f".kept.{host}-{dead}-0123abcd.old.partial"  # killed between atomic_dir's renames
     retired.mkdir()
     (retired / "layers.json").write_text("{}")
-    with atomic.atomic_file(tmp_path / "new.json") as temporary:  # any write in the folder sweeps it
+    with atomic.atomic_file(tmp_path / "new.json") as temporary:  # the first write in a folder sweeps it
         temporary.write_text("{}")
     assert not stale.exists() and not stale_folder.exists()
     assert live.exists() and other_host.exists()

@@ -3,7 +3,7 @@
 A crash or an exception leaves either the previous content or nothing at the target, never a half-written file
 or folder. Temporary names start with ``.``, hold ``.partial`` and name their owner (a hash of the host name and
 the process id), so that what a killed process left is removed the next time anything is written in that folder
-(`sweep_stale`), while another live process's work in progress is left alone.
+(`sweep_stale`, once per folder and process), while another live process's work in progress is left alone.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _tag() -> str:
 def temporary_sibling(target: str | os.PathLike) -> Path:
     """A fresh hidden name beside `target` with the same suffix (container formats are guessed from it)."""
     target = Path(target)
-    sweep_stale(target.parent)
+    _sweep_once(target.parent)
     return target.with_name(f".{target.stem}.{_tag()}.partial{target.suffix}")
 
 
@@ -43,6 +43,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+_SWEPT: set[str] = set()  # folders this process has swept (a dataset's clips/ holds one entry per clip)
+
+
+def _sweep_once(folder: Path) -> None:
+    """`sweep_stale(folder)` the first time this process writes there: what dead processes left is gone, and a
+    folder written thousands of times (a build's clips/ and rows/) is listed once, not once per write."""
+    key = os.path.abspath(folder)
+    if key not in _SWEPT:
+        _SWEPT.add(key)
+        sweep_stale(folder)
 
 
 def sweep_stale(folder: str | os.PathLike) -> list[Path]:
@@ -94,7 +106,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(target.parent)
+    _sweep_once(target.parent)
     temporary = target.with_name(f".{target.name}.{_tag()}.partial")
     temporary.mkdir()
     try:
