@@ -39,6 +39,7 @@ class WorkerDied(ChildProcessError):
 def _quiet_worker() -> None:
     """Per worker process: one thread per library, so N workers use N cores and not N x cores."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("SPLITMERGE_THREADS", "1")  # splitmerge.parallel
     os.environ.setdefault("GLOG_minloglevel", "2")
     import cv2
 

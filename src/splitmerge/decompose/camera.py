@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..parallel import frame_map, local_cache
+
 GRID_STEP = 4          # pixels between flow samples used for the homography fit
 RANSAC_THRESHOLD = 1.0  # pixels
 FLOW_DETAIL = 100       # pixels on the short side of the finest flow level
@@ -98,9 +100,11 @@ def flow_engine(height: int, width: int):
     return engine
 
 
-def dis_flow(first: np.ndarray, second: np.ndarray, engine=None) -> np.ndarray:
-    """Dense flow (H, W, 2) float32 from gray `first` to gray `second` (pixels), OpenCV DIS (`flow_engine`)."""
-    engine = engine or flow_engine(*first.shape[:2])
+def dis_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Dense flow (H, W, 2) float32 from gray `first` to gray `second` (pixels), OpenCV DIS (`flow_engine`; one
+    engine per thread and frame size, made on first use)."""
+    height, width = first.shape[:2]
+    engine = local_cache(("dis", height, width), lambda: flow_engine(height, width))
     return engine.calc(first, second, None)
 
 
@@ -129,15 +133,17 @@ def estimate_camera(frames: np.ndarray, keep_flows: bool = True, reference: int 
     """Estimate the camera motion of a clip (T, H, W, 3) uint8. Cost: one DIS flow per consecutive pair."""
     gray = to_gray(frames)
     count, height, width = gray.shape
-    engine = flow_engine(height, width)
     forward = np.empty((max(count - 1, 0), 3, 3))
     inliers = np.empty(max(count - 1, 0))
     flows = np.empty((max(count - 1, 0), height, width, 2), np.float32) if keep_flows else None
-    for t in range(count - 1):
-        flow = dis_flow(gray[t], gray[t + 1], engine)
+
+    def pair(t: int) -> None:
+        flow = dis_flow(gray[t], gray[t + 1])
         forward[t], inliers[t] = fit_homography(flow)
         if flows is not None:
             flows[t] = flow
+
+    frame_map(pair, range(count - 1))
     reference = count // 2 if reference is None else reference
     to_reference = np.empty((count, 3, 3))
     to_reference[reference] = np.eye(3)
@@ -146,38 +152,53 @@ def estimate_camera(frames: np.ndarray, keep_flows: bool = True, reference: int 
     for t in range(reference + 1, count):  # t -> t-1 -> ... -> reference
         to_reference[t] = to_reference[t - 1] @ np.linalg.inv(forward[t - 1])
     to_reference /= to_reference[:, 2:3, 2:3]
-    to_reference = snap_still(refine_to_reference(gray, to_reference, reference, engine), height, width)
+    if not _is_still(to_reference, height, width):  # a tripod chain has no drift worth a second set of flows
+        to_reference = refine_to_reference(gray, to_reference, reference)
+    to_reference = snap_still(to_reference, height, width)
     return CameraMotion(forward, to_reference, reference, inliers, flows, (height, width))
+
+
+def _corner_shift(matrix: np.ndarray, height: int, width: int) -> float:
+    """Pixels: the largest move of a frame corner under the homography `matrix` (3, 3)."""
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float).T
+    mapped = matrix @ corners
+    return float(np.abs(mapped[:2] / mapped[2] - corners[:2]).max())
+
+
+def _is_still(to_reference: np.ndarray, height: int, width: int, tolerance: float = STILL_TOLERANCE) -> bool:
+    """True when no frame's map to the reference moves a corner by `tolerance` px or more."""
+    return all(_corner_shift(matrix, height, width) < tolerance for matrix in to_reference)
 
 
 def snap_still(to_reference: np.ndarray, height: int, width: int, tolerance: float = STILL_TOLERANCE) -> np.ndarray:
     """Frames whose map to the reference moves no corner by more than `tolerance` px are the reference's view:
     their map becomes the identity, so a tripod shot is never resampled (resampling blurs what it fills)."""
-    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float).T
     snapped = to_reference.copy()
     for t, matrix in enumerate(to_reference):
-        mapped = matrix @ corners
-        if np.abs(mapped[:2] / mapped[2] - corners[:2]).max() < tolerance:
+        if _corner_shift(matrix, height, width) < tolerance:
             snapped[t] = np.eye(3)
     return snapped
 
 
-def refine_to_reference(gray: np.ndarray, to_reference: np.ndarray, reference: int, engine=None) -> np.ndarray:
+def refine_to_reference(gray: np.ndarray, to_reference: np.ndarray, reference: int) -> np.ndarray:
     """Remove the drift of chained homographies: warp each frame onto the reference with its chained estimate,
     measure what still moves between the two by flow, and fold the fitted correction in. (T, 3, 3) float64."""
     height, width = gray.shape[1:]
     refined = to_reference.copy()
-    for t in range(len(gray)):
+
+    def refine(t: int) -> None:
         if t == reference:
-            continue
+            return
         warped = cv2.warpPerspective(gray[t], to_reference[t], (width, height), flags=cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         overlap = cv2.warpPerspective(np.full_like(gray[t], 255), to_reference[t], (width, height),
                                       flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if (overlap > 0).mean() < 0.3:
-            continue  # too little overlap to measure against the reference: keep the chain
-        flow = dis_flow(warped, gray[reference], engine)
+            return  # too little overlap to measure against the reference: keep the chain
+        flow = dis_flow(warped, gray[reference])
         correction, ratio = fit_homography(flow, weights=cv2.erode(overlap, np.ones((9, 9), np.uint8)) / 255.0)
         if ratio > 0.2:
             refined[t] = correction @ to_reference[t]
+
+    frame_map(refine, range(len(gray)))
     return refined / refined[:, 2:3, 2:3]

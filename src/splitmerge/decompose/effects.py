@@ -23,6 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..parallel import frame_map
+
 GAIN_MIN = 0.2        # darker than this is not a shadow on the plate (a dark subject)
 GAIN_MAX = 1.08       # lighter than this is not the plate (a bright subject)
 NO_EFFECT = 0.92      # gains above this are the plate itself (noise, a matte's margin): effects 1 there
@@ -139,5 +141,5 @@ def separate_effects(frames: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -
     """Every frame: (alpha (T, H, W) float32 without the cast shadow, effects (T, H, W) float32, 1 = untouched)
     from the clip `frames` (T, H, W, 3) uint8, the segmentation's matte `alpha` (T, H, W) float32 and the clean
     plate restored under it, `plate` (T, H, W, 3) uint8."""
-    pairs = [separate_frame(*arrays) for arrays in zip(frames, alpha, plate, strict=True)]
+    pairs = frame_map(lambda arrays: separate_frame(*arrays), zip(frames, alpha, plate, strict=True))
     return np.stack([pair[0] for pair in pairs]), np.stack([pair[1] for pair in pairs])

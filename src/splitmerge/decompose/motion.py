@@ -26,7 +26,8 @@ import numpy as np
 from scipy import ndimage
 
 from .backends import Backend, Segmentation, SplitClip, SubjectPick, register
-from .camera import dis_flow, flow_engine, to_gray
+from ..parallel import frame_map
+from .camera import dis_flow, to_gray
 from .plate import Canvas, clean_plate, exposure_gain, make_canvas
 
 LONG_GAP = 8           # frames between the ends of a long-range flow pair
@@ -71,29 +72,31 @@ def motion_evidence(clip: SplitClip) -> tuple[np.ndarray, np.ndarray]:
     height, width = clip.size
     residual = _ResidualMotion(height, width)
     short = np.zeros((count, height, width), np.float32)
-    for t in range(count - 1):
-        moved = residual(camera.flows[t], camera.forward[t])
+    pairs = frame_map(lambda t: residual(camera.flows[t], camera.forward[t]), range(count - 1))
+    for t, moved in enumerate(pairs):
         np.maximum(short[t], moved, out=short[t])
         np.maximum(short[t + 1], moved, out=short[t + 1])
     long = np.zeros_like(short)
     if count > LONG_GAP:
         gray = to_gray(clip.frames)
-        engine = flow_engine(height, width)
-        for t in range(count):
+
+        def stabilised(t: int) -> None:
             # Near the clip's ends the gap shrinks on the short side, so that both sides always exist.
             others = [t - min(LONG_GAP, t), t + min(LONG_GAP, count - 1 - t)]
-            sides = [_stabilised_motion(gray, camera, t, other, engine) for other in others if other != t]
+            sides = [_stabilised_motion(gray, camera, t, other) for other in others if other != t]
             long[t] = np.minimum(*sides) if len(sides) == 2 else sides[0]
+
+        frame_map(stabilised, range(count))
     return short, long
 
 
-def _stabilised_motion(gray: np.ndarray, camera, t: int, other: int, engine) -> np.ndarray:
+def _stabilised_motion(gray: np.ndarray, camera, t: int, other: int) -> np.ndarray:
     """(H, W) float32 pixels the scene moved between frame t and frame `other` once the camera is taken out:
     `other` is warped into t's view first, so the flow only has to find the subject's own (small) motion;
     camera moves across a long gap can exceed what the flow pyramid of a small frame can follow."""
     aligned = camera.warp(gray[other], other, t)
     covered = camera.warp(np.full_like(gray[other], 255), other, t, interpolation=cv2.INTER_NEAREST) > 0
-    motion = np.linalg.norm(dis_flow(gray[t], aligned, engine), axis=-1)
+    motion = np.linalg.norm(dis_flow(gray[t], aligned), axis=-1)
     motion[~covered] = 0  # what the other frame never saw says nothing
     return motion
 
@@ -112,7 +115,8 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
     distance = np.zeros((count, height, width), np.float32)
     known = np.zeros((count, height, width), bool)
     window = np.ones((3, 3), np.uint8)
-    for t in range(count):
+
+    def compare(t: int) -> None:
         background = canvas.to_frame(plate, t).astype(np.float32)
         visible = canvas.to_frame(seen.astype(np.uint8), t, cv2.INTER_NEAREST) > 0
         frame = cv2.GaussianBlur(frames[t], (0, 0), 0.8).astype(np.float32)
@@ -125,6 +129,8 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
         difference = np.maximum(np.maximum(above, below), 0)
         distance[t] = np.sqrt((difference ** 2).sum(axis=-1))
         known[t] = visible
+
+    frame_map(compare, range(count))
     return distance, known
 
 
@@ -156,17 +162,16 @@ def borrow_weak_frames(mask: np.ndarray, camera, weak: float = 0.5) -> np.ndarra
 
 def hysteresis(values: np.ndarray, high: float, low: float) -> np.ndarray:
     """(T, H, W) bool: pixels above `low` that connect (within their frame) to a pixel above `high`."""
-    out = np.empty(values.shape, bool)
-    for t, frame in enumerate(values):
+    def connected(frame: np.ndarray) -> np.ndarray:
         labels, count = ndimage.label(frame > low)
         if count == 0:
-            out[t] = False
-            continue
+            return np.zeros(frame.shape, bool)
         strong = np.zeros(count + 1, bool)
         strong[np.unique(labels[frame > high])] = True
         strong[0] = False
-        out[t] = strong[labels]
-    return out
+        return strong[labels]
+
+    return np.stack(frame_map(connected, values))
 
 
 def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prior: np.ndarray | None = None,
@@ -179,11 +184,12 @@ def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prio
     labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if count == 0:
         return np.zeros_like(mask), {"objects": 0, "kept": 0}
-    volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    scores = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=count + 1)[1:]
+    inside = labels[mask]  # the labelled pixels only (a mask is mostly empty): sums per component
+    volumes = np.bincount(inside, minlength=count + 1)[1:]
+    scores = np.bincount(inside, weights=weight[mask], minlength=count + 1)[1:]
     agreement = np.zeros(count)
     if prior is not None and prior.any():
-        agreement = np.bincount(labels.ravel(), weights=prior.ravel(), minlength=count + 1)[1:]
+        agreement = np.bincount(inside, weights=prior[mask], minlength=count + 1)[1:]
         scores = scores + agreement * (scores.max() + 1)
     big = np.flatnonzero(volumes >= OBJECT_MIN_VOLUME * mask.size) + 1
     info = {"objects": int(len(big))}
@@ -245,9 +251,12 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, epsilon: f
 def soft_matte(frames: np.ndarray, mask: np.ndarray, radius: int = 4, epsilon: float = 1e-3) -> np.ndarray:
     """Binary masks (T, H, W) -> soft mattes float32 in [0, 1] whose edges follow the image (guided filter)."""
     alpha = np.empty(mask.shape, np.float32)
-    for t in range(len(mask)):
+
+    def soften(t: int) -> None:
         guide = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
         alpha[t] = guided_filter(guide, mask[t].astype(np.float32), radius, epsilon)
+
+    frame_map(soften, range(len(mask)))
     np.clip(alpha, 0, 1, out=alpha)
     alpha[alpha < 0.02] = 0
     alpha[alpha > 0.98] = 1
@@ -265,7 +274,7 @@ def fill_holes(mask: np.ndarray, gap: int = OUTLINE_GAP) -> np.ndarray:
 
 def fill_and_smooth(mask: np.ndarray) -> np.ndarray:
     """Fill holes per frame (`fill_holes`), then a temporal majority over 3 frames (removes one-frame flicker)."""
-    filled = np.stack([fill_holes(m) for m in mask])
+    filled = np.stack(frame_map(fill_holes, mask))
     if len(filled) >= 3:
         votes = filled.astype(np.uint8)
         total = votes.copy()
@@ -288,10 +297,16 @@ def boxes_and_points(alpha: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
             continue
         boxes[t] = (xs.min(), ys.min(), xs.max(), ys.max())
         # The most interior pixel is a safer prompt than the centroid (which can fall outside a concave shape).
-        inside = ndimage.distance_transform_edt(frame)
+        inside = cv2.distanceTransform(frame.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
         points.append(np.array([[x, y]], np.float32))
     return boxes, points
+
+
+def _dilate_each(masks: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W) bool: each frame's mask dilated by a `size` x `size` square."""
+    kernel = np.ones((size, size), np.uint8)
+    return np.stack(frame_map(lambda mask: cv2.dilate(mask.astype(np.uint8), kernel) > 0, masks))
 
 
 # ----------------------------------------------------------------------------------------------------- backend
@@ -332,16 +347,17 @@ class MotionSegmenter(Backend):
         # A slow subject's motion evidence fades in a frame here and there (near the clip's ends most), and one
         # missed frame is enough to put the subject itself into the plate: borrow those frames' masks.
         moving = borrow_weak_frames(moving, camera)
-        excluded = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0 for m in moving])
+        excluded = _dilate_each(moving, 9)
         plate, seen = clean_plate(frames, excluded, canvas)
         change, known = change_evidence(frames, plate, seen, canvas)
         changed = (change > _noise_floor(change[known], 25.0)) & known
         timings["plate"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        candidate = np.stack([cv2.morphologyEx(c.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-                              for c in changed | moving]) > 0
-        subject, info = select_objects(candidate, motion + 1.0, self.all_objects, prior, pick)
+        candidate = np.stack(frame_map(lambda c: cv2.morphologyEx(c.astype(np.uint8), cv2.MORPH_OPEN,
+                                                                  np.ones((3, 3), np.uint8)) > 0, changed | moving))
+        motion += 1.0  # every changed pixel counts, moving ones more
+        subject, info = select_objects(candidate, motion, self.all_objects, prior, pick)
         timings["objects"] = time.perf_counter() - mark
         if not subject.any():
             empty = np.zeros((count, height, width), np.float32)
@@ -351,16 +367,16 @@ class MotionSegmenter(Backend):
 
         mark = time.perf_counter()
         # Second plate without the selected subject: cleaner change evidence around it.
-        excluded = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0 for m in subject])
+        excluded = _dilate_each(subject, 7)
         plate, seen = clean_plate(frames, excluded, canvas)
         change, known = change_evidence(frames, plate, seen, canvas, subject=excluded)
         high = _noise_floor(change[known & ~excluded], 25.0)
         changed = hysteresis(change, high, 0.5 * high) & known
         # Keep change near the selected subject only; where the plate never saw the scene, keep the first mask.
-        near = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0 for m in subject])
+        near = _dilate_each(subject, 15)
         refined = (changed & near) | (subject & moving & ~known)
         # A pick keeps following the first choice (its component in the refined mask), never another mover.
-        refined, _ = select_objects(refined, motion + 1.0, self.all_objects,
+        refined, _ = select_objects(refined, motion, self.all_objects,
                                     prior if pick is None else subject.astype(np.float32), pick)
         refined = fill_and_smooth(refined)
         alpha = soft_matte(frames, refined)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..parallel import frame_map
+
 from .camera import CameraMotion
 
 MAX_CANVAS_FACTOR = 3  # the canvas is at most this many frame widths/heights (guards against runaway homographies)
@@ -74,14 +76,19 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas) -> tupl
     count = len(frames)
     canvas_h, canvas_w = canvas.size
     samples = np.empty((count, canvas_h, canvas_w, 3), np.uint16)
-    for t in range(count):
+
+    def sample(t: int) -> None:
         usable = canvas.from_frame((~covered[t]).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
         # Shrink by a pixel: bilinear samples next to the frame border or the subject mix in what is outside.
         usable = cv2.erode(usable, np.ones((3, 3), np.uint8)) > 127
         warped = canvas.from_frame(frames[t], t).astype(np.uint16)
         warped[~usable] = INVALID
         samples[t] = warped
-    samples.sort(axis=0)
+
+    frame_map(sample, range(count))
+    # Sorted in bands of rows, in parallel (the sort along time is the plate's largest single cost).
+    bands = np.array_split(np.arange(canvas_h), max(1, min(canvas_h, 8)))
+    frame_map(lambda rows: samples[:, rows[0]:rows[-1] + 1].sort(axis=0), [band for band in bands if len(band)])
     valid = (samples[..., 0] != INVALID).sum(axis=0)  # (Hc, Wc): how many frames saw each pixel uncovered
     middle = np.maximum(valid - 1, 0) // 2
     # The median of each channel separately (a marginal median: cheap, and robust to the few subject pixels a
@@ -122,13 +129,16 @@ def close_in_time(masks: np.ndarray, canvas: Canvas, gap: int) -> np.ndarray:
     count = len(masks)
     if count < 3 or gap < 2:
         return masks.copy()
-    on_canvas = np.stack([canvas.from_frame(m.astype(np.uint8), t, cv2.INTER_NEAREST) > 0
-                          for t, m in enumerate(masks)])
+    on_canvas = np.stack(frame_map(lambda t: canvas.from_frame(masks[t].astype(np.uint8), t, cv2.INTER_NEAREST) > 0,
+                                   range(count)))
     frames = np.arange(count, dtype=np.int16)[:, None, None]
     last = np.maximum.accumulate(np.where(on_canvas, frames, np.int16(-count - gap)), axis=0)
     following = np.minimum.accumulate(np.where(on_canvas, frames, np.int16(2 * count + gap))[::-1], axis=0)[::-1]
     closed = (following - last) <= gap
     out = masks.copy()
-    for t in range(count):
+
+    def close(t: int) -> None:
         out[t] |= canvas.to_frame(closed[t].astype(np.uint8), t, cv2.INTER_NEAREST) > 0
+
+    frame_map(close, range(count))
     return out

@@ -15,6 +15,8 @@ import time
 import cv2
 import numpy as np
 
+from ..parallel import frame_map
+
 from .backends import Backend, SplitClip, register
 from .plate import clean_plate, close_in_time, exposure_gain, make_canvas
 
@@ -80,16 +82,19 @@ class PropagateRestorer(Backend):
             plate = cv2.inpaint(plate, (~seen).astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
         out = np.empty_like(frames)
         ring_kernel = np.ones((9, 9), np.uint8)
-        for t in range(len(frames)):
+
+        def fill(t: int) -> None:
             if not hole[t].any():
                 out[t] = frames[t]
-                continue
+                return
             frame = frames[t].astype(np.float32)
             background = canvas.to_frame(plate, t).astype(np.float32)
             ring = (cv2.dilate(hole[t].astype(np.uint8), ring_kernel) > 0) & ~hole[t]
             background *= exposure_gain(frame, background, ring)  # the clip's exposure may drift
             weight = blend_weights(hole[t], self.feather)[..., None]
             out[t] = np.clip(np.rint(frame * (1 - weight) + background * weight), 0, 255)
+
+        frame_map(fill, range(len(frames)))
         self.info = {"never_seen_share": float(never_seen.sum() / max(needed.astype(bool).sum(), 1)),
                      "seconds": time.perf_counter() - started}
         return out

@@ -27,7 +27,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..decompose.camera import dis_flow, flow_engine, to_gray
+from ..decompose.camera import dis_flow, to_gray
 from ..video.layers import premultiply
 
 COLOUR_BINS = 8
@@ -78,8 +78,7 @@ def identity_score(first: np.ndarray, second: np.ndarray) -> float:
 def flow_field(frames: np.ndarray) -> np.ndarray:
     """(T-1, H, W, 2) DIS flow between consecutive frames."""
     gray = to_gray(frames)
-    engine = flow_engine(*gray.shape[1:])
-    return np.stack([dis_flow(gray[t], gray[t + 1], engine) for t in range(len(gray) - 1)])
+    return np.stack([dis_flow(gray[t], gray[t + 1]) for t in range(len(gray) - 1)])
 
 
 def motion_histogram(flows: np.ndarray, weight: np.ndarray, speed_edges=(0.01, 0.04, 0.1, 0.25),

@@ -174,19 +174,18 @@ def warping_error(video: np.ndarray, flow_source: np.ndarray | None = None) -> f
     of the squared difference (colours in [0, 1]) between frame t+1 and frame t warped to it by optical flow,
     over pixels the flow's forward-backward check calls visible. The flow comes from `flow_source` (the true
     clip, when there is one) or from `video` itself. Lower is steadier."""
-    from ..decompose.camera import dis_flow, flow_engine, to_gray
+    from ..decompose.camera import dis_flow, to_gray
 
     source = video if flow_source is None else flow_source
     if source.shape != video.shape:
         raise ShapeError(f"warping_error: shapes differ, {video.shape} vs {source.shape}")
     gray = to_gray(source)
     height, width = gray.shape[1:]
-    engine = flow_engine(height, width)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     errors = []
     for t in range(len(video) - 1):
-        backward = dis_flow(gray[t + 1], gray[t], engine)   # for each pixel of t+1, where it was in t
-        forward = dis_flow(gray[t], gray[t + 1], engine)
+        backward = dis_flow(gray[t + 1], gray[t])   # for each pixel of t+1, where it was in t
+        forward = dis_flow(gray[t], gray[t + 1])
         map_x, map_y = xs + backward[..., 0], ys + backward[..., 1]
         warped = cv2.remap(video[t].astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
