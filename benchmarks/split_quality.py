@@ -5,9 +5,10 @@
 
 Builds its own ground truth (`splitmerge.eval.split_truth`: real photos and a real clip frame moved by virtual
 cameras, real cut-outs with known mattes walking along paths; static, pan, zoom, handheld, slow, pausing, flat)
-and splits every case three times in this one run: the default split (``splitmerge.split`` with its default
-backends, today ``motion`` segmenter + ``propagate`` restorer, the cast shadow moved to the effects layer), the
-previous default (the same with ``effects=False``: the shadow stays in the matte) and the naive baseline
+and splits every case up to four times in this one run: the default split (``splitmerge.split`` with its default
+backends: ``motion`` segmenter, ``propagate`` restorer, the default matting stage), the same with the other
+matting stage (``rule`` or the learned ``net``, `decompose.matting`; left out when this checkout has no bundled
+network), issue 3's split (``effects=False``, rule: the shadow stays in the matte) and the naive baseline
 (``median`` + ``median``).
 
 Two sets: "easy" (`BENCHMARK_CASES`, the issue 3 cases) and "hard" (`HARD_CASES`, issue 17: non-rigid subjects,
@@ -51,14 +52,20 @@ from splitmerge.eval import boundary_f, mask_iou, masked_psnr
 from splitmerge.eval.metrics import (effects_psnr, matte_flicker, plate_psnr, shadow_leak, soft_edge_gradient_error,
                                      soft_edge_sad)
 from splitmerge.eval.split_truth import BENCHMARK_CASES, HARD_CASES, render_case
-from splitmerge.decompose.pipeline import NoSubjectError, split
+from splitmerge.decompose.matting import NetMatting
+from splitmerge.decompose.pipeline import NoSubjectError, SplitConfig, split
 from splitmerge.parallel import thread_count
 from splitmerge.video.preview import grid, write_png
 
+DEFAULT_MATTING = SplitConfig().matting
+OTHER_MATTING = "net" if DEFAULT_MATTING == "rule" else "rule"
 METHODS = {"splitmerge": {},  # the default split, whatever its default backends are
-           "shadow kept": {"effects": False},  # the previous default: no effects layer, the shadow in the matte
-           "median baseline": {"segmenter": "median", "restorer": "median"}}
-OTHERS = ("shadow kept", "median baseline")  # shown in brackets after the default's figure, in this order
+           f"matting {OTHER_MATTING}": {"matting": OTHER_MATTING},  # the other matting stage (decompose.matting)
+           "shadow kept": {"effects": False, "matting": "rule"},  # issue 3's split: the shadow stays in the matte
+           "median baseline": {"segmenter": "median", "restorer": "median", "matting": "rule"}}
+if not NetMatting.availability()[0]:  # no bundled matting network in this checkout
+    METHODS.pop("matting net", None)
+OTHERS = tuple(method for method in METHODS if method != "splitmerge")  # in brackets after the default, in order
 SETS = {"easy": BENCHMARK_CASES, "hard": HARD_CASES}
 EASY_KEYS = ("J", "F", "hole_psnr", "fps")
 HARD_KEYS = ("J", "F", "sad", "grad", "leak", "plate_psnr", "effects_psnr", "flicker", "fps")
@@ -219,8 +226,8 @@ def main() -> None:
 
     for name, cases, results, means in tables:
         print_table(name, cases, results, means, EASY_KEYS if name == "easy" else HARD_KEYS)
-    print("(in brackets: the previous default with the shadow kept in the matte / the naive median baseline, same "
-          "run; shadow columns: cases with a shadow only)")
+    print(f"(in brackets, same run: {' / '.join(OTHERS)}; the default's matting is {DEFAULT_MATTING}; shadow "
+          "columns: cases with a shadow only)")
     for row in real:
         print(f"real clip {row['clip']} from frame {row['start']}: {row['frames']} frames at "
               f"{row['size'][0]}x{row['size'][1]}, fg_ratio {row['fg_ratio']:.3f}, "

@@ -65,17 +65,18 @@ def _split_options(args) -> dict:
 
     option(args.refiner, "model_path", args.refiner_model)
     option(args.restorer, "model_path", args.restorer_model)
+    option(args.matting, "model_path", args.matting_model)
     option(args.captioner, "model_path", args.caption_model)
     for key, value in (("url", args.vlm_url), ("model", args.vlm_model), ("api_key", args.vlm_key)):
         option(args.captioner, key, value)
-    used = {args.backend, args.refiner, args.restorer, args.captioner} - {None}
+    used = {args.backend, args.refiner, args.restorer, args.matting, args.captioner} - {None}
     for setting in args.set:
         backend, key, value = _parse_setting(setting)
         if backend not in used:
             raise OptionError(f"--set {setting!r}: backend {backend!r} is not used by this split "
                               f"(using {', '.join(sorted(used))})")
         option(backend, key, value)
-    return {"segmenter": args.backend, "refiner": args.refiner, "restorer": args.restorer,
+    return {"segmenter": args.backend, "refiner": args.refiner, "restorer": args.restorer, "matting": args.matting,
             "captioner": args.captioner, "all_objects": args.all_objects, "effects": not args.no_effects,
             "backend_options": options}
 
@@ -305,6 +306,8 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="motion", help="segmenter (default: motion)")
     parser.add_argument("--refiner", default=None, help="optional mask refiner, e.g. sam2")
     parser.add_argument("--restorer", default="propagate", help="background restorer (default: propagate)")
+    parser.add_argument("--matting", default="rule",
+                        help="final matte and effects: rule (default) or net (the bundled learned network)")
     parser.add_argument("--captioner", default="measured", help="captioner (default: measured)")
     parser.add_argument("--all-objects", action="store_true", help="keep every moving object, not only the main one")
     parser.add_argument("--no-effects", action="store_true",
@@ -312,6 +315,8 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
                              "to the effects layer (effects.mkv)")
     parser.add_argument("--refiner-model", default=None, help="local weights folder of the refiner")
     parser.add_argument("--restorer-model", default=None, help="local weights folder of a model restorer")
+    parser.add_argument("--matting-model", default=None,
+                        help="a matting network folder for --matting net (default: the bundled one)")
     parser.add_argument("--caption-model", default=None, help="local weights folder of the transformers captioner")
     parser.add_argument("--vlm-url", default=None, help="OpenAI-compatible endpoint for --captioner http "
                                                         "(or SPLITMERGE_VLM_URL)")

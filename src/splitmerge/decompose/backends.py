@@ -34,12 +34,13 @@ import numpy as np
 
 from ..errors import OptionError, SplitMergeError
 
-KINDS = ("segmenter", "refiner", "restorer", "captioner")
+KINDS = ("segmenter", "refiner", "restorer", "matting", "captioner")
 
 # Modules that define built-in backends; each registers its classes on import.
 BUILTIN_MODULES = (
     "splitmerge.decompose.motion",
     "splitmerge.decompose.restore",
+    "splitmerge.decompose.matting",
     "splitmerge.decompose.baseline",
     "splitmerge.decompose.person",
     "splitmerge.decompose.caption",

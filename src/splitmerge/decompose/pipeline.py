@@ -37,7 +37,7 @@ from ..video.geometry import capped_size, parse_size
 from ..video.io import VideoReader
 from ..video.layers import Layers, LayersWriter, Video, premultiply
 from .backends import Segmentation, SplitClip, SubjectPick, get_backend
-from .effects import separate_effects
+from .restore import extend_hole
 from .filters import present_frames, verdict
 from .motion import PICK_SEARCH
 
@@ -73,6 +73,7 @@ class SplitConfig:
     segmenter: str = "motion"
     refiner: str | None = None
     restorer: str = "propagate"
+    matting: str = "rule"
     captioner: str = "measured"
     caption: str | None = None
     all_objects: bool = False
@@ -198,6 +199,7 @@ class Decomposer:
                                      **{"all_objects": config.all_objects, **options(config.segmenter)})
         self.refiner = get_backend("refiner", config.refiner, **options(config.refiner)) if config.refiner else None
         self.restorer = get_backend("restorer", config.restorer, **options(config.restorer))
+        self.matting = get_backend("matting", config.matting, **options(config.matting))
         self.captioner = (get_backend("captioner", config.captioner, **options(config.captioner))
                           if config.caption is None else None)
         self.pick = config.pick()
@@ -208,6 +210,7 @@ class Decomposer:
     def backends(self) -> dict:
         segmenter = {**self.segmenter.describe_config(), **({"pick": self.pick.record()} if self.pick else {})}
         record = {"segmenter": segmenter, "restorer": self.restorer.describe_config(),
+                  "matting": self.matting.describe_config(),
                   "captioner": self.captioner.describe_config() if self.captioner else {"name": "given"}}
         if self.refiner is not None:
             record["refiner"] = self.refiner.describe_config()
@@ -235,7 +238,7 @@ class Decomposer:
         Raises `NoSubjectError` when no window finds a moving subject.
         """
         config = self.config
-        seconds = dict.fromkeys(("read", "segment", "refine", "restore", "caption", "write"), 0.0)
+        seconds = dict.fromkeys(("read", "segment", "refine", "restore", "matting", "caption", "write"), 0.0)
 
         caption = " ".join(config.caption.split()) if config.caption is not None else None
         found_any, objects, picked_frame = False, [], None
@@ -277,13 +280,10 @@ class Decomposer:
                 picked_frame = self._check_pick(segmentation, opened, len(frames))
             found_any |= segmentation.found
             objects.append(segmentation.info.get("objects"))
-            mark = time.perf_counter()
-            background = (self.restorer.restore(clip, segmentation.alpha) if segmentation.found
-                          else frames.copy())
             alpha, effects = segmentation.alpha, np.ones(frames.shape[:3], np.float32)
-            if config.effects and segmentation.found:
-                alpha, effects = separate_effects(frames, alpha, background)
-            seconds["restore"] += time.perf_counter() - mark
+            background = frames.copy()
+            if segmentation.found:
+                background, alpha, effects = self._restore_and_matte(clip, segmentation.alpha, seconds)
             if caption is None and segmentation.found:
                 mark = time.perf_counter()
                 caption = self.captioner.describe(clip, alpha)
@@ -327,6 +327,32 @@ class Decomposer:
         raise NoSubjectError(f"{name}: nothing moves at the {self.pick.describe()} in the first "
                              f"{min(count, PICK_SEARCH)} frames (pick a point on the moving subject)",
                              reason="nothing moves at the pick")
+
+    def _restore_and_matte(self, clip: SplitClip, coarse: np.ndarray, seconds: dict
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(background, alpha, effects) of a window with a subject: the restorer on the segmenter's matte
+        `coarse`, then the matting stage (`decompose.matting`). A matte that grew beyond the restored hole gets
+        the scene plate there too. Without effects (Layers version 1) the rule keeps the segmenter's matte (the
+        shadow in it) and every backend's effects are dropped."""
+        mark = time.perf_counter()
+        scene = None
+        if not self.matting.needs_scene:
+            background = self.restorer.restore(clip, coarse)
+        elif hasattr(self.restorer, "restore_with_scene"):
+            background, scene = self.restorer.restore_with_scene(clip, coarse)
+        else:
+            background = self.restorer.restore(clip, coarse)
+            scene = get_backend("restorer", "propagate").restore_with_scene(clip, coarse)[1]
+        seconds["restore"] += time.perf_counter() - mark
+        no_effects = np.ones(coarse.shape, np.float32)
+        if not self.config.effects and not self.matting.needs_scene:
+            return background, coarse, no_effects
+        mark = time.perf_counter()
+        alpha, effects = self.matting.separate(clip, coarse, background, scene)
+        if scene is not None:
+            background = extend_hole(clip.frames, background, scene, coarse, alpha)
+        seconds["matting"] += time.perf_counter() - mark
+        return background, alpha, effects if self.config.effects else no_effects
 
     def _segment(self, clip: SplitClip, prior: np.ndarray | None, seconds: dict) -> Segmentation:
         mark = time.perf_counter()

@@ -55,46 +55,87 @@ class PropagateRestorer(Backend):
 
     def restore(self, clip: SplitClip, alpha: np.ndarray) -> np.ndarray:
         """(T, H, W, 3) uint8 clean plate of `clip` with the subject of matte `alpha` (T, H, W) removed."""
+        return self.restore_with_scene(clip, alpha, scene=False)[0]
+
+    def restore_with_scene(self, clip: SplitClip, alpha: np.ndarray, scene: bool = True
+                           ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(background, scene): `restore`'s result, and with `scene` the plate itself in every frame's view and
+        exposure everywhere (not only inside the hole), each (T, H, W, 3) uint8: what the scene looks like
+        without the subject, which the matting stage compares the frame with (`decompose.matting`)."""
         started = time.perf_counter()
         frames = clip.frames
-        hole = hole_masks(alpha, self.dilation)
-        if not hole.any():
-            return frames.copy()
-        canvas = make_canvas(clip.camera)
-        # A slow subject's matte that misses part of it in a few frames would put those parts into the plate.
-        hole = close_in_time(hole, canvas, HOLE_GAP)
-        plate, seen = clean_plate(frames, hole, canvas)
-        if not seen.all():
-            # What the generous hole never uncovered may still have been seen just outside the subject itself:
-            # better than inventing it. Only what neither saw is inpainted.
-            tight = hole_masks(alpha, 1)
-            loose_plate, loose_seen = clean_plate(frames, tight, canvas)
-            fallback = loose_seen & ~seen
-            plate[fallback] = loose_plate[fallback]
-            seen = seen | loose_seen
-        needed = np.zeros(canvas.size, np.uint8)
-        for t in range(len(frames)):
-            needed |= canvas.from_frame(hole[t].astype(np.uint8), t, cv2.INTER_NEAREST)
-        never_seen = (needed > 0) & ~seen
-        if never_seen.any():
-            # Every unseen canvas pixel goes into the mask, not only the needed ones: inpainting treats what is
-            # outside its mask as known, and unseen pixels are black.
-            plate = cv2.inpaint(plate, (~seen).astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        if not (alpha > 0.01).any():
+            return frames.copy(), frames.copy() if scene else None
+        plate, canvas, hole, never_seen = scene_plate(clip, alpha, self.dilation)
         out = np.empty_like(frames)
+        views = np.empty_like(frames) if scene else None
         ring_kernel = np.ones((9, 9), np.uint8)
 
         def fill(t: int) -> None:
-            if not hole[t].any():
+            if views is None and not hole[t].any():
                 out[t] = frames[t]
                 return
             frame = frames[t].astype(np.float32)
             background = canvas.to_frame(plate, t).astype(np.float32)
             ring = (cv2.dilate(hole[t].astype(np.uint8), ring_kernel) > 0) & ~hole[t]
             background *= exposure_gain(frame, background, ring)  # the clip's exposure may drift
+            if views is not None:
+                views[t] = np.clip(np.rint(background), 0, 255)
+            if not hole[t].any():
+                out[t] = frames[t]
+                return
             weight = blend_weights(hole[t], self.feather)[..., None]
             out[t] = np.clip(np.rint(frame * (1 - weight) + background * weight), 0, 255)
 
         frame_map(fill, range(len(frames)))
-        self.info = {"never_seen_share": float(never_seen.sum() / max(needed.astype(bool).sum(), 1)),
-                     "seconds": time.perf_counter() - started}
-        return out
+        self.info = {"never_seen_share": never_seen, "seconds": time.perf_counter() - started}
+        return out, views
+
+
+def extend_hole(frames: np.ndarray, background: np.ndarray, scene: np.ndarray, coarse: np.ndarray,
+                alpha: np.ndarray, dilation: int = HOLE_DILATION, feather: float = FEATHER) -> np.ndarray:
+    """The restored `background` (T, H, W, 3) uint8, also filled from `scene` where the final matte `alpha`
+    (T, H, W) reaches beyond the hole the restorer filled for the matte `coarse` (a limb the matting stage
+    found that the segmenter missed); the restorer's pixels are kept everywhere else."""
+    old = hole_masks(coarse, dilation)
+    new = hole_masks(alpha, dilation)
+    out = background.copy()
+
+    def fill(t: int) -> None:
+        beyond = new[t] & ~old[t]
+        if not beyond.any():
+            return
+        weight = blend_weights(beyond, feather)[..., None] * (~old[t])[..., None]
+        out[t] = np.clip(np.rint(background[t] * (1 - weight) + scene[t] * weight), 0, 255)
+
+    frame_map(fill, range(len(frames)))
+    return out
+
+
+def scene_plate(clip: SplitClip, alpha: np.ndarray, dilation: int = HOLE_DILATION
+                ) -> tuple[np.ndarray, object, np.ndarray, float]:
+    """The scene without the subject of matte `alpha` (T, H, W) on the clip's stabilised canvas: (plate
+    (Hc, Wc, 3) uint8, the `Canvas`, the hole (T, H, W) bool: the matte grown by `dilation` px and closed in
+    time, and the share of the pixels the hole needed that no frame saw, which were inpainted)."""
+    frames = clip.frames
+    canvas = make_canvas(clip.camera)
+    # A slow subject's matte that misses part of it in a few frames would put those parts into the plate.
+    hole = close_in_time(hole_masks(alpha, dilation), canvas, HOLE_GAP)
+    plate, seen = clean_plate(frames, hole, canvas)
+    if not seen.all():
+        # What the generous hole never uncovered may still have been seen just outside the subject itself:
+        # better than inventing it. Only what neither saw is inpainted.
+        tight = hole_masks(alpha, 1)
+        loose_plate, loose_seen = clean_plate(frames, tight, canvas)
+        fallback = loose_seen & ~seen
+        plate[fallback] = loose_plate[fallback]
+        seen = seen | loose_seen
+    needed = np.zeros(canvas.size, np.uint8)
+    for t in range(len(frames)):
+        needed |= canvas.from_frame(hole[t].astype(np.uint8), t, cv2.INTER_NEAREST)
+    never_seen = (needed > 0) & ~seen
+    if never_seen.any():
+        # Every unseen canvas pixel goes into the mask, not only the needed ones: inpainting treats what is
+        # outside its mask as known, and unseen pixels are black.
+        plate = cv2.inpaint(plate, (~seen).astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    return plate, canvas, hole, float(never_seen.sum() / max(needed.astype(bool).sum(), 1))
