@@ -10,7 +10,7 @@ import torch
 
 import splitmerge as sm
 from splitmerge.cli import main
-from splitmerge.data.cutouts import load_cutout, procedural_cutout
+from splitmerge.data.cutouts import CLIP_CUTOUTS, load_cutout, procedural_cutout
 from splitmerge.data.matting_data import (ARRAYS, BENCHMARK_MATERIAL, _check_disjoint, examples_from_case,
                                           generate, load_shards, training_case)
 from splitmerge.decompose.matting import BUNDLED, NetMatting, subject_box
@@ -36,12 +36,24 @@ def test_procedural_cutouts_are_exact_varied_and_repeatable():
         load_cutout("shape:x")
 
 
+def test_clip_cutouts_are_real_subjects_cut_from_the_sample_clips():
+    cutout = load_cutout("man-30")
+    assert cutout.rgb.shape[:2] == cutout.alpha.shape and cutout.alpha.max() == pytest.approx(1.0, abs=0.01)
+    assert 0.3 < (cutout.alpha > 0.5).mean() < 0.95  # an object, not its whole box
+    assert np.array_equal(load_cutout("man-30").alpha, cutout.alpha)
+
+
 def test_training_material_never_touches_the_benchmark():
+    real = 0
     for index in range(300):
         case = training_case(index, seed=5)
+        real += case.subject in CLIP_CUTOUTS
         _check_disjoint(case)  # raises on any benchmark photo, clip or cut-out
         used = " ".join([case.background, case.subject, *case.movers])
         assert not any(f":{name}" in used or f"{name}@" in used for name in BENCHMARK_MATERIAL)
+    assert 80 < real < 160  # REAL_SUBJECTS = 0.4 of the subjects are real
+    assert training_case(7, seed=5, real_subjects=0.0).subject == "shape:500022"  # the rest of the recipe stays
+    assert training_case(7, seed=5, real_subjects=0.0).background == training_case(7, seed=5).background
     with pytest.raises(OptionError, match="benchmark"):
         _check_disjoint(TruthCase("bad", "photo:rocket", "shape:1", "static", "walk"))
     with pytest.raises(OptionError, match="benchmark"):
@@ -173,6 +185,10 @@ def test_extend_hole_fills_only_where_the_final_matte_grew():
     assert np.array_equal(out[0], background[0])
     assert (out[1, 15, 27] == 30).all() and (out[1, 15, 38] == 100).all()
     assert np.array_equal(out[1, 10:20, 10:20], background[1, 10:20, 10:20])  # the restorer's hole is kept
+    effects = np.ones_like(coarse)
+    effects[0, 30:35, 5:15] = 0.6  # frame 0: a shadow beyond the hole: the background there holds no shadow
+    out = extend_hole(frames, background, scene, coarse, coarse, effects, dilation=1, feather=0.5)
+    assert (out[0, 32, 10] == 30).all() and (out[0, 5, 35] == 100).all() and np.array_equal(out[1], background[1])
 
 
 @pytest.fixture(scope="module")

@@ -100,11 +100,17 @@ def load_cutout(name: str) -> Cutout:
     kind, _, seed = name.partition(":")
     if kind == "shape" and seed.isdigit():
         return procedural_cutout(int(seed))
+    if name in CLIP_CUTOUTS:
+        return clip_cutout(name)
     if name not in CUTOUTS:
         raise OptionError(f"cut-out {name!r}: unknown; expected one of {', '.join(sorted(CUTOUTS))} or shape:SEED")
     spec = CUTOUTS[name]
-    photo = load_photo(spec.photo)
-    hard = grabcut_matte(photo, spec.box)
+    return _grabcut_cutout(name, load_photo(spec.photo), spec.box)
+
+
+def _grabcut_cutout(name: str, photo: np.ndarray, box: tuple[int, int, int, int]) -> Cutout:
+    """The object GrabCut finds in `box` of `photo`, closed, softened by `EDGE_SIGMA`, cropped to its matte."""
+    hard = grabcut_matte(photo, box)
     hard = cv2.morphologyEx(hard, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     alpha = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), EDGE_SIGMA)
     alpha[alpha < 1 / 255] = 0
@@ -177,6 +183,24 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     shade = np.linspace(rng.uniform(0.9, 1.15), rng.uniform(0.6, 1.0), height, dtype=np.float32)[:, None, None]
     coloured = patch.astype(np.float32) * tint * shade + rng.uniform(-30, 30, 3)
     return np.clip(coloured, 0, 255).astype(np.uint8)
+
+
+# Real subjects from frames of the bundled sample clips (the benchmark uses none of these frames' subjects):
+# name -> (sample, frame, GrabCut box (x, y, w, h) in the frame's pixels). Training material for learned parts.
+CLIP_CUTOUTS = {
+    "rabbit-40": ("bigbuckbunny", 40, (190, 36, 360, 540)),
+    "rabbit-90": ("bigbuckbunny", 90, (150, 4, 400, 646)),
+    "rabbit-125": ("bigbuckbunny", 125, (256, 36, 384, 614)),
+    "man-30": ("carphone", 30, (40, 12, 96, 130)),
+    "man-90": ("carphone", 90, (30, 10, 110, 132)),
+}
+
+
+def clip_cutout(name: str) -> Cutout:
+    """A `CLIP_CUTOUTS` subject: GrabCut in its box on that frame, as `load_cutout` does for photos."""
+    sample, frame, box = CLIP_CUTOUTS[name]
+    photo = _texture_photo(f"clip:{sample}@{frame}")
+    return _grabcut_cutout(name, photo, box)
 
 
 def procedural_cutout(seed: int) -> Cutout:

@@ -4,10 +4,12 @@ it, with the exact answer beside.
 Each example comes from a ground-truth clip rendered like the split benchmark's (`eval.split_truth`: a world
 under a virtual camera, a cut-out walking a path, optionally non-rigid, stopping, casting a soft shadow, blurred,
 with other movers behind) but from *training material only*: procedural subjects (`data.cutouts.procedural_cutout`,
-textured by photos the benchmark never uses) over `TRAIN_WORLDS` (other photos, and frames of the bigbuckbunny
-and carphone clips, still or moving, half of the clips; never the benchmark's rocket, coffee, motorcycle or
-bikes). The clip is split by the default pipeline with the shadow left in the matte (``effects=False``), so each
-frame gives the network's inputs as they will be at run time, and the truth gives its targets:
+textured by photos the benchmark never uses) and, in `REAL_SUBJECTS` of the clips, real subjects cut from frames
+of the bigbuckbunny and carphone clips (`data.cutouts.CLIP_CUTOUTS`: the rabbit, the man in the car), over
+`TRAIN_WORLDS` (other photos, and frames of the bigbuckbunny and carphone clips, still or moving, half of the
+clips; never the benchmark's rocket, coffee, motorcycle or bikes). The clip is split by the default pipeline with
+the shadow left in the matte (``effects=False``), so each frame gives the network's inputs as they will be at
+run time, and the truth gives its targets:
 
     inputs:  frame (H, W, 3) uint8, plate (H, W, 3) uint8 (the scene without the subject in the frame's view,
              everywhere: `PropagateRestorer.restore_with_scene`), coarse (H, W) uint8 (the segmenter's matte x 255)
@@ -37,22 +39,29 @@ CLIP_WORLDS = tuple(f"clip:bigbuckbunny@{frame}" for frame in range(0, 132, 12))
     "video:bigbuckbunny@20", "video:bigbuckbunny@80", "video:carphone@0", "video:carphone@50")
 TRAIN_WORLDS = PHOTO_WORLDS + CLIP_WORLDS
 BENCHMARK_MATERIAL = ("rocket", "coffee", "stereo_motorcycle", "bikes", "astronaut", "chelsea", "cat", "cup")
+REAL_SUBJECTS = 0.4   # share of clips whose subject is a real one cut from a sample clip (`cutouts.CLIP_CUTOUTS`)
 FRAMES = 24           # frames per training clip
 FRAME_STEP = 2        # every second frame becomes an example (neighbours are nearly the same)
 SIZE = (240, 360)     # the benchmark's working size: the network sees its features at the scale it will meet
 ARRAYS = ("frame", "plate", "coarse", "alpha", "gain")
 
 
-def training_case(index: int, seed: int = 0):
-    """The `index`-th training clip's recipe (`eval.split_truth.TruthCase`), random but fixed by (index, seed)."""
+def training_case(index: int, seed: int = 0, real_subjects: float = REAL_SUBJECTS):
+    """The `index`-th training clip's recipe (`eval.split_truth.TruthCase`), random but fixed by (index, seed);
+    its subject is a real one (`cutouts.CLIP_CUTOUTS`) with probability `real_subjects`, drawn from a stream of
+    its own, so the rest of the recipe does not depend on it."""
     from ..eval.split_truth import CAMERAS, TruthCase
+    from .cutouts import CLIP_CUTOUTS
 
     rng = np.random.default_rng([seed, index, 17])
+    subjects = np.random.default_rng([seed, index, 29])
+    real = subjects.random() < real_subjects
     shadowed = rng.random() < 0.6
     return TruthCase(
         name=f"train-{seed}-{index}",
         background=str(rng.choice(CLIP_WORLDS if rng.random() < 0.5 else PHOTO_WORLDS)),
-        subject=f"shape:{seed * 100003 + index}", camera=str(rng.choice(CAMERAS)),
+        subject=str(subjects.choice(list(CLIP_CUTOUTS))) if real else f"shape:{seed * 100003 + index}",
+        camera=str(rng.choice(CAMERAS)),
         path=str(rng.choice(["walk", "fast", "slow", "pause", "stop"], p=[0.35, 0.2, 0.15, 0.15, 0.15])),
         frames=FRAMES, size=SIZE, subject_height=float(rng.uniform(0.35, 0.65)),
         flatten=float(rng.choice([0.0, 0.0, 3.0, 8.0])), seed=int(rng.integers(0, 2**31)),
@@ -96,7 +105,8 @@ def examples_from_case(case) -> dict[str, np.ndarray] | None:
             "alpha": to_byte(truth.alpha[keep]), "gain": to_byte(truth.effects[keep])}
 
 
-def generate(out: str | Path, count: int, seed: int = 0, log=print) -> list[Path]:
+def generate(out: str | Path, count: int, seed: int = 0, real_subjects: float = REAL_SUBJECTS, log=print
+             ) -> list[Path]:
     """Write `count` shards into `out` (resumable: shards already there are kept); returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +116,7 @@ def generate(out: str | Path, count: int, seed: int = 0, log=print) -> list[Path
         paths.append(path)
         if path.exists():
             continue
-        examples = examples_from_case(training_case(index, seed))
+        examples = examples_from_case(training_case(index, seed, real_subjects))
         if examples is None:
             examples = {name: np.zeros((0, 1, 1), np.uint8) for name in ARRAYS}  # an empty shard: done, nothing
         with atomic_file(path) as temporary, open(temporary, "wb") as handle:

@@ -63,6 +63,8 @@ class Backend:
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
     can_pick: ClassVar[bool] = False  # segmenters: honours ``segment(..., pick=SubjectPick)``
+    needs_scene: ClassVar[bool] = False  # matting: wants the restored scene plate in every frame's view
+    effects_only: ClassVar[bool] = False  # matting: without an effects layer it leaves the matte as it is
 
     @classmethod
     def availability(cls, **options) -> tuple[bool, str]:

@@ -39,7 +39,7 @@ class RuleMatting(Backend):
 
     name = "rule"
     description = "the segmenter's matte; plate-like darkened pixels beside it become the effects (no weights)"
-    needs_scene = False
+    effects_only = True  # without an effects layer it changes nothing
 
     def separate(self, clip: SplitClip, alpha: np.ndarray, background: np.ndarray, scene: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:

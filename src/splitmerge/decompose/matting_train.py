@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional
 
 from ..atomic import atomic_file
-from ..data.matting_data import generate, load_shards
+from ..data.matting_data import REAL_SUBJECTS, generate, load_shards
 from .matting_net import GAIN_BIAS, GAIN_MIN, MULTIPLE, MattingConfig, MattingNet, save_matting
 
 PATCH = 128
@@ -226,10 +226,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (patches, initial weights)")
     parser.add_argument("--data-seed", type=int, default=None, help="seed of the clips --make writes (default: --seed)")
     parser.add_argument("--widths", default="8,16,32,64", help="channels of the four levels")
+    parser.add_argument("--real-subjects", type=float, default=REAL_SUBJECTS,
+                        help="share of --make clips whose subject is cut from a sample clip (data.cutouts)")
     parser.add_argument("--every", type=int, default=500, help="validate every N steps")
     args = parser.parse_args(argv)
     if args.make:
-        generate(args.data, args.make, seed=args.seed if args.data_seed is None else args.data_seed)
+        generate(args.data, args.make, seed=args.seed if args.data_seed is None else args.data_seed,
+                 real_subjects=args.real_subjects)
     train_matting(args.data, args.out, steps=args.steps, batch=args.batch, seed=args.seed,
                   widths=tuple(int(w) for w in args.widths.split(",")), every=args.every)
 

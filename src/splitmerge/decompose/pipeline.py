@@ -335,6 +335,11 @@ class Decomposer:
         the scene plate there too. Without effects (Layers version 1) the rule keeps the segmenter's matte (the
         shadow in it) and every backend's effects are dropped."""
         mark = time.perf_counter()
+        no_effects = np.ones(coarse.shape, np.float32)
+        if not self.config.effects and self.matting.effects_only:  # version 1: the segmenter's matte as it is
+            background = self.restorer.restore(clip, coarse)
+            seconds["restore"] += time.perf_counter() - mark
+            return background, coarse, no_effects
         scene = None
         if not self.matting.needs_scene:
             background = self.restorer.restore(clip, coarse)
@@ -344,15 +349,14 @@ class Decomposer:
             background = self.restorer.restore(clip, coarse)
             scene = get_backend("restorer", "propagate").restore_with_scene(clip, coarse)[1]
         seconds["restore"] += time.perf_counter() - mark
-        no_effects = np.ones(coarse.shape, np.float32)
-        if not self.config.effects and not self.matting.needs_scene:
-            return background, coarse, no_effects
         mark = time.perf_counter()
         alpha, effects = self.matting.separate(clip, coarse, background, scene)
+        if not self.config.effects:
+            effects = no_effects
         if scene is not None:
-            background = extend_hole(clip.frames, background, scene, coarse, alpha)
+            background = extend_hole(clip.frames, background, scene, coarse, alpha, effects)
         seconds["matting"] += time.perf_counter() - mark
-        return background, alpha, effects if self.config.effects else no_effects
+        return background, alpha, effects
 
     def _segment(self, clip: SplitClip, prior: np.ndarray | None, seconds: dict) -> Segmentation:
         mark = time.perf_counter()

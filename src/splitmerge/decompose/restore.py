@@ -24,6 +24,7 @@ HOLE_DILATION = 5     # px the matte is grown by before it becomes the hole
 FEATHER = 2.0         # px (Gaussian sigma) of the blend at the hole's edge
 INPAINT_RADIUS = 5    # px, OpenCV Telea inpainting of what no frame saw
 HOLE_GAP = 16         # frames: a scene point covered twice this close in time is covered in between
+EFFECT_MAX = 0.995    # an effects gain below this is the subject's effect: the background there is the scene
 
 
 def hole_masks(alpha: np.ndarray, dilation: int = HOLE_DILATION) -> np.ndarray:
@@ -93,12 +94,16 @@ class PropagateRestorer(Backend):
 
 
 def extend_hole(frames: np.ndarray, background: np.ndarray, scene: np.ndarray, coarse: np.ndarray,
-                alpha: np.ndarray, dilation: int = HOLE_DILATION, feather: float = FEATHER) -> np.ndarray:
+                alpha: np.ndarray, effects: np.ndarray | None = None, dilation: int = HOLE_DILATION,
+                feather: float = FEATHER) -> np.ndarray:
     """The restored `background` (T, H, W, 3) uint8, also filled from `scene` where the final matte `alpha`
     (T, H, W) reaches beyond the hole the restorer filled for the matte `coarse` (a limb the matting stage
-    found that the segmenter missed); the restorer's pixels are kept everywhere else."""
+    found that the segmenter missed) and, given `effects` (T, H, W), where the subject's shadow lies beyond it
+    (the background holds no shadow); the restorer's pixels are kept everywhere else."""
     old = hole_masks(coarse, dilation)
     new = hole_masks(alpha, dilation)
+    if effects is not None:
+        new |= hole_masks((effects < EFFECT_MAX).astype(np.float32), 1)
     out = background.copy()
 
     def fill(t: int) -> None:
