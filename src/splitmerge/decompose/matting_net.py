@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from ..atomic import atomic_file
 from ..config_types import check_field_types
 from ..errors import LayersFormatError, MissingFileError, OptionError, ShapeError
 
@@ -114,10 +115,11 @@ def save_matting(model: MattingNet, folder: str | Path, extra: dict | None = Non
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS))
-    (folder / CONFIG).write_text(json.dumps({**asdict(model.config), **(extra or {})}, indent=2) + "\n")
+    with atomic_file(folder / WEIGHTS) as temporary:  # a crash leaves the old files or none, never half of one
+        save_file(state, str(temporary))
+    with atomic_file(folder / CONFIG) as temporary:
+        temporary.write_text(json.dumps({**asdict(model.config), **(extra or {})}, indent=2) + "\n")
     return folder
 
 
