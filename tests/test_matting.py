@@ -244,7 +244,8 @@ def test_the_bundled_network_is_the_one_its_card_describes():
 
 def test_the_bundled_network_improves_on_the_matte_it_is_given():
     """On the hard case with a non-rigid subject and its shadow (material the network never saw), the segmenter's
-    matte with the shadow in it scores J 0.64; the network's 0.73 on this machine (needs > 0.68)."""
+    matte with the shadow in it scores J 0.637 and the network's 0.727 on this machine: a gain of 0.090, which
+    must stay above 0.04 on any CPU."""
     from splitmerge.eval import mask_iou
     from splitmerge.eval.split_truth import render_case
 
@@ -252,5 +253,5 @@ def test_the_bundled_network_improves_on_the_matte_it_is_given():
     video = sm.Video(truth.frames, truth.fps)
     learned = split(video, caption="a test", matting="net")
     given = split(video, caption="a test", effects=False)
-    assert mask_iou(given.alpha, truth.alpha) < 0.66
-    assert mask_iou(learned.alpha, truth.alpha) > 0.68
+    gain = mask_iou(learned.alpha, truth.alpha) - mask_iou(given.alpha, truth.alpha)
+    assert gain > 0.04, gain
