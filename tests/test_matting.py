@@ -181,13 +181,13 @@ def test_extend_hole_fills_only_where_the_final_matte_grew():
     coarse[:, 10:20, 10:20] = 1
     alpha = coarse.copy()
     alpha[1, 10:20, 25:30] = 1  # frame 1: a limb the segmenter missed
-    out = extend_hole(frames, background, scene, coarse, alpha, dilation=1, feather=0.5)
+    out = extend_hole(background, scene, coarse, alpha, dilation=1, feather=0.5)
     assert np.array_equal(out[0], background[0])
     assert (out[1, 15, 27] == 30).all() and (out[1, 15, 38] == 100).all()
     assert np.array_equal(out[1, 10:20, 10:20], background[1, 10:20, 10:20])  # the restorer's hole is kept
     effects = np.ones_like(coarse)
     effects[0, 30:35, 5:15] = 0.6  # frame 0: a shadow beyond the hole: the background there holds no shadow
-    out = extend_hole(frames, background, scene, coarse, coarse, effects, dilation=1, feather=0.5)
+    out = extend_hole(background, scene, coarse, coarse, effects, dilation=1, feather=0.5)
     assert (out[0, 32, 10] == 30).all() and (out[0, 5, 35] == 100).all() and np.array_equal(out[1], background[1])
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .backends import Backend, SplitClip, register
 from .effects import separate_effects
-from .matting_net import MULTIPLE
+from .matting_net import MULTIPLE, pad_to_multiple
 
 BUNDLED = Path(__file__).resolve().parent.parent / "models" / "matting"
 MARGIN = 24        # px around the coarse matte's box that the network may still call subject or shadow
@@ -130,15 +130,11 @@ def run_network(model, frame: np.ndarray, plate: np.ndarray, coarse: np.ndarray)
     matte (h, w) float32; padded to multiples of MULTIPLE for the network and cropped back."""
     import torch
 
-    height, width = coarse.shape
-    pad_h, pad_w = (-height) % MULTIPLE, (-width) % MULTIPLE
-    if pad_h or pad_w:
-        frame = cv2.copyMakeBorder(frame, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
-        plate = cv2.copyMakeBorder(plate, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
-        coarse = cv2.copyMakeBorder(coarse, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
     with torch.inference_mode():
         image = torch.from_numpy(np.stack([frame, plate])).permute(0, 3, 1, 2).float() / 255
-        alpha, gain = model(image[:1], image[1:], torch.from_numpy(np.ascontiguousarray(coarse))[None, None])
+        matte = torch.from_numpy(np.ascontiguousarray(coarse, np.float32))[None, None]
+        (frame_t, plate_t, coarse_t), (height, width) = pad_to_multiple(image[:1], image[1:], matte)
+        alpha, gain = model(frame_t, plate_t, coarse_t)
     alpha = alpha[0, 0, :height, :width].numpy()
     gain = gain[0, 0, :height, :width].numpy()
     alpha = np.where(alpha < 0.02, 0.0, np.where(alpha > 0.98, 1.0, alpha)).astype(np.float32)

@@ -106,6 +106,16 @@ class MattingNet(nn.Module):
         return self.head(torch.cat([_up(y0), full], dim=1))
 
 
+def pad_to_multiple(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+    """Pad (N, C, H, W) tensors at the bottom and right (replicate) so both sides are multiples of `MULTIPLE`;
+    returns them and the (H, W) to crop the network's outputs back to."""
+    height, width = tensors[0].shape[-2:]
+    pad_h, pad_w = (-height) % MULTIPLE, (-width) % MULTIPLE
+    if not (pad_h or pad_w):
+        return list(tensors), (height, width)
+    return [functional.pad(t, (0, pad_w, 0, pad_h), mode="replicate") for t in tensors], (height, width)
+
+
 def _up(x: torch.Tensor) -> torch.Tensor:
     return functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 

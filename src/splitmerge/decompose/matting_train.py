@@ -27,7 +27,7 @@ from torch.nn import functional
 
 from ..atomic import atomic_file
 from ..data.matting_data import REAL_SUBJECTS, generate, load_shards
-from .matting_net import GAIN_BIAS, GAIN_MIN, MULTIPLE, MattingConfig, MattingNet, save_matting
+from .matting_net import GAIN_BIAS, GAIN_MIN, MattingConfig, MattingNet, pad_to_multiple, save_matting
 
 PATCH = 128
 VALIDATION_SHARDS = 20
@@ -100,15 +100,6 @@ def matting_loss(model: MattingNet, frame, plate, coarse, alpha, gain) -> tuple[
     return loss, {"alpha_l1": alpha_l1.item(), "alpha_bce": alpha_bce.item(), "gain_l1": gain_l1.item()}
 
 
-def pad_to_eight(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
-    """Pad (N, C, H, W) tensors at the bottom and right (replicate) so both sides are multiples of MULTIPLE."""
-    height, width = tensors[0].shape[-2:]
-    pad_h, pad_w = (-height) % MULTIPLE, (-width) % MULTIPLE
-    if not (pad_h or pad_w):
-        return list(tensors), (height, width)
-    return [functional.pad(t, (0, pad_w, 0, pad_h), mode="replicate") for t in tensors], (height, width)
-
-
 @torch.no_grad()
 def validate(model: MattingNet, arrays: dict, batch: int = 8) -> dict:
     """On whole frames: J of the network's matte and of the coarse one, SAD per frame, gain error in the shadow."""
@@ -116,7 +107,7 @@ def validate(model: MattingNet, arrays: dict, batch: int = 8) -> dict:
     scores = {"J": [], "J_coarse": [], "sad": [], "sad_coarse": [], "gain_mae": [], "gain_mae_none": []}
     for start in range(0, len(arrays["alpha"]), batch):
         frame, plate, coarse, alpha, gain = to_tensors(arrays, slice(start, start + batch))
-        (frame_p, plate_p, coarse_p), (height, width) = pad_to_eight(frame, plate, coarse)
+        (frame_p, plate_p, coarse_p), (height, width) = pad_to_multiple(frame, plate, coarse)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             predicted, predicted_gain = model(frame_p, plate_p, coarse_p)
         predicted = predicted.float()[..., :height, :width]

@@ -354,7 +354,7 @@ class Decomposer:
         if not self.config.effects:
             effects = no_effects
         if scene is not None:
-            background = extend_hole(clip.frames, background, scene, coarse, alpha, effects)
+            background = extend_hole(background, scene, coarse, alpha, effects)
         seconds["matting"] += time.perf_counter() - mark
         return background, alpha, effects
 

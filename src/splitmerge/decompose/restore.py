@@ -93,9 +93,9 @@ class PropagateRestorer(Backend):
         return out, views
 
 
-def extend_hole(frames: np.ndarray, background: np.ndarray, scene: np.ndarray, coarse: np.ndarray,
-                alpha: np.ndarray, effects: np.ndarray | None = None, dilation: int = HOLE_DILATION,
-                feather: float = FEATHER) -> np.ndarray:
+def extend_hole(background: np.ndarray, scene: np.ndarray, coarse: np.ndarray, alpha: np.ndarray,
+                effects: np.ndarray | None = None, dilation: int = HOLE_DILATION, feather: float = FEATHER
+                ) -> np.ndarray:
     """The restored `background` (T, H, W, 3) uint8, also filled from `scene` where the final matte `alpha`
     (T, H, W) reaches beyond the hole the restorer filled for the matte `coarse` (a limb the matting stage
     found that the segmenter missed) and, given `effects` (T, H, W), where the subject's shadow lies beyond it
@@ -113,7 +113,7 @@ def extend_hole(frames: np.ndarray, background: np.ndarray, scene: np.ndarray, c
         weight = blend_weights(beyond, feather)[..., None] * (~old[t])[..., None]
         out[t] = np.clip(np.rint(background[t] * (1 - weight) + scene[t] * weight), 0, 255)
 
-    frame_map(fill, range(len(frames)))
+    frame_map(fill, range(len(background)))
     return out
 
 
