@@ -8,7 +8,8 @@ cameras, real cut-outs with known mattes walking along paths; static, pan, zoom,
 and splits every case up to four times in this one run: the default split (``splitmerge.split`` with its default
 backends: ``motion`` segmenter, ``propagate`` restorer, the default matting stage), the same with the other
 matting stage (``rule`` or the learned ``net``, `decompose.matting`; left out when this checkout has no bundled
-network), issue 3's split (``effects=False``, rule: the shadow stays in the matte) and the naive baseline
+network), the default with the segmenter's objects as spatio-temporal connected components
+(``motion.objects=connected``, the default before objects were tracked through time), issue 3's split (``effects=False``, rule: the shadow stays in the matte) and the naive baseline
 (``median`` + ``median``).
 
 Two sets: "easy" (`BENCHMARK_CASES`, the issue 3 cases) and "hard" (`HARD_CASES`, issue 17: non-rigid subjects,
@@ -61,6 +62,7 @@ DEFAULT_MATTING = SplitConfig().matting
 OTHER_MATTING = "net" if DEFAULT_MATTING == "rule" else "rule"
 METHODS = {"splitmerge": {},  # the default split, whatever its default backends are
            f"matting {OTHER_MATTING}": {"matting": OTHER_MATTING},  # the other matting stage (decompose.matting)
+           "connected objects": {"backend_options": {"motion": {"objects": "connected"}}},  # before stop 24
            "shadow kept": {"effects": False, "matting": "rule"},  # issue 3's split: the shadow stays in the matte
            "median baseline": {"segmenter": "median", "restorer": "median", "matting": "rule"}}
 if not NetMatting.availability()[0]:  # no bundled matting network in this checkout

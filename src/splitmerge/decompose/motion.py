@@ -9,9 +9,12 @@ Steps (each cheap on a CPU; the camera motion and its pairwise DIS flows are sha
    (`plate.clean_plate`). A subject that pauses is still absent from the plate, because it moved at other times.
 3. Change evidence. Each frame against the plate warped into it: a subject differs from the scene behind it
    even while it stands still. Exposure drift is compensated per frame.
-4. Evidence is combined, thresholded against each frame's own noise level, and grouped into spatio-temporal
-   connected components; the dominant moving object (largest motion-weighted volume) is kept, or every object
-   with ``all_objects``, or the one a user's pick (a point or box on the first frame) hits.
+4. Evidence is combined, thresholded against each frame's own noise level, and grouped into objects: each
+   frame's movers, split where feature points move apart (`trajectories`), followed from frame to frame along
+   the flow (`tracks`), so that movers that touch stay apart (``objects="connected"``: the spatio-temporal
+   connected components instead, as before issue 17); the dominant moving object (largest motion-weighted
+   volume) is kept, or every object with ``all_objects``, or the one a user's pick (a point or box on the
+   first frame) hits.
 5. A second plate built without the kept subject gives cleaner change evidence; holes inside the subject
    are filled, the mask is smoothed in time, and a guided filter (edge-aware, the frame as guide) turns the
    binary mask into a soft matte that follows image edges.
@@ -25,10 +28,13 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from ..errors import OptionError
 from .backends import Backend, Segmentation, SplitClip, SubjectPick, register
 from ..parallel import frame_map
 from .camera import dis_flow, to_gray
 from .plate import Canvas, clean_plate, exposure_gain, make_canvas
+from .tracks import REACH, track_objects
+from .trajectories import PointTracks
 
 LONG_GAP = 8           # frames between the ends of a long-range flow pair
 MOTION_MIN = 0.8       # px per frame: residual motion below this is never evidence
@@ -37,6 +43,11 @@ SUBJECT_MIN_AREA = 0.002   # a frame's subject must cover this share of the fram
 OUTLINE_GAP = 11              # px: gaps in a subject's outline bridged when filling its inside
 OBJECT_MIN_VOLUME = 0.0005  # a spatio-temporal object must fill this share of T*H*W to be kept
 PICK_SEARCH = 12            # frames: how far into the clip a picked subject may first show as moving
+OBJECT_MODES = ("tracked", "connected")
+NEAR = 15                   # px (box side): change this close to the first subject may join it in the refinement
+ATTACH_SHARE = 0.8          # an object touching the subject in this share of its frames, moving with it, is part of it
+SAME_MOTION = 1.0           # px per frame: median flows this close move together
+PART_OF_PARENT = 0.9        # an object with this share of its volume inside the first pass's subject is part of it
 PICK_TOLERANCE = 0.02       # of the frame diagonal: a point this close to a mover picks it
 
 
@@ -175,13 +186,23 @@ def hysteresis(values: np.ndarray, high: float, low: float) -> np.ndarray:
 
 
 def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prior: np.ndarray | None = None,
-                   pick: SubjectPick | None = None) -> tuple[np.ndarray, dict]:
-    """Keep the dominant spatio-temporal component of `mask` (T, H, W) bool, scored by the sum of `weight`
-    over it (motion-weighted volume), or every component above `OBJECT_MIN_VOLUME` with `all_objects`.
+                   pick: SubjectPick | None = None, flows: np.ndarray | None = None, split=None,
+                   parent: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Keep the dominant object of `mask` (T, H, W) bool, scored by the sum of `weight` over it
+    (motion-weighted volume), or every object above `OBJECT_MIN_VOLUME` with `all_objects`. Objects are
+    followed through time along `flows` (T - 1, H, W, 2), so that movers that touch stay apart
+    (`tracks.track_objects`, with `split` to separate movers within a frame), or without flows are the
+    mask's spatio-temporal connected components.
     With a `prior` matte, a component's overlap with it outweighs everything else (the previous window's
     subject stays the subject). With a `pick` and no prior, the component the pick hits is kept
-    (`picked_component`); with a pick and a prior, only a component that overlaps the prior (none if none does)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    (`picked_component`); with a pick and a prior, only a component that overlaps the prior (none if none does).
+    With a `parent` mask (T, H, W) bool (the subject of a first, coarser pass), every object lying mostly
+    inside it (`PART_OF_PARENT` of its volume) is kept too. Tracked objects that are parts of the kept one
+    join it (`attached_parts`)."""
+    if flows is not None:
+        labels, count = track_objects(mask, flows, split)
+    else:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if count == 0:
         return np.zeros_like(mask), {"objects": 0, "kept": 0}
     inside = labels[mask]  # the labelled pixels only (a mask is mostly empty): sums per component
@@ -201,12 +222,56 @@ def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prio
         info["picked_frame"] = frame
     elif len(big) == 0:
         keep = []
+    elif pick is not None or all_objects:
+        keep = big   # with a pick (and a prior): every object that continues the picked one
     else:
-        keep = big if all_objects else big[[int(np.argmax(scores[big - 1]))]]
+        keep = big[[int(np.argmax(scores[big - 1]))]]
+    if flows is not None and len(keep) and not all_objects:
+        keep = attached_parts(labels, np.asarray(keep), flows)
+    if parent is not None and len(keep):
+        # Pieces of the subject found before: every object lying mostly inside it is part of it.
+        inside_parent = np.bincount(inside, weights=parent[mask], minlength=count + 1)[1:]
+        keep = np.union1d(keep, np.flatnonzero(inside_parent >= PART_OF_PARENT * np.maximum(volumes, 1)) + 1)
     info["kept"] = int(len(keep))
     if not len(keep):
         return np.zeros_like(mask), info
     return np.isin(labels, keep), info
+
+
+def attached_parts(labels: np.ndarray, keep: np.ndarray, flows: np.ndarray) -> np.ndarray:
+    """`keep` (labels of `labels` (T, H, W) int) with the objects that are parts of them: an object touching the
+    kept ones (within `tracks.REACH` + 1 px) in at least `ATTACH_SHARE` of the frames it shows in, and in most
+    of those frames moving with them (median flow (`flows` (T - 1, H, W, 2)) within `SAME_MOTION` px per frame
+    of theirs): a part of the subject that the evidence kept apart at first (a handle, an arm) joins it; a
+    mover passing behind moves otherwise and stays out."""
+    kernel = np.ones((2 * REACH + 3,) * 2, np.uint8)
+    size = int(labels.max()) + 1
+
+    def frame(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shows, touches, agrees), each (size,) float, for frame t."""
+        shows, touches, agrees = np.zeros(size), np.zeros(size), np.zeros(size)
+        shows[np.unique(labels[t])] = 1
+        kept = np.isin(labels[t], keep)
+        if not kept.any():
+            return shows, touches, agrees
+        around = cv2.dilate(kept.astype(np.uint8), kernel) > 0
+        neighbours = np.unique(labels[t][around & ~kept])
+        neighbours = neighbours[neighbours > 0]
+        if not len(neighbours):
+            return shows, touches, agrees
+        touches[neighbours] = 1
+        flow = flows[min(t, len(flows) - 1)]
+        mine = np.median(flow[kept], axis=0)
+        for neighbour in neighbours:
+            theirs = np.median(flow[labels[t] == neighbour], axis=0)
+            agrees[neighbour] = float(np.hypot(*(theirs - mine)) < SAME_MOTION)
+        return shows, touches, agrees
+
+    shows, touches, agrees = (np.sum(parts, axis=0) for parts in zip(*frame_map(frame, range(len(labels)))))
+    shows[0] = 0
+    parts = np.flatnonzero((touches > 0) & (touches >= ATTACH_SHARE * np.maximum(shows, 1))
+                           & (agrees > 0.5 * touches))
+    return np.union1d(keep, parts)
 
 
 def picked_component(labels: np.ndarray, candidates: np.ndarray, pick: SubjectPick
@@ -320,12 +385,18 @@ class MotionSegmenter(Backend):
     description = "camera-compensated motion and clean-plate change detection (no weights, CPU)"
     can_pick = True
 
-    def __init__(self, all_objects: bool = False, motion_threshold: float = MOTION_MIN):
+    def __init__(self, all_objects: bool = False, motion_threshold: float = MOTION_MIN, objects: str = "tracked"):
+        """`objects`: "tracked" follows each mover frame to frame (`tracks.track_objects`: movers that touch
+        stay apart) or "connected" takes the mask's spatio-temporal connected components (before issue 17)."""
+        if objects not in OBJECT_MODES:
+            raise OptionError(f"motion objects {objects!r}: expected one of {', '.join(OBJECT_MODES)}")
         self.all_objects = all_objects
         self.motion_threshold = motion_threshold
+        self.objects = objects
 
     def describe_config(self) -> dict:
-        return {"name": self.name, "all_objects": self.all_objects, "motion_threshold": self.motion_threshold}
+        return {"name": self.name, "all_objects": self.all_objects, "motion_threshold": self.motion_threshold,
+                "objects": self.objects}
 
     def segment(self, clip: SplitClip, prior: np.ndarray | None = None, pick: SubjectPick | None = None
                 ) -> Segmentation:
@@ -357,7 +428,11 @@ class MotionSegmenter(Backend):
         candidate = np.stack(frame_map(lambda c: cv2.morphologyEx(c.astype(np.uint8), cv2.MORPH_OPEN,
                                                                   np.ones((3, 3), np.uint8)) > 0, changed | moving))
         motion += 1.0  # every changed pixel counts, moving ones more
-        subject, info = select_objects(candidate, motion, self.all_objects, prior, pick)
+        flows, split = None, None
+        if self.objects == "tracked":
+            points = PointTracks.build(to_gray(frames), _dilate_each(candidate, 9))
+            flows, split = camera.flows, points.motion_groups
+        subject, info = select_objects(candidate, motion, self.all_objects, prior, pick, flows, split)
         timings["objects"] = time.perf_counter() - mark
         if not subject.any():
             empty = np.zeros((count, height, width), np.float32)
@@ -373,11 +448,14 @@ class MotionSegmenter(Backend):
         high = _noise_floor(change[known & ~excluded], 25.0)
         changed = hysteresis(change, high, 0.5 * high) & known
         # Keep change near the selected subject only; where the plate never saw the scene, keep the first mask.
-        near = _dilate_each(subject, 15)
+        near = _dilate_each(subject, NEAR)
         refined = (changed & near) | (subject & moving & ~known)
         # A pick keeps following the first choice (its component in the refined mask), never another mover.
+        if flows is not None and not (_dilate_each(subject, 2 * NEAR + 1) & candidate & ~subject).any():
+            flows = split = None   # no other mover comes near the subject: its connected components will do
         refined, _ = select_objects(refined, motion, self.all_objects,
-                                    prior if pick is None else subject.astype(np.float32), pick)
+                                    prior if pick is None else subject.astype(np.float32), pick, flows, split,
+                                    parent=subject if flows is not None else None)
         refined = fill_and_smooth(refined)
         alpha = soft_matte(frames, refined)
         timings["refine"] = time.perf_counter() - mark
