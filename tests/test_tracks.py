@@ -118,3 +118,4 @@ def test_motion_segmenter_checks_its_objects_option():
     assert MotionSegmenter(objects="connected").describe_config()["objects"] == "connected"
     with pytest.raises(OptionError, match="objects"):
         MotionSegmenter(objects="blobs")
+

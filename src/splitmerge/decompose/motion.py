@@ -46,7 +46,7 @@ PICK_SEARCH = 12            # frames: how far into the clip a picked subject may
 OBJECT_MODES = ("tracked", "connected")
 NEAR = 15                   # px (box side): change this close to the first subject may join it in the refinement
 ATTACH_SHARE = 0.8          # an object touching the subject in this share of its frames, moving with it, is part of it
-SAME_MOTION = 1.0           # px per frame: median flows this close move together
+SAME_MOTION = 0.0023        # of the frame diagonal per frame (1 px at 240x360): median flows this close move together
 PART_OF_PARENT = 0.9        # an object with this share of its volume inside the first pass's subject is part of it
 PICK_TOLERANCE = 0.02       # of the frame diagonal: a point this close to a mover picks it
 
@@ -238,14 +238,25 @@ def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prio
     return np.isin(labels, keep), info
 
 
+def big_objects(mask: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool: the spatio-temporal connected components of `mask` of at least `OBJECT_MIN_VOLUME` of it."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return mask
+    big = np.bincount(labels.ravel()) >= OBJECT_MIN_VOLUME * mask.size
+    big[0] = False
+    return big[labels]
+
+
 def attached_parts(labels: np.ndarray, keep: np.ndarray, flows: np.ndarray) -> np.ndarray:
     """`keep` (labels of `labels` (T, H, W) int) with the objects that are parts of them: an object touching the
     kept ones (within `tracks.REACH` + 1 px) in at least `ATTACH_SHARE` of the frames it shows in, and in most
-    of those frames moving with them (median flow (`flows` (T - 1, H, W, 2)) within `SAME_MOTION` px per frame
-    of theirs): a part of the subject that the evidence kept apart at first (a handle, an arm) joins it; a
+    of those frames moving with them (median flow (`flows` (T - 1, H, W, 2)) within `SAME_MOTION` x the frame
+    diagonal per frame of theirs): a part of the subject that the evidence kept apart at first (a handle, an arm) joins it; a
     mover passing behind moves otherwise and stays out."""
     kernel = np.ones((2 * REACH + 3,) * 2, np.uint8)
     size = int(labels.max()) + 1
+    same = SAME_MOTION * float(np.hypot(*labels.shape[1:]))
 
     def frame(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(shows, touches, agrees), each (size,) float, for frame t."""
@@ -264,7 +275,7 @@ def attached_parts(labels: np.ndarray, keep: np.ndarray, flows: np.ndarray) -> n
         mine = np.median(flow[kept], axis=0)
         for neighbour in neighbours:
             theirs = np.median(flow[labels[t] == neighbour], axis=0)
-            agrees[neighbour] = float(np.hypot(*(theirs - mine)) < SAME_MOTION)
+            agrees[neighbour] = float(np.hypot(*(theirs - mine)) < same)
         return shows, touches, agrees
 
     shows, touches, agrees = (np.sum(parts, axis=0) for parts in zip(*frame_map(frame, range(len(labels)))))
@@ -451,7 +462,7 @@ class MotionSegmenter(Backend):
         near = _dilate_each(subject, NEAR)
         refined = (changed & near) | (subject & moving & ~known)
         # A pick keeps following the first choice (its component in the refined mask), never another mover.
-        if flows is not None and not (_dilate_each(subject, 2 * NEAR + 1) & candidate & ~subject).any():
+        if flows is not None and not (_dilate_each(subject, 2 * NEAR + 1) & big_objects(candidate & ~subject)).any():
             flows = split = None   # no other mover comes near the subject: its connected components will do
         refined, _ = select_objects(refined, motion, self.all_objects,
                                     prior if pick is None else subject.astype(np.float32), pick, flows, split,

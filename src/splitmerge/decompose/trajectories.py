@@ -26,13 +26,14 @@ from scipy.spatial import cKDTree
 from .tracks import nearest_label
 
 POINT_SPACING = 4       # px: the least distance between two feature points
-MAX_NEW_POINTS = 800    # new feature points per frame, at most
+MAX_NEW_POINTS = 500    # new feature points per frame, at most
 QUALITY = 0.005         # of the strongest corner's response: weaker corners are not tracked
-LK_WINDOW = (15, 15)    # px: Lucas-Kanade's window
-LK_LEVELS = 3
+LK_WINDOW = (11, 11)    # px: Lucas-Kanade's window
+LK_LEVELS = 2
 FB_TOLERANCE = 1.0      # px: a point whose backward track misses its start by more than this is dropped
 SPAN = 4                # frames on each side over which two points' displacements are compared
-MOTION_GAP = 4.0        # px: points whose displacements over the span differ by this are on different movers
+MOTION_GAP = 0.014      # of the frame diagonal (6 px at 240x360): points whose displacements over the span differ
+                        # by this are on different movers
 MIN_TOGETHER = 2        # frames besides t where both points of a pair must be tracked to link them
 NEIGHBOURS = 8          # each point is compared with its nearest neighbours in the frame
 GROUP_MIN_POINTS = 8    # a group of points smaller than this is not a mover of its own
@@ -85,7 +86,8 @@ class PointTracks:
         ids = np.flatnonzero(present)[inside]
         if len(ids) < 2 * GROUP_MIN_POINTS:
             return None
-        groups = _group_points(self.positions[ids], t)   # motion compared in full-size pixels
+        gap = MOTION_GAP * float(np.hypot(height * scale, width * scale))   # in full-size pixels
+        groups = _group_points(self.positions[ids], t, gap)
         sizes = np.bincount(groups)
         big = np.flatnonzero(sizes >= GROUP_MIN_POINTS)
         if len(big) < 2:
@@ -133,10 +135,10 @@ def _follow(first: np.ndarray, second: np.ndarray, points: np.ndarray) -> tuple[
     return moved, kept
 
 
-def _group_points(positions: np.ndarray, t: int) -> np.ndarray:
+def _group_points(positions: np.ndarray, t: int, gap: float) -> np.ndarray:
     """(N,) int group of each of N points with `positions` (N, T, 2), present in frame t: neighbours in frame t
     are linked when both are tracked in at least `MIN_TOGETHER` other frames within `SPAN` frames each way
-    and their displacements from frame t there never part by `MOTION_GAP` px or more; the groups are the
+    and their displacements from frame t there never part by `gap` px or more; the groups are the
     linked sets."""
     window = positions[:, max(0, t - SPAN): t + SPAN + 1] - positions[:, t:t + 1]   # (N, W, 2)
     here = positions[:, t]
@@ -146,8 +148,8 @@ def _group_points(positions: np.ndarray, t: int) -> np.ndarray:
     second = neighbours[:, 1:].ravel()
     apart = np.linalg.norm(window[first] - window[second], axis=2)          # (E, W), NaN where either is lost
     together = np.isfinite(apart).sum(axis=1) - 1     # other frames where both are tracked
-    gap = np.max(np.where(np.isnan(apart), -np.inf, apart), axis=1)
-    linked = (together >= MIN_TOGETHER) & (gap < MOTION_GAP)
+    apart_most = np.max(np.where(np.isnan(apart), -np.inf, apart), axis=1)
+    linked = (together >= MIN_TOGETHER) & (apart_most < gap)
     graph = coo_matrix((np.ones(int(linked.sum())), (first[linked], second[linked])), shape=(len(here),) * 2)
     _, groups = connected_components(graph, directed=False)
     return groups

@@ -89,6 +89,16 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     return Path(path)
 
 
+def write_jpeg(path: str | os.PathLike, image: np.ndarray, quality: int = 90) -> Path:
+    """Write an RGB image (H, W, 3) uint8 as JPEG (`quality` 0-100), atomically."""
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"{path}: could not encode JPEG")
+    with atomic_file(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())
+    return Path(path)
+
+
 def preview_height(frame_height: int) -> int:
     """Preview panels are at most PREVIEW_HEIGHT pixels high (even), never enlarged."""
     return min(frame_height, PREVIEW_HEIGHT) // 2 * 2 or 2
