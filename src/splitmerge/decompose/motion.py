@@ -33,7 +33,7 @@ from .backends import Backend, Segmentation, SplitClip, SubjectPick, register
 from ..parallel import frame_map
 from .camera import dis_flow, to_gray
 from .plate import Canvas, clean_plate, exposure_gain, make_canvas
-from .tracks import REACH, track_objects
+from .tracks import REACH, shrink, track_objects
 from .trajectories import PointTracks
 
 LONG_GAP = 8           # frames between the ends of a long-range flow pair
@@ -238,14 +238,17 @@ def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prio
     return np.isin(labels, keep), info
 
 
-def big_objects(mask: np.ndarray) -> np.ndarray:
-    """(T, H, W) bool: the spatio-temporal connected components of `mask` of at least `OBJECT_MIN_VOLUME` of it."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+def others_near(subject: np.ndarray, others: np.ndarray) -> bool:
+    """Whether a big object of `others` (T, H, W) bool (a spatio-temporal component of at least
+    `OBJECT_MIN_VOLUME` of the clip) comes within `NEAR` px of `subject` (T, H, W) bool in some frame; judged
+    on the masks shrunk by 2 (`tracks.shrink`)."""
+    others, subject = shrink(others, 2), shrink(subject, 2)
+    labels, count = ndimage.label(others, structure=np.ones((3, 3, 3), bool))
     if count == 0:
-        return mask
-    big = np.bincount(labels.ravel()) >= OBJECT_MIN_VOLUME * mask.size
+        return False
+    big = np.bincount(labels.ravel()) >= OBJECT_MIN_VOLUME * others.size
     big[0] = False
-    return big[labels]
+    return bool((_dilate_each(subject, NEAR) & big[labels]).any())
 
 
 def attached_parts(labels: np.ndarray, keep: np.ndarray, flows: np.ndarray) -> np.ndarray:
@@ -462,7 +465,7 @@ class MotionSegmenter(Backend):
         near = _dilate_each(subject, NEAR)
         refined = (changed & near) | (subject & moving & ~known)
         # A pick keeps following the first choice (its component in the refined mask), never another mover.
-        if flows is not None and not (_dilate_each(subject, 2 * NEAR + 1) & big_objects(candidate & ~subject)).any():
+        if flows is not None and not others_near(subject, candidate & ~subject):
             flows = split = None   # no other mover comes near the subject: its connected components will do
         refined, _ = select_objects(refined, motion, self.all_objects,
                                     prior if pick is None else subject.astype(np.float32), pick, flows, split,
