@@ -5,7 +5,8 @@
 - ``split_effects_rabbit.jpg``: the demo's rabbit (bigbuckbunny, 49 frames at 480x854), three frames, each row:
   the source | the subject over green with the segmenter's objects as spatio-temporal connected components
   (``motion.objects=connected``, before objects were tracked) | the same with the default split (objects
-  tracked through time) | the default split's effects layer (the cast shadow's gain: mid grey = untouched, darker = shadow).
+  tracked through time) | the default split's effects layer (the cast shadow's gain: mid grey = untouched,
+  darker = shadow).
 - ``split_carphone_person.jpg``: a person from a real clip (carphone, 49 frames, ``segmenter="person"``: a
   talking head in a moving car hardly moves against its own size, so motion cannot find it), each row: source |
   matte | subject over green | clean background.

@@ -9,8 +9,8 @@ and splits every case up to four times in this one run: the default split (``spl
 backends: ``motion`` segmenter, ``propagate`` restorer, the default matting stage), the same with the other
 matting stage (``rule`` or the learned ``net``, `decompose.matting`; left out when this checkout has no bundled
 network), the default with the segmenter's objects as spatio-temporal connected components
-(``motion.objects=connected``, the default before objects were tracked through time), issue 3's split (``effects=False``, rule: the shadow stays in the matte) and the naive baseline
-(``median`` + ``median``).
+(``motion.objects=connected``, the default before objects were tracked through time), the shadow kept in the
+matte (``effects=False``, rule, as in issue 3) and the naive baseline (``median`` + ``median``).
 
 Two sets: "easy" (`BENCHMARK_CASES`, the issue 3 cases) and "hard" (`HARD_CASES`, issue 17: non-rigid subjects,
 a long stop, soft ground shadows, other movers in the background, a moving real street clip as the world,

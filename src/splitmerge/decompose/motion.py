@@ -255,8 +255,8 @@ def attached_parts(labels: np.ndarray, keep: np.ndarray, flows: np.ndarray) -> n
     """`keep` (labels of `labels` (T, H, W) int) with the objects that are parts of them: an object touching the
     kept ones (within `tracks.REACH` + 1 px) in at least `ATTACH_SHARE` of the frames it shows in, and in most
     of those frames moving with them (median flow (`flows` (T - 1, H, W, 2)) within `SAME_MOTION` x the frame
-    diagonal per frame of theirs): a part of the subject that the evidence kept apart at first (a handle, an arm) joins it; a
-    mover passing behind moves otherwise and stays out."""
+    diagonal per frame of theirs): a part of the subject that the evidence kept apart at first (a handle, an
+    arm) joins it; a mover passing behind moves otherwise and stays out."""
     kernel = np.ones((2 * REACH + 3,) * 2, np.uint8)
     size = int(labels.max()) + 1
     same = SAME_MOTION * float(np.hypot(*labels.shape[1:]))
@@ -281,7 +281,8 @@ def attached_parts(labels: np.ndarray, keep: np.ndarray, flows: np.ndarray) -> n
             agrees[neighbour] = float(np.hypot(*(theirs - mine)) < same)
         return shows, touches, agrees
 
-    shows, touches, agrees = (np.sum(parts, axis=0) for parts in zip(*frame_map(frame, range(len(labels)))))
+    per_frame = frame_map(frame, range(len(labels)))
+    shows, touches, agrees = (np.sum([counts[i] for counts in per_frame], axis=0) for i in range(3))
     shows[0] = 0
     parts = np.flatnonzero((touches > 0) & (touches >= ATTACH_SHARE * np.maximum(shows, 1))
                            & (agrees > 0.5 * touches))

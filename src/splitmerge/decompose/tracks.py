@@ -30,7 +30,7 @@ MEMORY = 8              # frames an object with no pixels stays remembered
 TOUCH_MIN_PIXELS = 3    # a carried object must cover this many pixels of a piece to count as meeting it
 TOUCH_MIN_SHARE = 0.05  # ... or this share of the piece, whichever is smaller
 TRACK_SCALE = 2         # objects are followed on the mask shrunk by this factor
-REACH = 1               # px (of the shrunk mask): a piece this close to a carried object (and meeting none) continues it
+REACH = 1               # px (of the shrunk mask): a piece meeting no carried object but this close to one continues it
 SPLIT_MIN_AREA = 50     # pixels (of the shrunk mask): smaller components are never split
 EIGHT = np.ones((3, 3), bool)
 
