@@ -119,3 +119,10 @@ def test_motion_segmenter_checks_its_objects_option():
     with pytest.raises(OptionError, match="objects"):
         MotionSegmenter(objects="blobs")
 
+
+
+def test_a_mask_holding_two_movers_for_a_while_splits():
+    gray, region, _ = _textured_clip()
+    assert PointTracks.build(gray, region).splits(region, run=4)
+    gray, region, _ = _textured_clip(speeds=(3.0, 3.0))
+    assert not PointTracks.build(gray, region).splits(region, run=1)

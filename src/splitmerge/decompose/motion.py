@@ -9,12 +9,12 @@ Steps (each cheap on a CPU; the camera motion and its pairwise DIS flows are sha
    (`plate.clean_plate`). A subject that pauses is still absent from the plate, because it moved at other times.
 3. Change evidence. Each frame against the plate warped into it: a subject differs from the scene behind it
    even while it stands still. Exposure drift is compensated per frame.
-4. Evidence is combined, thresholded against each frame's own noise level, and grouped into objects: each
-   frame's movers, split where feature points move apart (`trajectories`), followed from frame to frame along
-   the flow (`tracks`), so that movers that touch stay apart (``objects="connected"``: the spatio-temporal
-   connected components instead, as before issue 17); the dominant moving object (largest motion-weighted
-   volume) is kept, or every object with ``all_objects``, or the one a user's pick (a point or box on the
-   first frame) hits.
+4. Evidence is combined, thresholded against each frame's own noise level, and grouped into spatio-temporal
+   connected components; the dominant moving object (largest motion-weighted volume) is kept, or every object
+   with ``all_objects``, or the one a user's pick (a point or box on the first frame) hits. When the feature
+   points inside the kept component move two ways for `SPLIT_SECONDS` in a row (`trajectories`), it holds
+   several movers that touched (a passer-by behind the subject): the objects are then followed from frame to
+   frame along the flow instead (`tracks`), so that they stay apart (``objects="connected"``: never).
 5. A second plate built without the kept subject gives cleaner change evidence; holes inside the subject
    are filled, the mask is smoothed in time, and a guided filter (edge-aware, the frame as guide) turns the
    binary mask into a soft matte that follows image edges.
@@ -44,6 +44,7 @@ OUTLINE_GAP = 11              # px: gaps in a subject's outline bridged when fil
 OBJECT_MIN_VOLUME = 0.0005  # a spatio-temporal object must fill this share of T*H*W to be kept
 PICK_SEARCH = 12            # frames: how far into the clip a picked subject may first show as moving
 OBJECT_MODES = ("tracked", "connected")
+SPLIT_SECONDS = 0.4         # a chosen mover whose points move two ways this long in a row holds two movers
 NEAR = 15                   # px (box side): change this close to the first subject may join it in the refinement
 ATTACH_SHARE = 0.8          # an object touching the subject in this share of its frames, moving with it, is part of it
 SAME_MOTION = 0.0023        # of the frame diagonal per frame (1 px at 240x360): median flows this close move together
@@ -402,7 +403,8 @@ class MotionSegmenter(Backend):
 
     def __init__(self, all_objects: bool = False, motion_threshold: float = MOTION_MIN, objects: str = "tracked"):
         """`objects`: "tracked" follows each mover frame to frame (`tracks.track_objects`: movers that touch
-        stay apart) or "connected" takes the mask's spatio-temporal connected components (before issue 17)."""
+        stay apart) when the chosen connected component holds several movers, or "connected" always takes the
+        mask's spatio-temporal connected components (as before issue 17's stop 24)."""
         if objects not in OBJECT_MODES:
             raise OptionError(f"motion objects {objects!r}: expected one of {', '.join(OBJECT_MODES)}")
         self.all_objects = all_objects
@@ -444,10 +446,15 @@ class MotionSegmenter(Backend):
                                                                   np.ones((3, 3), np.uint8)) > 0, changed | moving))
         motion += 1.0  # every changed pixel counts, moving ones more
         flows, split = None, None
+        subject, info = select_objects(candidate, motion, self.all_objects, prior, pick)
         if self.objects == "tracked":
             points = PointTracks.build(to_gray(frames), _dilate_each(candidate, 9))
-            flows, split = camera.flows, points.motion_groups
-        subject, info = select_objects(candidate, motion, self.all_objects, prior, pick, flows, split)
+            # The connected components will do when the chosen one moves as one (the cheap common case);
+            # when it holds several movers for SPLIT_SECONDS in a row, the objects are followed through time.
+            if not subject.any() or points.splits(subject, max(3, round(SPLIT_SECONDS * clip.fps))):
+                flows, split = camera.flows, points.motion_groups
+                subject, info = select_objects(candidate, motion, self.all_objects, prior, pick, flows, split)
+            info["tracked"] = flows is not None
         timings["objects"] = time.perf_counter() - mark
         if not subject.any():
             empty = np.zeros((count, height, width), np.float32)

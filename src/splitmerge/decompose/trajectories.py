@@ -23,6 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from ..parallel import frame_map
 from .tracks import nearest_label
 
 POINT_SPACING = 4       # px: the least distance between two feature points
@@ -101,6 +102,19 @@ class PointTracks:
         out = np.zeros((height, width), np.int64)
         out[box] = nearest_label(where[box], seeds)
         return out
+
+    def splits(self, mask: np.ndarray, run: int) -> bool:
+        """Whether the points inside `mask` (T, H, W) bool move in more than one way (`motion_groups`) in `run`
+        frames in a row: then `mask` holds more than one mover (a frame or a few alone are blur, a turning
+        limb, points at an edge)."""
+        found = frame_map(lambda t: bool(mask[t].any()) and self.motion_groups(t, mask[t]) is not None,
+                          range(len(mask)))
+        length = 0
+        for split in found:
+            length = length + 1 if split else 0
+            if length >= run:
+                return True
+        return False
 
 
 def _new_points(gray: np.ndarray, region: np.ndarray, active: np.ndarray) -> np.ndarray:
