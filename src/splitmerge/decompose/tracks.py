@@ -70,12 +70,17 @@ def track_objects(mask: np.ndarray, flows: np.ndarray, split=None, scale: int = 
     small = shrink(mask, scale)
     small_flows = flows[:, ::scale, ::scale][:, :small.shape[1], :small.shape[2]] / scale
     labels = _track_small(small, small_flows, None if split is None else lambda t, where: split(t, where, scale))
-    used = np.bincount(labels.ravel()) > 0
-    used[0] = True
-    labels = (np.cumsum(used) - 1).astype(np.int32)[labels]     # label -> 0..count, in order
+    labels, found = dense_labels(labels)
     grown = np.broadcast_to(labels[:, :, None, :, None], labels.shape[:2] + (scale, labels.shape[2], scale))
     full = grown.reshape(count, labels.shape[1] * scale, labels.shape[2] * scale)[:, :height, :width]
-    return np.where(mask, full, 0), int(used.sum() - 1)
+    return np.where(mask, full, 0), found
+
+
+def dense_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """(`labels` (any shape, int >= 0) renumbered 1..count in order without gaps, 0 staying 0, as int32; count)."""
+    used = np.bincount(labels.ravel()) > 0
+    used[0] = True
+    return (np.cumsum(used) - 1).astype(np.int32)[labels], int(used.sum() - 1)
 
 
 def shrink(mask: np.ndarray, scale: int) -> np.ndarray:
@@ -193,7 +198,4 @@ def split_components(components: np.ndarray, found: int, groups_of) -> tuple[np.
             pieces, count = ndimage.label(groups == group, structure=EIGHT)
             out[pieces > 0] = pieces[pieces > 0] + found
             found += count
-    used = np.bincount(out.ravel(), minlength=found + 1) > 0
-    used[0] = True
-    dense = np.cumsum(used) - 1
-    return dense[out], int(used.sum() - 1)
+    return dense_labels(out)
