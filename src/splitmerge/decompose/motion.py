@@ -198,8 +198,8 @@ def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prio
     subject stays the subject). With a `pick` and no prior, the component the pick hits is kept
     (`picked_component`); with a pick and a prior, only a component that overlaps the prior (none if none does).
     With a `parent` mask (T, H, W) bool (the subject of a first, coarser pass), every object lying mostly
-    inside it (`PART_OF_PARENT` of its volume) is kept too. Tracked objects that are parts of the kept one
-    join it (`attached_parts`)."""
+    inside it (`PART_OF_PARENT` of its volume) is kept too; without one, tracked objects that are parts of the
+    kept one join it (`attached_parts`)."""
     if flows is not None:
         labels, count = track_objects(mask, flows, split)
     else:
@@ -227,7 +227,7 @@ def select_objects(mask: np.ndarray, weight: np.ndarray, all_objects: bool, prio
         keep = big   # with a pick (and a prior): every object that continues the picked one
     else:
         keep = big[[int(np.argmax(scores[big - 1]))]]
-    if flows is not None and len(keep) and not all_objects:
+    if flows is not None and parent is None and len(keep) and not all_objects:
         keep = attached_parts(labels, np.asarray(keep), flows)
     if parent is not None and len(keep):
         # Pieces of the subject found before: every object lying mostly inside it is part of it.
