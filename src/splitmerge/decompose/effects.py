@@ -40,6 +40,7 @@ MIN_SHADOW_PX = 12    # shadow specks smaller than this (px, after opening) stay
 SOFTEN_SIGMA = 1.0    # px, the shadow mask's soft edge
 GAIN_SIGMA = 2.0      # px, smoothing of the gain inside the shadow (sensor noise)
 MATTE_MIN = 0.01      # matte values below this are not looked at
+REACH = 24            # px: farther than this from the matte no filter above reads a pixel (crops are this wide)
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -137,9 +138,22 @@ def separate_frame(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> t
     return (alpha * (1.0 - soft)).astype(np.float32), effects
 
 
+def separate_cropped(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`separate_frame` on the matte's box grown by `REACH` px only (the same result: nothing farther from the
+    matte is read, and outside it alpha stays and the effects are 1), which is most of its cost saved."""
+    ys, xs = np.nonzero(alpha > MATTE_MIN)
+    if not len(ys):
+        return alpha, np.ones(alpha.shape, np.float32)
+    box = (slice(max(int(ys.min()) - REACH, 0), int(ys.max()) + 1 + REACH),
+           slice(max(int(xs.min()) - REACH, 0), int(xs.max()) + 1 + REACH))
+    out_alpha, effects = alpha.copy(), np.ones(alpha.shape, np.float32)
+    out_alpha[box], effects[box] = separate_frame(frame[box], alpha[box], plate[box])
+    return out_alpha, effects
+
+
 def separate_effects(frames: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every frame: (alpha (T, H, W) float32 without the cast shadow, effects (T, H, W) float32, 1 = untouched)
     from the clip `frames` (T, H, W, 3) uint8, the segmentation's matte `alpha` (T, H, W) float32 and the clean
     plate restored under it, `plate` (T, H, W, 3) uint8."""
-    pairs = frame_map(lambda arrays: separate_frame(*arrays), zip(frames, alpha, plate, strict=True))
+    pairs = frame_map(lambda arrays: separate_cropped(*arrays), zip(frames, alpha, plate, strict=True))
     return np.stack([pair[0] for pair in pairs]), np.stack([pair[1] for pair in pairs])

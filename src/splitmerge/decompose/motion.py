@@ -61,13 +61,12 @@ class _ResidualMotion:
     def __init__(self, height: int, width: int):
         ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
         self.grid = np.stack([xs, ys], axis=-1)
-        self.homogeneous = np.stack([xs, ys, np.ones_like(xs)], axis=-1)
 
     def __call__(self, flow: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """(H, W) float32 pixels of `flow` (H, W, 2) that the homography `matrix` (frame -> frame) does not explain."""
-        mapped = self.homogeneous @ matrix.T.astype(np.float32)
-        camera = mapped[..., :2] / mapped[..., 2:3] - self.grid
-        return np.linalg.norm(flow - camera, axis=-1)
+        mapped = cv2.perspectiveTransform(self.grid.reshape(-1, 1, 2), np.asarray(matrix, np.float64))
+        unexplained = flow - (mapped.reshape(self.grid.shape) - self.grid)
+        return cv2.magnitude(unexplained[..., 0], unexplained[..., 1])
 
 
 def motion_evidence(clip: SplitClip) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +107,8 @@ def _stabilised_motion(gray: np.ndarray, camera, t: int, other: int) -> np.ndarr
     camera moves across a long gap can exceed what the flow pyramid of a small frame can follow."""
     aligned = camera.warp(gray[other], other, t)
     covered = camera.warp(np.full_like(gray[other], 255), other, t, interpolation=cv2.INTER_NEAREST) > 0
-    motion = np.linalg.norm(dis_flow(gray[t], aligned), axis=-1)
+    flow = dis_flow(gray[t], aligned)
+    motion = cv2.magnitude(flow[..., 0], flow[..., 1])
     motion[~covered] = 0  # what the other frame never saw says nothing
     return motion
 
