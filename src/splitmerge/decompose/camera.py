@@ -57,7 +57,10 @@ class CameraMotion:
              border_value=0) -> np.ndarray:
         """Resample `image` (seen from frame `source`) as frame `target` would see it; (H, W[, C])."""
         height, width = self.size
-        return cv2.warpPerspective(image, self.between(source, target), (width, height), flags=interpolation,
+        matrix = self.between(source, target)
+        if np.array_equal(matrix, np.eye(3)):   # two still frames (`snap_still`): warping would only copy
+            return image.copy()
+        return cv2.warpPerspective(image, matrix, (width, height), flags=interpolation,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
     def summary(self, fps: float) -> dict:

@@ -33,6 +33,9 @@ class Canvas:
     def to_frame(self, image: np.ndarray, t: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
         """Canvas image (Hc, Wc[, C]) -> what frame t sees, (H, W[, C])."""
         height, width = self.frame_size
+        window = self._window(t)
+        if window is not None:   # a still frame: its view is a window of the canvas, no resampling needed
+            return image[window].copy()
         return cv2.warpPerspective(image, self.to_canvas[t], (width, height),
                                    flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
@@ -40,8 +43,36 @@ class Canvas:
                    border_value=0) -> np.ndarray:
         """Frame image (H, W[, C]) -> its place on the canvas, (Hc, Wc[, C]); outside is `border_value`."""
         canvas_h, canvas_w = self.size
+        window = self._window(t)
+        if window is not None:
+            out = np.empty((canvas_h, canvas_w) + image.shape[2:], image.dtype)
+            out[...] = _border_fill(border_value, image.shape[2] if image.ndim == 3 else 1)
+            out[window] = image
+            return out
         return cv2.warpPerspective(image, self.to_canvas[t], (canvas_w, canvas_h), flags=interpolation,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+    def _window(self, t: int) -> tuple[slice, slice] | None:
+        """The canvas rows and columns frame t covers when its map to the canvas is a whole-pixel shift that
+        keeps it inside the canvas (a still camera's frames; warping them would only copy); None otherwise."""
+        matrix = self.to_canvas[t]
+        shift_x, shift_y = matrix[0, 2], matrix[1, 2]
+        if (np.abs(matrix - [[1, 0, shift_x], [0, 1, shift_y], [0, 0, 1]]).max() > 1e-9
+                or shift_x != round(shift_x) or shift_y != round(shift_y)):
+            return None
+        height, width = self.frame_size
+        top, left = int(round(shift_y)), int(round(shift_x))
+        if top < 0 or left < 0 or top + height > self.size[0] or left + width > self.size[1]:
+            return None
+        return slice(top, top + height), slice(left, left + width)
+
+
+def _border_fill(border_value, channels: int) -> np.ndarray:
+    """What OpenCV's constant border writes per channel: a scalar is (v, 0, 0, 0), a sequence is padded with 0."""
+    values = np.zeros(4)
+    given = np.atleast_1d(np.asarray(border_value, float))
+    values[:len(given)] = given[:4]
+    return values[0] if channels == 1 else values[:channels]
 
 
 def make_canvas(camera: CameraMotion) -> Canvas:
