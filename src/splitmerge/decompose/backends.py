@@ -268,12 +268,15 @@ class SplitClip:
         frames: (T, H, W, 3) uint8 RGB.
         fps: frames per second.
         camera: `CameraMotion` (estimated on first use, with the pairwise flows kept).
+        canvas, canvas_frames: the stabilised canvas and the frames on it (made on first use).
     """
 
     def __init__(self, frames: np.ndarray, fps: float, camera=None):
         self.frames = frames
         self.fps = float(fps)
         self._camera = camera
+        self._canvas = None
+        self._canvas_frames = None
 
     @property
     def camera(self):
@@ -282,6 +285,23 @@ class SplitClip:
 
             self._camera = estimate_camera(self.frames)
         return self._camera
+
+    @property
+    def canvas(self):
+        """The stabilised canvas of the clip (`plate.make_canvas`), made on first use and shared."""
+        if self._canvas is None:
+            from .plate import make_canvas
+
+            self._canvas = make_canvas(self.camera)
+        return self._canvas
+
+    @property
+    def canvas_frames(self) -> np.ndarray:
+        """(T, Hc, Wc, 3) uint8: the frames on the `canvas` (`plate.Canvas.warp_frames`), warped on first use and
+        shared by every clean plate of the clip."""
+        if self._canvas_frames is None:
+            self._canvas_frames = self.canvas.warp_frames(self.frames)
+        return self._canvas_frames
 
     @property
     def num_frames(self) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .backends import Backend, Segmentation, SplitClip, register
 from .motion import SUBJECT_MIN_AREA, boxes_and_points
-from .plate import clean_plate, make_canvas
+from .plate import clean_plate
 
 THRESHOLD = 30     # 8-bit levels of max-channel difference from the median
 HOLE_GROWTH = 2    # px the restorer grows the matte by
@@ -24,9 +24,9 @@ HOLE_GROWTH = 2    # px the restorer grows the matte by
 def median_background(clip: SplitClip, covered: np.ndarray | None = None) -> np.ndarray:
     """(T, H, W, 3) uint8: the temporal median of the camera-aligned clip, seen from each frame's view."""
     frames = clip.frames
-    canvas = make_canvas(clip.camera)
+    canvas = clip.canvas
     covered = np.zeros(frames.shape[:3], bool) if covered is None else covered
-    plate, _ = clean_plate(frames, covered, canvas)
+    plate, _ = clean_plate(frames, covered, canvas, clip.canvas_frames)
     return np.stack([canvas.to_frame(plate, t) for t in range(len(frames))])
 
 

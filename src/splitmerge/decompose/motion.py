@@ -32,7 +32,7 @@ from ..errors import OptionError
 from .backends import Backend, Segmentation, SplitClip, SubjectPick, register
 from ..parallel import frame_map
 from .camera import dis_flow, to_gray
-from .plate import Canvas, clean_plate, exposure_gain, make_canvas
+from .plate import Canvas, clean_plate, exposure_gain
 from .tracks import REACH, shrink, track_objects
 from .trajectories import PointTracks
 
@@ -441,12 +441,12 @@ class MotionSegmenter(Backend):
         timings["motion"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        canvas = make_canvas(camera)
+        canvas = clip.canvas
         # A slow subject's motion evidence fades in a frame here and there (near the clip's ends most), and one
         # missed frame is enough to put the subject itself into the plate: borrow those frames' masks.
         moving = borrow_weak_frames(moving, camera)
         excluded = _dilate_each(moving, 9)
-        plate, seen = clean_plate(frames, excluded, canvas)
+        plate, seen = clean_plate(frames, excluded, canvas, clip.canvas_frames)
         change, known = change_evidence(frames, plate, seen, canvas)
         changed = (change > _noise_floor(change[known], 25.0)) & known
         timings["plate"] = time.perf_counter() - mark
@@ -475,7 +475,7 @@ class MotionSegmenter(Backend):
         mark = time.perf_counter()
         # Second plate without the selected subject: cleaner change evidence around it.
         excluded = _dilate_each(subject, 7)
-        plate, seen = clean_plate(frames, excluded, canvas)
+        plate, seen = clean_plate(frames, excluded, canvas, clip.canvas_frames)
         change, known = change_evidence(frames, plate, seen, canvas, subject=excluded)
         high = _noise_floor(change[known & ~excluded], 25.0)
         changed = hysteresis(change, high, 0.5 * high) & known

@@ -19,7 +19,7 @@ from ..parallel import frame_map
 from .camera import CameraMotion
 
 MAX_CANVAS_FACTOR = 3  # the canvas is at most this many frame widths/heights (guards against runaway homographies)
-INVALID = np.uint16(65535)
+UNUSABLE = np.uint16(65535)   # a sample no frame gives: sorts after every usable one
 
 
 @dataclass
@@ -51,6 +51,16 @@ class Canvas:
             return out
         return cv2.warpPerspective(image, self.to_canvas[t], (canvas_w, canvas_h), flags=interpolation,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+    def warp_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(T, Hc, Wc, 3) uint8: every frame of `frames` (T, H, W, 3) uint8 on the canvas (0 outside its view)."""
+        warped = np.empty((len(frames),) + self.size + (3,), np.uint8)
+
+        def warp(t: int) -> None:
+            warped[t] = self.from_frame(frames[t], t)
+
+        frame_map(warp, range(len(frames)))
+        return warped
 
     def _window(self, t: int) -> tuple[slice, slice] | None:
         """The canvas rows and columns frame t covers when its map to the canvas is a whole-pixel shift that
@@ -93,37 +103,43 @@ def make_canvas(camera: CameraMotion) -> Canvas:
     return Canvas(size, shift @ camera.to_reference, (height, width))
 
 
-def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas) -> tuple[np.ndarray, np.ndarray]:
+def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Temporal median of the uncovered scene on the canvas.
 
     Args:
         frames: (T, H, W, 3) uint8.
         covered: (T, H, W) bool, True where the subject (or anything not to use) is.
         canvas: from `make_canvas`.
+        warped: the frames already on the canvas (`Canvas.warp_frames`, (T, Hc, Wc, 3) uint8), when several
+            plates of one clip share them; None warps them here.
     Returns:
         plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than 2 frames (1 in a one-frame clip)
         saw the scene uncovered.
     """
-    count = len(frames)
+    if warped is None:
+        warped = canvas.warp_frames(frames)
+    count = len(warped)
     canvas_h, canvas_w = canvas.size
+    # uint16, though the values are 8-bit: NumPy sorts 16-bit integers with SIMD, 8-bit ones about 8x slower.
     samples = np.empty((count, canvas_h, canvas_w, 3), np.uint16)
+    usable = np.empty((count, canvas_h, canvas_w), bool)
 
     def sample(t: int) -> None:
-        usable = canvas.from_frame((~covered[t]).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
+        uncovered = canvas.from_frame((~covered[t]).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
         # Shrink by a pixel: bilinear samples next to the frame border or the subject mix in what is outside.
-        usable = cv2.erode(usable, np.ones((3, 3), np.uint8)) > 127
-        warped = canvas.from_frame(frames[t], t).astype(np.uint16)
-        warped[~usable] = INVALID
-        samples[t] = warped
+        usable[t] = cv2.erode(uncovered, np.ones((3, 3), np.uint8)) > 127
+        samples[t] = warped[t]
+        samples[t][~usable[t]] = UNUSABLE
 
     frame_map(sample, range(count))
     # Sorted in bands of rows, in parallel (the sort along time is the plate's largest single cost).
     bands = np.array_split(np.arange(canvas_h), max(1, min(canvas_h, 8)))
     frame_map(lambda rows: samples[:, rows[0]:rows[-1] + 1].sort(axis=0), [band for band in bands if len(band)])
-    valid = (samples[..., 0] != INVALID).sum(axis=0)  # (Hc, Wc): how many frames saw each pixel uncovered
+    valid = usable.sum(axis=0, dtype=np.int32)  # (Hc, Wc): how many frames saw each pixel uncovered
     middle = np.maximum(valid - 1, 0) // 2
     # The median of each channel separately (a marginal median: cheap, and robust to the few subject pixels a
-    # mask misses).
+    # mask misses). The unusable samples sort last, so the first `valid` sorted values are the usable ones.
     plate = np.stack([np.take_along_axis(samples[..., c], middle[None], axis=0)[0] for c in range(3)], axis=-1)
     seen = valid >= min(2, count)
     plate[~seen] = 0

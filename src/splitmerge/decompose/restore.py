@@ -18,7 +18,7 @@ import numpy as np
 from ..parallel import frame_map
 
 from .backends import Backend, SplitClip, register
-from .plate import clean_plate, close_in_time, exposure_gain, make_canvas
+from .plate import clean_plate, close_in_time, exposure_gain
 
 HOLE_DILATION = 5     # px the matte is grown by before it becomes the hole
 FEATHER = 2.0         # px (Gaussian sigma) of the blend at the hole's edge
@@ -123,15 +123,15 @@ def scene_plate(clip: SplitClip, alpha: np.ndarray, dilation: int = HOLE_DILATIO
     (Hc, Wc, 3) uint8, the `Canvas`, the hole (T, H, W) bool: the matte grown by `dilation` px and closed in
     time, and the share of the pixels the hole needed that no frame saw, which were inpainted)."""
     frames = clip.frames
-    canvas = make_canvas(clip.camera)
+    canvas = clip.canvas
     # A slow subject's matte that misses part of it in a few frames would put those parts into the plate.
     hole = close_in_time(hole_masks(alpha, dilation), canvas, HOLE_GAP)
-    plate, seen = clean_plate(frames, hole, canvas)
+    plate, seen = clean_plate(frames, hole, canvas, clip.canvas_frames)
     if not seen.all():
         # What the generous hole never uncovered may still have been seen just outside the subject itself:
         # better than inventing it. Only what neither saw is inpainted.
         tight = hole_masks(alpha, 1)
-        loose_plate, loose_seen = clean_plate(frames, tight, canvas)
+        loose_plate, loose_seen = clean_plate(frames, tight, canvas, clip.canvas_frames)
         fallback = loose_seen & ~seen
         plate[fallback] = loose_plate[fallback]
         seen = seen | loose_seen
