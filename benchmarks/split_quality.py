@@ -26,7 +26,9 @@ and on the hard set also:
 - leak: the share of the true visible shadow (gain < 0.9, true alpha < 0.1) the matte covers (alpha > 0.5);
 - plate PSNR over the subject and its shadow (true alpha > 0.01 or gain < 0.99; the true plate has no shadow);
 - effects PSNR where the shadow is (estimated effects gain vs the true gain, x 255; no effects layer = 1);
-- flicker: mean |change of the matte - change of the true matte| per frame, x 1000.
+- flicker: mean |change of the matte - change of the true matte| per frame, x 1000;
+- plate ceiling: the plate PSNR the default restorer reaches given the true matte and shadow as its hole
+  (`plate_ceiling`), i.e. what exact mattes and effects alone would give.
 Shadow figures are over the cases with a shadow ("-" elsewhere). Then splits two real sample clips (no ground
 truth) for looking at. Writes per case a PNG (source | true matte | matte | baseline matte | background |
 baseline background | true background, three times) and results.json.
@@ -53,6 +55,7 @@ from splitmerge.eval import boundary_f, mask_iou, masked_psnr
 from splitmerge.eval.metrics import (effects_psnr, matte_flicker, plate_psnr, shadow_leak, soft_edge_gradient_error,
                                      soft_edge_sad)
 from splitmerge.eval.split_truth import BENCHMARK_CASES, HARD_CASES, render_case
+from splitmerge.decompose.backends import SplitClip, get_backend
 from splitmerge.decompose.matting import NetMatting
 from splitmerge.decompose.pipeline import NoSubjectError, SplitConfig, split
 from splitmerge.parallel import thread_count
@@ -103,6 +106,17 @@ def run_method(truth, backends: dict) -> tuple[dict, np.ndarray, np.ndarray]:
               "flicker": 1000.0 * matte_flicker(alpha, truth.alpha),
               "fps": len(truth.frames) / seconds}
     return scores, alpha, background
+
+
+def plate_ceiling(truth) -> float:
+    """Plate PSNR over subject + shadow (as `plate_psnr` in `run_method`) of the default restorer given the true
+    matte and the true shadow as the hole: what the plate would score were the matte and the effects exact. Where
+    the scene behind the subject is never uncovered, or moves (another mover passing behind it), a restorer that
+    fills from other frames cannot reach the truth whatever the matte."""
+    hole = truth.alpha if truth.effects is None else np.maximum(truth.alpha, (truth.effects < 0.99).astype(np.float32))
+    restorer = get_backend("restorer", SplitConfig().restorer)
+    background = restorer.restore(SplitClip(truth.frames, truth.fps), hole)
+    return plate_psnr(truth.background, background, truth.alpha, truth.effects)
 
 
 def case_picture(truth, outputs: dict, path: Path) -> None:
@@ -175,23 +189,37 @@ def run_set(name: str, cases, out: Path) -> tuple[list[dict], dict]:
             scores, alpha, background = run_method(truth, backends)
             outputs[method] = (alpha, background)
             row[method] = scores
+        if name == "hard":
+            row["plate_ceiling"] = plate_ceiling(truth)
         case_picture(truth, outputs, out / f"{case.name}.png")
         results.append(row)
         print(f"[{name}] {case.name:<21} " + "  ".join(
             f"{key} {_cells(row, key)}" for key in ("J", "F", "hole_psnr", "plate_psnr", "leak", "fps")), flush=True)
     means = {method: {key: _mean([row[method][key] for row in results]) for key in FORMATS} for method in METHODS}
+    if name == "hard":
+        means["plate_ceiling"] = _mean([row["plate_ceiling"] for row in results])
     return results, means
 
 
 def print_table(name: str, cases, results: list[dict], means: dict, keys) -> None:
     size = f"{cases[0].size[0]}x{cases[0].size[1]}, {cases[0].frames} frames" if cases else ""
     print(f"\n{name} cases:\n")
-    print(f"| case ({size}) | " + " | ".join(HEADINGS[key] for key in keys) + " |")
-    print("|---" * (len(keys) + 1) + "|")
+    ceiling = "plate_ceiling" in means
+    if ceiling:
+        print("\n(plate ceiling: the default restorer given the true matte and shadow, `plate_ceiling`)\n")
+    print(f"| case ({size}) | " + " | ".join(HEADINGS[key] for key in keys) + (" | plate ceiling (dB) |" if ceiling
+                                                                               else " |"))
+    print("|---" * (len(keys) + 1 + ceiling) + "|")
+
+    def ceiling_cell(value: float, bold: bool = False) -> str:
+        mark = "**" if bold else ""
+        return f" {mark}{_show(value, 1)}{mark} |" if ceiling else ""
 
     for row in results:
-        print(f"| {row['case']} | " + " | ".join(_cells(row, key) for key in keys) + " |")
-    print("| **mean** | " + " | ".join(_cells(means, key, bold=True) for key in keys) + " |")
+        print(f"| {row['case']} | " + " | ".join(_cells(row, key) for key in keys) + " |"
+              + ceiling_cell(row.get("plate_ceiling", math.nan)))
+    print("| **mean** | " + " | ".join(_cells(means, key, bold=True) for key in keys) + " |"
+          + ceiling_cell(means.get("plate_ceiling", math.nan), bold=True))
 
 
 def main() -> None:
