@@ -15,6 +15,10 @@ Plate pixels leave the matte where they are darkened (and just around), in piece
 (a ghost of the subject left in a poorly restored plate looks like the plate at gain 1, and a cast shadow lies
 beside its subject, not inside it); the gain of the shadow, smoothed, is the effects layer; elsewhere the effects
 are 1.
+Given the scene (the restored plate in every frame's view, also outside the matte), the shadow is followed
+beyond the matte too: darkened plate-like pieces outside it that touch the shadow taken out of it (a segmenter's
+matte often holds only the dark core of a soft shadow). Only pieces that continue a shadow found inside: a piece
+merely touching the matte could be the dark side of another mover or the scene's own shade.
 Then ``source ~ fg + (1 - alpha) * effects * plate`` with the shadow in `effects` and not in `alpha`.
 """
 
@@ -119,41 +123,60 @@ def _smoothed_gain(gain: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.where(denominator > 1e-3, numerator / np.maximum(denominator, 1e-3), 1.0).astype(np.float32)
 
 
-def separate_frame(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def separate_frame(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray, scene: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """One frame: (alpha without the shadow (H, W) float32, effects (H, W) float32 in (0, 1], 1 = untouched)
-    from the frame (H, W, 3) uint8, its matte (H, W) float32 and its clean plate (H, W, 3) uint8."""
+    from the frame (H, W, 3) uint8, its matte (H, W) float32 and its clean plate (H, W, 3) uint8. Given the
+    `scene` (H, W, 3) uint8 (the restored scene in this frame's view everywhere), the shadow is also looked for
+    beside the matte: darkened plate-like pieces outside it that touch it or the shadow taken out of it."""
     candidates = alpha > MATTE_MIN
     if not candidates.any():
         return alpha, np.ones(alpha.shape, np.float32)
-    shadow, gain = shadow_evidence(frame, plate)
+    reference = plate if scene is None else np.where(candidates[..., None], plate, scene)
+    like, gain = shadow_evidence(frame, reference)
+    dark = gain < NO_EFFECT
     outside = cv2.dilate((~candidates).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    shadow = _clean(shadow & candidates, gain < NO_EFFECT, outside)
+    inside = _clean(like & candidates, dark, outside)
+    beside = np.zeros_like(inside)
+    if scene is not None:
+        touching = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        beside = _pieces(like & dark & ~candidates, touching)
+    shadow = inside | beside
     if not shadow.any():
         return alpha, np.ones(alpha.shape, np.float32)
     soft = np.clip(cv2.GaussianBlur(shadow.astype(np.float32), (0, 0), SOFTEN_SIGMA), 0, 1)
-    soft = np.maximum(soft, shadow) * candidates  # shadow pixels fully, a soft rim around them, never outside
-    darkened = np.where(gain < NO_EFFECT, gain, 1.0).astype(np.float32)
+    # Shadow pixels fully and a soft rim around them, within the matte or a pixel of the shadow beside it.
+    rim = cv2.dilate(beside.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    soft = np.maximum(soft, shadow) * (candidates | rim)
+    darkened = np.where(dark, gain, 1.0).astype(np.float32)
     smoothed = np.clip(_smoothed_gain(np.clip(darkened, GAIN_MIN, 1.0), shadow.astype(np.float32)), GAIN_MIN, 1.0)
     effects = (1.0 - soft * (1.0 - smoothed)).astype(np.float32)
-    return (alpha * (1.0 - soft)).astype(np.float32), effects
+    return (alpha * (1.0 - soft * candidates)).astype(np.float32), effects
 
 
-def separate_cropped(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def separate_cropped(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray, scene: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """`separate_frame` on the matte's box grown by `REACH` px only (the same result: nothing farther from the
-    matte is read, and outside it alpha stays and the effects are 1), which is most of its cost saved."""
+    matte is read, and outside it alpha stays and the effects are 1), which is most of its cost saved. With a
+    `scene`, the box also grows by the matte's own height (a cast shadow reaches about that far)."""
     ys, xs = np.nonzero(alpha > MATTE_MIN)
     if not len(ys):
         return alpha, np.ones(alpha.shape, np.float32)
-    box = (slice(max(int(ys.min()) - REACH, 0), int(ys.max()) + 1 + REACH),
-           slice(max(int(xs.min()) - REACH, 0), int(xs.max()) + 1 + REACH))
+    reach = REACH + (0 if scene is None else int(ys.max() - ys.min()))
+    box = (slice(max(int(ys.min()) - reach, 0), int(ys.max()) + 1 + reach),
+           slice(max(int(xs.min()) - reach, 0), int(xs.max()) + 1 + reach))
     out_alpha, effects = alpha.copy(), np.ones(alpha.shape, np.float32)
-    out_alpha[box], effects[box] = separate_frame(frame[box], alpha[box], plate[box])
+    out_alpha[box], effects[box] = separate_frame(frame[box], alpha[box], plate[box],
+                                                  None if scene is None else scene[box])
     return out_alpha, effects
 
 
-def separate_effects(frames: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def separate_effects(frames: np.ndarray, alpha: np.ndarray, plate: np.ndarray, scene: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Every frame: (alpha (T, H, W) float32 without the cast shadow, effects (T, H, W) float32, 1 = untouched)
     from the clip `frames` (T, H, W, 3) uint8, the segmentation's matte `alpha` (T, H, W) float32 and the clean
-    plate restored under it, `plate` (T, H, W, 3) uint8."""
-    pairs = frame_map(lambda arrays: separate_cropped(*arrays), zip(frames, alpha, plate, strict=True))
+    plate restored under it, `plate` (T, H, W, 3) uint8; given the `scene` (T, H, W, 3) uint8 (the restored scene
+    in every frame's view everywhere), also the shadow beside the matte."""
+    scenes = [None] * len(frames) if scene is None else scene
+    pairs = frame_map(lambda arrays: separate_cropped(*arrays), zip(frames, alpha, plate, scenes, strict=True))
     return np.stack([pair[0] for pair in pairs]), np.stack([pair[1] for pair in pairs])

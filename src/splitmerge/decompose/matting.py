@@ -7,7 +7,7 @@ Backends (kind ``matting``, `SplitConfig.matting`, ``split --matting NAME``), ea
 ``needs_scene``); returns the matte (T, H, W) float32 and the effects gain (T, H, W) float32 (1 = untouched).
 
 - ``rule`` (default): the matte as segmented; the cast shadow moved out of it into the effects by
-  `effects.separate_effects` (plate-like darkened pixels beside the matte).
+  `effects.separate_effects` (plate-like darkened pixels in the matte, and beside it against the scene).
 - ``net``: the learned network (`matting_net`, bundled in ``splitmerge/models/matting``, its card beside it):
   each frame, its scene plate and the coarse matte in, the matte and the shadow gain out, inside the coarse
   matte's box grown by `MARGIN` px (nothing outside it changes: alpha 0, gain 1).
@@ -40,10 +40,11 @@ class RuleMatting(Backend):
     name = "rule"
     description = "the segmenter's matte; plate-like darkened pixels beside it become the effects (no weights)"
     effects_only = True  # without an effects layer it changes nothing
+    needs_scene = True   # the shadow beside the matte is darkened against the scene
 
     def separate(self, clip: SplitClip, alpha: np.ndarray, background: np.ndarray, scene: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:
-        return separate_effects(clip.frames, alpha, background)
+        return separate_effects(clip.frames, alpha, background, scene)
 
 
 @register("matting")

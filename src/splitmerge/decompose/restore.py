@@ -78,8 +78,10 @@ class PropagateRestorer(Backend):
                 return
             frame = frames[t].astype(np.float32)
             background = canvas.to_frame(plate, t).astype(np.float32)
-            ring = (cv2.dilate(hole[t].astype(np.uint8), ring_kernel) > 0) & ~hole[t]
-            background *= exposure_gain(frame, background, ring)  # the clip's exposure may drift
+            # The clip's exposure may drift: matched over the whole frame around the hole (a ring just around it
+            # is easily mostly another mover, which would tint the fill).
+            outside = cv2.dilate(hole[t].astype(np.uint8), ring_kernel) == 0
+            background *= exposure_gain(frame, background, outside)
             if views is not None:
                 views[t] = np.clip(np.rint(background), 0, 255)
             if not hole[t].any():
