@@ -5,7 +5,8 @@ The scene behind the subject is assembled on the stabilised canvas from every fr
 uncovers a pixel, frames where only the matte itself is left out fill it). Canvas pixels that no frame ever saw
 uncovered are inpainted spatially once, on the canvas, so every frame receives the same fill and nothing
 flickers. Each frame then takes the plate warped into its own view (the camera's motion is kept) inside
-the hole, matched to the frame's exposure around the hole, and keeps its own pixels everywhere else.
+the hole, matched to the frame's exposure (measured over the frame around the hole), and keeps its own pixels
+everywhere else.
 """
 
 from __future__ import annotations
