@@ -64,6 +64,7 @@ class Backend:
     description: ClassVar[str] = ""
     can_pick: ClassVar[bool] = False  # segmenters: honours ``segment(..., pick=SubjectPick)``
     needs_scene: ClassVar[bool] = False  # matting: wants the restored scene plate in every frame's view
+    scene_optional: ClassVar[bool] = False  # matting: ... but works without it (a restorer that has none)
     effects_only: ClassVar[bool] = False  # matting: without an effects layer it leaves the matte as it is
 
     @classmethod

@@ -40,7 +40,8 @@ class RuleMatting(Backend):
     name = "rule"
     description = "the segmenter's matte; plate-like darkened pixels beside it become the effects (no weights)"
     effects_only = True  # without an effects layer it changes nothing
-    needs_scene = True   # the shadow beside the matte is darkened against the scene
+    needs_scene = True     # the shadow beside the matte is darkened against the scene ...
+    scene_optional = True  # ... when the restorer gives one (without, the shadow is looked for in the matte only)
 
     def separate(self, clip: SplitClip, alpha: np.ndarray, background: np.ndarray, scene: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:

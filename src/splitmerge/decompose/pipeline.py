@@ -347,7 +347,8 @@ class Decomposer:
             background, scene = self.restorer.restore_with_scene(clip, coarse)
         else:
             background = self.restorer.restore(clip, coarse)
-            scene = get_backend("restorer", "propagate").restore_with_scene(clip, coarse)[1]
+            if not self.matting.scene_optional:
+                scene = get_backend("restorer", "propagate").restore_with_scene(clip, coarse)[1]
         seconds["restore"] += time.perf_counter() - mark
         mark = time.perf_counter()
         alpha, effects = self.matting.separate(clip, coarse, background, scene)
