@@ -182,11 +182,9 @@ def borrow_weak_frames(mask: np.ndarray, camera, weak: float = 0.5) -> np.ndarra
 def hysteresis(values: np.ndarray, high: float, low: float) -> np.ndarray:
     """(T, H, W) bool: pixels above `low` that connect (within their frame) to a pixel above `high`."""
     def connected(frame: np.ndarray) -> np.ndarray:
-        labels, count = ndimage.label(frame > low)
-        if count == 0:
-            return np.zeros(frame.shape, bool)
-        strong = np.zeros(count + 1, bool)
-        strong[np.unique(labels[frame > high])] = True
+        count, labels = cv2.connectedComponents((frame > low).astype(np.uint8), connectivity=4)
+        strong = np.zeros(count, bool)
+        strong[labels[frame > high]] = True
         strong[0] = False
         return strong[labels]
 
@@ -269,23 +267,27 @@ def attached_parts(labels: np.ndarray, keep: np.ndarray, flows: np.ndarray) -> n
     size = int(labels.max()) + 1
     same = SAME_MOTION * float(np.hypot(*labels.shape[1:]))
 
+    is_kept = np.zeros(size, bool)
+    is_kept[keep] = True
+
     def frame(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(shows, touches, agrees), each (size,) float, for frame t."""
         shows, touches, agrees = np.zeros(size), np.zeros(size), np.zeros(size)
-        shows[np.unique(labels[t])] = 1
-        kept = np.isin(labels[t], keep)
+        shows[labels[t]] = 1
+        kept = is_kept[labels[t]]
         if not kept.any():
             return shows, touches, agrees
         around = cv2.dilate(kept.astype(np.uint8), kernel) > 0
-        neighbours = np.unique(labels[t][around & ~kept])
-        neighbours = neighbours[neighbours > 0]
+        neighbours = np.flatnonzero(np.bincount(labels[t][around & ~kept], minlength=size)[1:]) + 1
         if not len(neighbours):
             return shows, touches, agrees
         touches[neighbours] = 1
         flow = flows[min(t, len(flows) - 1)]
         mine = np.median(flow[kept], axis=0)
+        ys, xs = np.nonzero(np.isin(labels[t], neighbours))   # the neighbours' pixels only, once
+        owners = labels[t][ys, xs]
         for neighbour in neighbours:
-            theirs = np.median(flow[labels[t] == neighbour], axis=0)
+            theirs = np.median(flow[ys[owners == neighbour], xs[owners == neighbour]], axis=0)
             agrees[neighbour] = float(np.hypot(*(theirs - mine)) < same)
         return shows, touches, agrees
 

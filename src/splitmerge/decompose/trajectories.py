@@ -160,10 +160,11 @@ def _group_points(positions: np.ndarray, t: int, gap: float) -> np.ndarray:
     _, neighbours = tree.query(here, k=min(NEIGHBOURS + 1, len(here)))
     first = np.repeat(np.arange(len(here)), neighbours.shape[1] - 1)
     second = neighbours[:, 1:].ravel()
-    apart = np.linalg.norm(window[first] - window[second], axis=2)          # (E, W), NaN where either is lost
-    together = np.isfinite(apart).sum(axis=1) - 1     # other frames where both are tracked
-    apart_most = np.max(np.where(np.isnan(apart), -np.inf, apart), axis=1)
-    linked = (together >= MIN_TOGETHER) & (apart_most < gap)
+    step = window[first] - window[second]
+    apart = step[..., 0] ** 2 + step[..., 1] ** 2     # (E, W) squared px, NaN where either is lost
+    together = np.count_nonzero(~np.isnan(apart), axis=1) - 1     # other frames where both are tracked
+    apart_most = np.fmax.reduce(apart, axis=1)        # NaN-ignoring; frame t itself is always there (0)
+    linked = (together >= MIN_TOGETHER) & (apart_most < gap * gap)
     graph = coo_matrix((np.ones(int(linked.sum())), (first[linked], second[linked])), shape=(len(here),) * 2)
     _, groups = connected_components(graph, directed=False)
     return groups
