@@ -70,3 +70,22 @@ def test_the_effects_rule_on_the_mattes_box_equals_it_on_the_whole_frame():
     assert (whole[1] < 0.9).any()   # the shadow was found ...
     for full, crop in zip(whole, cropped, strict=True):
         assert np.array_equal(full, crop)   # ... and the crop changes nothing
+
+
+def test_a_plate_made_within_a_box_equals_the_whole_plate_there():
+    from splitmerge.decompose.camera import estimate_camera
+    from splitmerge.decompose.plate import clean_plate, make_canvas
+
+    rng = np.random.default_rng(4)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8), (0, 0), 2)
+    frames = np.stack([np.roll(base, 2 * t, axis=1) for t in range(8)])   # a pan
+    covered = np.zeros(frames.shape[:3], bool)
+    covered[:, 20:40, 30:50] = True
+    canvas = make_canvas(estimate_camera(frames))
+    whole, whole_seen = clean_plate(frames, covered, canvas)
+    box = (slice(10, 45), slice(5, 70))
+    part, part_seen = clean_plate(frames, covered, canvas, within=box)
+    assert np.array_equal(part[box], whole[box]) and np.array_equal(part_seen[box], whole_seen[box])
+    outside = np.ones(canvas.size, bool)
+    outside[box] = False
+    assert not part_seen[outside].any() and not part[outside].any()

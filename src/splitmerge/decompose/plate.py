@@ -103,8 +103,8 @@ def make_canvas(camera: CameraMotion) -> Canvas:
     return Canvas(size, shift @ camera.to_reference, (height, width))
 
 
-def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None,
+                within: tuple[slice, slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Temporal median of the uncovered scene on the canvas.
 
     Args:
@@ -113,14 +113,17 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
         canvas: from `make_canvas`.
         warped: the frames already on the canvas (`Canvas.warp_frames`, (T, Hc, Wc, 3) uint8), when several
             plates of one clip share them; None warps them here.
+        within: (rows, columns) of the canvas: the plate is made there only (each pixel's median is its own);
+            None = everywhere.
     Returns:
         plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than 2 frames (1 in a one-frame clip)
-        saw the scene uncovered.
+        saw the scene uncovered (and outside `within`).
     """
     if warped is None:
         warped = canvas.warp_frames(frames)
     count = len(warped)
-    canvas_h, canvas_w = canvas.size
+    within = (slice(0, canvas.size[0]), slice(0, canvas.size[1])) if within is None else within
+    canvas_h, canvas_w = warped[0][within].shape[:2]
     # uint16, though the values are 8-bit: NumPy sorts 16-bit integers with SIMD, 8-bit ones about 8x slower.
     samples = np.empty((count, canvas_h, canvas_w, 3), np.uint16)
     usable = np.empty((count, canvas_h, canvas_w), bool)
@@ -128,8 +131,8 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
     def sample(t: int) -> None:
         uncovered = canvas.from_frame((~covered[t]).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
         # Shrink by a pixel: bilinear samples next to the frame border or the subject mix in what is outside.
-        usable[t] = cv2.erode(uncovered, np.ones((3, 3), np.uint8)) > 127
-        samples[t] = warped[t]
+        usable[t] = (cv2.erode(uncovered, np.ones((3, 3), np.uint8)) > 127)[within]
+        samples[t] = warped[t][within]
         samples[t][~usable[t]] = UNUSABLE
 
     frame_map(sample, range(count))
@@ -143,7 +146,9 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
     plate = np.stack([np.take_along_axis(samples[..., c], middle[None], axis=0)[0] for c in range(3)], axis=-1)
     seen = valid >= min(2, count)
     plate[~seen] = 0
-    return plate.astype(np.uint8), seen
+    full_plate, full_seen = np.zeros(canvas.size + (3,), np.uint8), np.zeros(canvas.size, bool)
+    full_plate[within], full_seen[within] = plate, seen
+    return full_plate, full_seen
 
 
 def exposure_gain(frame: np.ndarray, background: np.ndarray, region: np.ndarray, samples: int = 4000
