@@ -72,7 +72,7 @@ def test_the_effects_rule_on_the_mattes_box_equals_it_on_the_whole_frame():
         assert np.array_equal(full, crop)   # ... and the crop changes nothing
 
 
-def test_a_plate_made_within_a_box_equals_the_whole_plate_there():
+def test_a_plate_made_at_some_pixels_equals_the_whole_plate_there():
     from splitmerge.decompose.camera import estimate_camera
     from splitmerge.decompose.plate import clean_plate, make_canvas
 
@@ -83,9 +83,10 @@ def test_a_plate_made_within_a_box_equals_the_whole_plate_there():
     covered[:, 20:40, 30:50] = True
     canvas = make_canvas(estimate_camera(frames))
     whole, whole_seen = clean_plate(frames, covered, canvas)
-    box = (slice(10, 45), slice(5, 70))
+    box = np.zeros(canvas.size, bool)
+    box[10:45, 5:70] = True
+    box[30:40, 20:60] = False   # any set of pixels, not only a box
     part, part_seen = clean_plate(frames, covered, canvas, within=box)
     assert np.array_equal(part[box], whole[box]) and np.array_equal(part_seen[box], whole_seen[box])
-    outside = np.ones(canvas.size, bool)
-    outside[box] = False
-    assert not part_seen[outside].any() and not part[outside].any()
+    assert not part_seen[~box].any() and not part[~box].any()
+    assert whole_seen.any() and not whole_seen.all()   # the test has both seen and never-seen pixels

@@ -163,19 +163,16 @@ def separate_cropped(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray, sc
                      ) -> tuple[np.ndarray, np.ndarray]:
     """`separate_frame` on the matte's box grown by `REACH` px only (the same result: nothing farther from the
     matte is read, and outside it alpha stays and the effects are 1), which is most of its cost saved. With a
-    `scene`, when a shadow was found in the matte, again on the box grown by the matte's own height as well (a
-    cast shadow reaches about that far beside it); without one in the matte, none is looked for beside it."""
+    `scene`, the box grows by the matte's own height as well (a cast shadow reaches about that far beside it)."""
     ys, xs = np.nonzero(alpha > MATTE_MIN)
     if not len(ys):
         return alpha, np.ones(alpha.shape, np.float32)
+    reach = REACH + (0 if scene is None else int(ys.max() - ys.min()))
+    box = (slice(max(int(ys.min()) - reach, 0), int(ys.max()) + 1 + reach),
+           slice(max(int(xs.min()) - reach, 0), int(xs.max()) + 1 + reach))
     out_alpha, effects = alpha.copy(), np.ones(alpha.shape, np.float32)
-    for reach, looked_beside in ((REACH, None), (REACH + int(ys.max() - ys.min()), scene)):
-        box = (slice(max(int(ys.min()) - reach, 0), int(ys.max()) + 1 + reach),
-               slice(max(int(xs.min()) - reach, 0), int(xs.max()) + 1 + reach))
-        out_alpha[box], effects[box] = separate_frame(frame[box], alpha[box], plate[box],
-                                                      None if looked_beside is None else looked_beside[box])
-        if scene is None or (effects[box] >= 1).all():
-            break
+    out_alpha[box], effects[box] = separate_frame(frame[box], alpha[box], plate[box],
+                                                  None if scene is None else scene[box])
     return out_alpha, effects
 
 

@@ -104,7 +104,7 @@ def make_canvas(camera: CameraMotion) -> Canvas:
 
 
 def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None,
-                within: tuple[slice, slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Temporal median of the uncovered scene on the canvas.
 
     Args:
@@ -113,8 +113,8 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
         canvas: from `make_canvas`.
         warped: the frames already on the canvas (`Canvas.warp_frames`, (T, Hc, Wc, 3) uint8), when several
             plates of one clip share them; None warps them here.
-        within: (rows, columns) of the canvas: the plate is made there only (each pixel's median is its own);
-            None = everywhere.
+        within: (Hc, Wc) bool: the plate is made at these canvas pixels only (each pixel's median is its own, so
+            they get what the whole plate has there); None = everywhere.
     Returns:
         plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than 2 frames (1 in a one-frame clip)
         saw the scene uncovered (and outside `within`).
@@ -122,33 +122,35 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
     if warped is None:
         warped = canvas.warp_frames(frames)
     count = len(warped)
-    within = (slice(0, canvas.size[0]), slice(0, canvas.size[1])) if within is None else within
-    canvas_h, canvas_w = warped[0][within].shape[:2]
+    where = np.ones(canvas.size, bool) if within is None else within
+    pixels = int(where.sum())
     # uint16, though the values are 8-bit: NumPy sorts 16-bit integers with SIMD, 8-bit ones about 8x slower.
-    samples = np.empty((count, canvas_h, canvas_w, 3), np.uint16)
-    usable = np.empty((count, canvas_h, canvas_w), bool)
+    samples = np.empty((count, pixels, 3), np.uint16)
+    usable = np.empty((count, pixels), bool)
+    everywhere = within is None
 
     def sample(t: int) -> None:
         uncovered = canvas.from_frame((~covered[t]).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
         # Shrink by a pixel: bilinear samples next to the frame border or the subject mix in what is outside.
-        usable[t] = (cv2.erode(uncovered, np.ones((3, 3), np.uint8)) > 127)[within]
-        samples[t] = warped[t][within]
+        usable_here = cv2.erode(uncovered, np.ones((3, 3), np.uint8)) > 127
+        usable[t] = usable_here.reshape(-1) if everywhere else usable_here[where]
+        samples[t] = warped[t].reshape(-1, 3) if everywhere else warped[t][where]
         samples[t][~usable[t]] = UNUSABLE
 
     frame_map(sample, range(count))
-    # Sorted in bands of rows, in parallel (the sort along time is the plate's largest single cost).
-    bands = np.array_split(np.arange(canvas_h), max(1, min(canvas_h, 8)))
-    frame_map(lambda rows: samples[:, rows[0]:rows[-1] + 1].sort(axis=0), [band for band in bands if len(band)])
-    valid = usable.sum(axis=0, dtype=np.int32)  # (Hc, Wc): how many frames saw each pixel uncovered
+    # Sorted in chunks of pixels, in parallel (the sort along time is the plate's largest single cost).
+    chunks = [chunk for chunk in np.array_split(np.arange(pixels), max(1, min(pixels, 8))) if len(chunk)]
+    frame_map(lambda chunk: samples[:, chunk[0]:chunk[-1] + 1].sort(axis=0), chunks)
+    valid = usable.sum(axis=0, dtype=np.int32)  # (N,): how many frames saw each pixel uncovered
     middle = np.maximum(valid - 1, 0) // 2
     # The median of each channel separately (a marginal median: cheap, and robust to the few subject pixels a
     # mask misses). The unusable samples sort last, so the first `valid` sorted values are the usable ones.
-    plate = np.stack([np.take_along_axis(samples[..., c], middle[None], axis=0)[0] for c in range(3)], axis=-1)
-    seen = valid >= min(2, count)
-    plate[~seen] = 0
-    full_plate, full_seen = np.zeros(canvas.size + (3,), np.uint8), np.zeros(canvas.size, bool)
-    full_plate[within], full_seen[within] = plate, seen
-    return full_plate, full_seen
+    medians = np.take_along_axis(samples, middle[None, :, None], axis=0)[0]
+    seen_here = valid >= min(2, count)
+    medians[~seen_here] = 0
+    plate, seen = np.zeros(canvas.size + (3,), np.uint8), np.zeros(canvas.size, bool)
+    plate[where], seen[where] = medians, seen_here
+    return plate, seen
 
 
 def exposure_gain(frame: np.ndarray, background: np.ndarray, region: np.ndarray, samples: int = 4000

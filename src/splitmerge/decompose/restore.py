@@ -134,9 +134,7 @@ def scene_plate(clip: SplitClip, alpha: np.ndarray, dilation: int = HOLE_DILATIO
         # What the generous hole never uncovered may still have been seen just outside the subject itself:
         # better than inventing it. Only what neither saw is inpainted.
         tight = hole_masks(alpha, 1)
-        rows, columns = np.nonzero(~seen)
-        unseen_box = (slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1))
-        loose_plate, loose_seen = clean_plate(frames, tight, canvas, clip.canvas_frames, within=unseen_box)
+        loose_plate, loose_seen = clean_plate(frames, tight, canvas, clip.canvas_frames, within=~seen)
         fallback = loose_seen & ~seen
         plate[fallback] = loose_plate[fallback]
         seen = seen | loose_seen
