@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..parallel import frame_map
+from .motion import channel_sum
 
 GAIN_MIN = 0.2        # darker than this is not a shadow on the plate (a dark subject)
 GAIN_MAX = 1.08       # lighter than this is not the plate (a bright subject)
@@ -55,12 +56,7 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
 def _chromaticity(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) float32: rgb / (r + g + b), from (H, W, 3) uint8."""
     values = rgb.astype(np.float32) + 1.0
-    return values / _channel_sum(values)[..., None]
-
-
-def _channel_sum(image: np.ndarray) -> np.ndarray:
-    """(H, W) float32: the sum over the channels of `image` (H, W, 3) float32 (OpenCV, much faster than NumPy's)."""
-    return cv2.transform(image, np.ones((1, 3), np.float32))
+    return values / channel_sum(values)[..., None]
 
 
 def _local_stats(first: np.ndarray, second: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
@@ -81,7 +77,7 @@ def shadow_evidence(frame: np.ndarray, plate: np.ndarray) -> tuple[np.ndarray, n
     uint8, before any spatial clean-up: see the module docstring."""
     y_frame, y_plate = _luminance(frame), _luminance(plate)
     gain = (y_frame + 1.0) / (y_plate + 1.0)
-    chroma = _channel_sum(cv2.absdiff(_chromaticity(frame), _chromaticity(plate)))
+    chroma = channel_sum(cv2.absdiff(_chromaticity(frame), _chromaticity(plate)))
     # Sensor noise weighs more on dark pixels: its share of a ratio grows as the levels fall.
     darkness = NOISE_LEVELS / (y_frame + 1.0)
     std_frame, std_plate, correlation = _local_stats(y_frame, y_plate, TEXTURE_WINDOW)
@@ -133,7 +129,7 @@ def separate_frame(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray, scen
     """One frame: (alpha without the shadow (H, W) float32, effects (H, W) float32 in (0, 1], 1 = untouched)
     from the frame (H, W, 3) uint8, its matte (H, W) float32 and its clean plate (H, W, 3) uint8. Given the
     `scene` (H, W, 3) uint8 (the restored scene in this frame's view everywhere), the shadow is also looked for
-    beside the matte: darkened plate-like pieces outside it that touch it or the shadow taken out of it."""
+    beside the matte: darkened plate-like pieces outside it that continue the shadow taken out of it."""
     candidates = alpha > MATTE_MIN
     if not candidates.any():
         return alpha, np.ones(alpha.shape, np.float32)

@@ -146,11 +146,15 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
     return distance, known
 
 
+def channel_sum(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 sum over the channels of `image` (H, W, 3) float32 (OpenCV: about 15x faster than NumPy's
+    sum over the last axis, the same values)."""
+    return cv2.transform(image, np.ones((1, 3), np.float32))
+
+
 def channel_norm(image: np.ndarray) -> np.ndarray:
-    """(H, W) float32 Euclidean norm over the channels of `image` (H, W, 3) float32 (OpenCV: about 15x faster
-    than NumPy's sum over the last axis, the same values)."""
-    squares = cv2.multiply(image, image)
-    return np.sqrt(cv2.transform(squares, np.ones((1, 3), np.float32)))
+    """(H, W) float32 Euclidean norm over the channels of `image` (H, W, 3) float32."""
+    return np.sqrt(channel_sum(cv2.multiply(image, image)))
 
 
 def _noise_floor(values: np.ndarray, minimum: float) -> float:

@@ -171,7 +171,8 @@ def _nearest_of(where: np.ndarray, carried: np.ndarray, box: tuple, meets: np.nd
     """(h, w) int: for the piece `where` (h, w) bool at `box` (slices) of the frame, the nearest of the objects
     `meets` among `carried` (H, W) int."""
     # Within the piece's box grown by a margin first: the answer is exact when every pixel of the piece has a
-    # seed closer than the margin (anything outside the grown box is farther); else over the whole frame.
+    # seed closer than the margin (anything outside the grown box is farther; 0.9 x the margin, as OpenCV's 3x3
+    # distances are within 5% of the Euclidean ones); else over the whole frame.
     height, width = carried.shape
     grown = (slice(max(box[0].start - NEAREST_MARGIN, 0), min(box[0].stop + NEAREST_MARGIN, height)),
              slice(max(box[1].start - NEAREST_MARGIN, 0), min(box[1].stop + NEAREST_MARGIN, width)))
@@ -182,7 +183,7 @@ def _nearest_of(where: np.ndarray, carried: np.ndarray, box: tuple, meets: np.nd
                  slice(box[1].start - window[1].start, box[1].stop - window[1].start))
         region[inner] = where
         labels, farthest = _nearest_with_distance(region, seeds)
-        if farthest <= NEAREST_MARGIN:
+        if farthest <= 0.9 * NEAREST_MARGIN:
             break
     return labels[inner]
 
