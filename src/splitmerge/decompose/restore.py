@@ -71,7 +71,7 @@ class PropagateRestorer(Backend):
         plate, canvas, hole, never_seen = scene_plate(clip, alpha, self.dilation)
         out = np.empty_like(frames)
         views = np.empty_like(frames) if scene else None
-        ring_kernel = np.ones((9, 9), np.uint8)
+        margin_kernel = np.ones((9, 9), np.uint8)
 
         def fill(t: int) -> None:
             if views is None and not hole[t].any():
@@ -81,7 +81,7 @@ class PropagateRestorer(Backend):
             background = canvas.to_frame(plate, t).astype(np.float32)
             # The clip's exposure may drift: matched over the whole frame around the hole (a ring just around it
             # is easily mostly another mover, which would tint the fill).
-            outside = cv2.dilate(hole[t].astype(np.uint8), ring_kernel) == 0
+            outside = cv2.dilate(hole[t].astype(np.uint8), margin_kernel) == 0
             background *= exposure_gain(frame, background, outside)
             if views is not None:
                 views[t] = np.clip(np.rint(background), 0, 255)
