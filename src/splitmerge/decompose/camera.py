@@ -22,6 +22,9 @@ GRID_STEP = 4          # pixels between flow samples used for the homography fit
 RANSAC_THRESHOLD = 1.0  # pixels
 FLOW_DETAIL = 100       # pixels on the short side of the finest flow level
 STILL_TOLERANCE = 0.25  # pixels: a frame that moves less than this against the reference did not move
+STILL_CANDIDATE = 3.0   # pixels: a frame whose map moves no corner further may still be a tripod's (`snap_aligned`)
+ALIGN_PERCENTILE = 40   # percentile of |frame - reference| over textured pixels that scores an alignment
+ALIGN_BORDER = 8        # px along the frame's edges left out of that score (a warp's border)
 
 
 @dataclass
@@ -157,7 +160,7 @@ def estimate_camera(frames: np.ndarray, keep_flows: bool = True, reference: int 
     to_reference /= to_reference[:, 2:3, 2:3]
     if not _is_still(to_reference, height, width):  # a tripod chain has no drift worth a second set of flows
         to_reference = refine_to_reference(gray, to_reference, reference)
-    to_reference = snap_still(to_reference, height, width)
+    to_reference = snap_aligned(gray, snap_still(to_reference, height, width), reference)
     return CameraMotion(forward, to_reference, reference, inliers, flows, (height, width))
 
 
@@ -181,6 +184,53 @@ def snap_still(to_reference: np.ndarray, height: int, width: int, tolerance: flo
         if _corner_shift(matrix, height, width) < tolerance:
             snapped[t] = np.eye(3)
     return snapped
+
+
+def snap_aligned(gray: np.ndarray, to_reference: np.ndarray, reference: int,
+                 candidate: float = STILL_CANDIDATE) -> np.ndarray:
+    """Frames whose map to the reference moves no corner by `candidate` px or more, and that the identity aligns
+    with the reference at least as well as their map does, are the reference's view: their map becomes the
+    identity. A tripod shot over a mostly flat scene (a sky, a wall) is where this matters: the flow there is
+    the subject's motion spilled into the flat areas, and the fitted homographies drift by a pixel or two, which
+    resamples and misaligns every frame; comparing the pixels themselves (`_alignment_error`, on the
+    reference's textured half) shows the camera did not move. (T, 3, 3) float64; `gray` (T, H, W) uint8."""
+    height, width = gray.shape[1:]
+    maybe = [t for t, matrix in enumerate(to_reference)
+             if t != reference and not np.array_equal(matrix, np.eye(3))
+             and _corner_shift(matrix, height, width) < candidate]
+    if not maybe:
+        return to_reference
+    reference_image = _smooth(gray[reference])
+    gradient = cv2.blur(cv2.magnitude(cv2.Sobel(reference_image, cv2.CV_32F, 1, 0),
+                                      cv2.Sobel(reference_image, cv2.CV_32F, 0, 1)), (5, 5))
+    textured = gradient > np.median(gradient)
+    textured[:ALIGN_BORDER], textured[-ALIGN_BORDER:] = False, False
+    textured[:, :ALIGN_BORDER], textured[:, -ALIGN_BORDER:] = False, False
+    snapped = to_reference.copy()
+
+    def check(t: int) -> None:
+        image = _smooth(gray[t])
+        if (_alignment_error(image, reference_image, np.eye(3), textured)
+                <= _alignment_error(image, reference_image, to_reference[t], textured)):
+            snapped[t] = np.eye(3)
+
+    frame_map(check, maybe)
+    return snapped
+
+
+def _smooth(gray: np.ndarray) -> np.ndarray:
+    """(H, W) float32: `gray` (H, W) uint8 blurred by 1 px (sensor noise out of the alignment score)."""
+    return cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.0)
+
+
+def _alignment_error(image: np.ndarray, reference: np.ndarray, matrix: np.ndarray, where: np.ndarray) -> float:
+    """Gray levels: the `ALIGN_PERCENTILE` percentile of |`image` mapped by `matrix` (3, 3) - `reference`| over
+    `where` (H, W) bool (a low percentile: the subject differs under every alignment, the scene under a wrong
+    one)."""
+    height, width = reference.shape
+    warped = image if np.array_equal(matrix, np.eye(3)) else cv2.warpPerspective(
+        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return float(np.percentile(cv2.absdiff(warped, reference)[where], ALIGN_PERCENTILE))
 
 
 def refine_to_reference(gray: np.ndarray, to_reference: np.ndarray, reference: int) -> np.ndarray:
