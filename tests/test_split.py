@@ -70,6 +70,23 @@ def test_a_tripod_shot_over_a_flat_scene_is_still_and_a_small_shake_is_not(clips
     assert sum(np.array_equal(matrix, np.eye(3)) for matrix in panned) == 1   # the reference only
 
 
+def test_long_range_motion_does_not_spill_into_a_flat_scene():
+    """Across `LONG_GAP` frames the flow of a subject walking over the rocket photo's flat sky spilled into the
+    sky around it: 1109 px per frame farther than 10 px from the subject and its shadow before
+    `looks_the_same`, 138 with it (what never changes between the frames is not motion)."""
+    from dataclasses import replace
+
+    from splitmerge.decompose.motion import LONG_MOTION_MIN, motion_evidence
+    from splitmerge.eval.split_truth import HARD_CASES, render_case
+
+    truth = render_case(replace({case.name: case for case in HARD_CASES}["nonrigid-shadow"], frames=25))
+    near = np.stack([cv2.dilate(((alpha > 0.01) | (gain < 0.99)).astype(np.uint8), np.ones((21, 21), np.uint8))
+                     for alpha, gain in zip(truth.alpha, truth.effects, strict=True)]) > 0
+    _, long = motion_evidence(SplitClip(truth.frames, truth.fps))
+    assert (long[~near] > LONG_MOTION_MIN).sum() / len(long) < 400
+    assert (long[truth.alpha > 0.9] > LONG_MOTION_MIN).mean() > 0.8   # the subject itself still moves (0.95)
+
+
 @pytest.mark.parametrize("camera", ["static", "pan"])
 def test_motion_segmenter_finds_the_subject(clips, camera):
     frames, alpha, _ = clips[camera]

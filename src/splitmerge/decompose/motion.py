@@ -4,7 +4,8 @@ Steps (each cheap on a CPU; the camera motion and its pairwise DIS flows are sha
 
 1. Motion evidence. Each pair's optical flow minus the displacement its camera homography explains leaves the
    subject's own motion. Slow subjects move too little between neighbours, so flow is also taken across a
-   longer gap (`LONG_GAP` frames) where a slow subject has moved several pixels.
+   longer gap (`LONG_GAP` frames) where a slow subject has moved several pixels; there only what changes
+   between the two frames counts (`looks_the_same`: the flow spills into a flat scene beside the subject).
 2. A first clean plate: the scene assembled on a stabilised canvas from every frame, leaving out what moves
    (`plate.clean_plate`). A subject that pauses is still absent from the plate, because it moved at other times.
 3. Change evidence. Each frame against the plate warped into it: a subject differs from the scene behind it
@@ -39,6 +40,8 @@ from .trajectories import PointTracks
 LONG_GAP = 8           # frames between the ends of a long-range flow pair
 MOTION_MIN = 0.8       # px per frame: residual motion below this is never evidence
 LONG_MOTION_MIN = 1.5  # px over LONG_GAP frames: the same for the long-range pairs
+SAME_LEVELS = 4.0      # gray levels (after a 1 px blur): two frames this close at a pixel show the same there
+SAME_REACH = 5         # px (square side): long-range motion is dropped inside areas this wide that look the same
 SUBJECT_MIN_AREA = 0.002   # a frame's subject must cover this share of the frame to count as present
 OUTLINE_GAP = 11              # px: gaps in a subject's outline bridged when filling its inside
 OBJECT_MIN_VOLUME = 0.0005  # a spatio-temporal object must fill this share of T*H*W to be kept
@@ -76,7 +79,8 @@ def motion_evidence(clip: SplitClip) -> tuple[np.ndarray, np.ndarray]:
     `long`: motion across up to `LONG_GAP` frames once the camera is taken out (`_stabilised_motion`), where a
     slow subject has moved far enough to see. Such motion lights up the subject where it is *and* the
     background it is about to cover, so each frame takes the smaller of its backward and forward values: only
-    the subject itself moves in both. (Near the clip's ends the gap on the short side shrinks to what exists.)
+    the subject itself moves in both. Wide areas that look the same in both frames get none (`looks_the_same`).
+    (Near the clip's ends the gap on the short side shrinks to what exists.)
     """
     camera = clip.camera
     count = clip.num_frames
@@ -110,7 +114,21 @@ def _stabilised_motion(gray: np.ndarray, camera, t: int, other: int) -> np.ndarr
     flow = dis_flow(gray[t], aligned)
     motion = cv2.magnitude(flow[..., 0], flow[..., 1])
     motion[~covered] = 0  # what the other frame never saw says nothing
+    motion[looks_the_same(gray[t], aligned)] = 0
     return motion
+
+
+def looks_the_same(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """(H, W) bool: inside areas at least `SAME_REACH` px wide where the gray frames `first` and `second`
+    (H, W) uint8 differ by less than `SAME_LEVELS` after a 1 px blur. Motion found there is the flow's guess,
+    not something seen: across a long gap, the flow of a subject spills far into a flat scene beside it (a sky,
+    a wall), which then counts as moving for the whole clip and, never seen still, stays in the matte. A uniform
+    patch of a slow subject looks the same too, but only a small one (its edges and texture change): so only
+    wide areas count."""
+    difference = cv2.absdiff(cv2.GaussianBlur(first, (0, 0), 1.0).astype(np.float32),
+                             cv2.GaussianBlur(second, (0, 0), 1.0).astype(np.float32))
+    same = (difference < SAME_LEVELS).astype(np.uint8)
+    return cv2.erode(same, np.ones((SAME_REACH, SAME_REACH), np.uint8)) > 0
 
 
 # --------------------------------------------------------------------------------------------- change evidence
