@@ -68,6 +68,11 @@ def test_a_tripod_shot_over_a_flat_scene_is_still_and_a_small_shake_is_not(clips
     assert sum(np.array_equal(matrix, np.eye(3)) for matrix in shaken) <= 2
     panned = estimate_camera(clips["pan"][0]).to_reference
     assert sum(np.array_equal(matrix, np.eye(3)) for matrix in panned) == 1   # the reference only
+    from splitmerge.decompose.camera import snap_aligned
+
+    flat = np.tile(np.eye(3), (5, 1, 1))
+    flat[0, 0, 2] = 1.0   # a blank frame has nothing to compare: its map stays
+    assert np.array_equal(snap_aligned(np.full((5, 40, 60), 128, np.uint8), flat, 2), flat)
 
 
 def test_long_range_motion_does_not_spill_into_a_flat_scene():

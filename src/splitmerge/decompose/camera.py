@@ -25,6 +25,7 @@ STILL_TOLERANCE = 0.25  # pixels: a frame that moves less than this against the 
 STILL_CANDIDATE = 3.0   # pixels: a frame whose map moves no corner further may still be a tripod's (`snap_aligned`)
 ALIGN_PERCENTILE = 40   # percentile of |frame - reference| over textured pixels that scores an alignment
 ALIGN_BORDER = 8        # px along the frame's edges left out of that score (a warp's border)
+ALIGN_MIN_PIXELS = 64   # textured pixels the score needs at least
 
 
 @dataclass
@@ -206,6 +207,8 @@ def snap_aligned(gray: np.ndarray, to_reference: np.ndarray, reference: int,
     textured = gradient > np.median(gradient)
     textured[:ALIGN_BORDER], textured[-ALIGN_BORDER:] = False, False
     textured[:, :ALIGN_BORDER], textured[:, -ALIGN_BORDER:] = False, False
+    if textured.sum() < ALIGN_MIN_PIXELS:
+        return to_reference   # a flat reference (a fade, a blank wall): nothing to compare
     snapped = to_reference.copy()
 
     def check(t: int) -> None:
