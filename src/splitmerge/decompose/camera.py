@@ -22,7 +22,8 @@ GRID_STEP = 4          # pixels between flow samples used for the homography fit
 RANSAC_THRESHOLD = 1.0  # pixels
 FLOW_DETAIL = 100       # pixels on the short side of the finest flow level
 STILL_TOLERANCE = 0.25  # pixels: a frame that moves less than this against the reference did not move
-STILL_CANDIDATE = 3.0   # pixels: a frame whose map moves no corner further may still be a tripod's (`snap_aligned`)
+STILL_CANDIDATE = 3.0   # pixels: a clip whose maps move no corner further may still be a tripod's (`snap_aligned`)
+STILL_SHARE = 0.8       # ... when the identity aligns at least this share of its frames as well as their maps
 ALIGN_PERCENTILE = 40   # percentile of |frame - reference| over textured pixels that scores an alignment
 ALIGN_BORDER = 8        # px along the frame's edges left out of that score (a warp's border)
 ALIGN_MIN_PIXELS = 64   # textured pixels the score needs at least
@@ -188,18 +189,20 @@ def snap_still(to_reference: np.ndarray, height: int, width: int, tolerance: flo
 
 
 def snap_aligned(gray: np.ndarray, to_reference: np.ndarray, reference: int,
-                 candidate: float = STILL_CANDIDATE) -> np.ndarray:
-    """Frames whose map to the reference moves no corner by `candidate` px or more, and that the identity aligns
-    with the reference at least as well as their map does, are the reference's view: their map becomes the
-    identity. A tripod shot over a mostly flat scene (a sky, a wall) is where this matters: the flow there is
-    the subject's motion spilled into the flat areas, and the fitted homographies drift by a pixel or two, which
-    resamples and misaligns every frame; comparing the pixels themselves (`_alignment_error`, on the
-    reference's textured half) shows the camera did not move. (T, 3, 3) float64; `gray` (T, H, W) uint8."""
+                 candidate: float = STILL_CANDIDATE, share: float = STILL_SHARE) -> np.ndarray:
+    """A clip whose every map to the reference moves no corner by `candidate` px or more, and whose frames the
+    identity aligns with the reference at least as well as their maps do (in at least `share` of them), was shot
+    from a tripod: every map becomes the identity. This matters over a mostly flat scene (a sky, a wall): the
+    flow there is the subject's motion spilled into the flat areas, and the fitted homographies drift by a pixel
+    or two, which resamples and misaligns every frame; comparing the pixels themselves (`_alignment_error`, on
+    the reference's textured half) shows the camera did not move. Stillness is decided for the clip, not frame by
+    frame: in a shaking shot the two alignments are close and a per-frame choice would snap a few frames at
+    random. (T, 3, 3) float64; `gray` (T, H, W) uint8."""
     height, width = gray.shape[1:]
-    maybe = [t for t, matrix in enumerate(to_reference)
-             if t != reference and not np.array_equal(matrix, np.eye(3))
-             and _corner_shift(matrix, height, width) < candidate]
-    if not maybe:
+    if any(_corner_shift(matrix, height, width) >= candidate for matrix in to_reference):
+        return to_reference
+    moved = [t for t, matrix in enumerate(to_reference) if not np.array_equal(matrix, np.eye(3))]
+    if not moved:
         return to_reference
     reference_image = _smooth(gray[reference])
     gradient = cv2.blur(cv2.magnitude(cv2.Sobel(reference_image, cv2.CV_32F, 1, 0),
@@ -209,16 +212,15 @@ def snap_aligned(gray: np.ndarray, to_reference: np.ndarray, reference: int,
     textured[:, :ALIGN_BORDER], textured[:, -ALIGN_BORDER:] = False, False
     if textured.sum() < ALIGN_MIN_PIXELS:
         return to_reference   # a flat reference (a fade, a blank wall): nothing to compare
-    snapped = to_reference.copy()
 
-    def check(t: int) -> None:
+    def identity_aligns(t: int) -> bool:
         image = _smooth(gray[t])
-        if (_alignment_error(image, reference_image, np.eye(3), textured)
-                <= _alignment_error(image, reference_image, to_reference[t], textured)):
-            snapped[t] = np.eye(3)
+        return (_alignment_error(image, reference_image, np.eye(3), textured)
+                <= _alignment_error(image, reference_image, to_reference[t], textured))
 
-    frame_map(check, maybe)
-    return snapped
+    if sum(frame_map(identity_aligns, moved)) < share * len(moved):
+        return to_reference
+    return np.tile(np.eye(3), (len(to_reference), 1, 1))
 
 
 def _smooth(gray: np.ndarray) -> np.ndarray:
