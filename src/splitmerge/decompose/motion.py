@@ -19,6 +19,8 @@ Steps (each cheap on a CPU; the camera motion and its pairwise DIS flows are sha
 5. A second plate built without the kept subject gives cleaner change evidence; holes inside the subject
    are filled, the mask is smoothed in time, and a guided filter (edge-aware, the frame as guide) turns the
    binary mask into a soft matte that follows image edges.
+6. Where a plate saw the scene (a third one fills in what the second missed, leaving out only the matte), the
+   outline is decided against it: alpha from the frame, the scene and the subject's colour nearby (`edges`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from ..errors import OptionError
 from .backends import Backend, Segmentation, SplitClip, SubjectPick, register
 from ..parallel import frame_map
 from .camera import dis_flow, to_gray
-from .plate import Canvas, clean_plate, exposure_gain
+from .edges import refine_outline
+from .plate import Canvas, clean_plate, exposure_gain, uncovered_frames
 from .tracks import REACH, shrink, track_objects
 from .trajectories import PointTracks
 
@@ -52,6 +55,7 @@ NEAR = 15                   # px (box side): change this close to the first subj
 ATTACH_SHARE = 0.8          # an object touching the subject in this share of its frames, moving with it, is part of it
 SAME_MOTION = 0.0023        # of the frame diagonal per frame (1 px at 240x360): median flows this close move together
 PART_OF_PARENT = 0.9        # an object with this share of its volume inside the first pass's subject is part of it
+TIGHT_MARGIN = 3            # px (box side): the outline's plate leaves out the matte dilated by this
 PICK_TOLERANCE = 0.02       # of the frame diagonal: a point this close to a mover picks it
 
 
@@ -135,15 +139,17 @@ def looks_the_same(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, canvas: Canvas,
-                    subject: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    subject: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Colour distance of each frame from the plate warped into it, exposure-compensated.
 
     Returns:
-        distance (T, H, W) float32 (RGB Euclidean, 0-441), and known (T, H, W) bool where the plate saw the scene.
+        distance (T, H, W) float32 (RGB Euclidean, 0-441), known (T, H, W) bool where the plate saw the scene,
+        and gains (T, 3) float32: each frame's exposure relative to the plate (`plate.exposure_gain`).
     """
     count, height, width = frames.shape[:3]
     distance = np.zeros((count, height, width), np.float32)
     known = np.zeros((count, height, width), bool)
+    gains = np.ones((count, 3), np.float32)
     window = np.ones((3, 3), np.uint8)
 
     def compare(t: int) -> None:
@@ -151,7 +157,8 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
         visible = canvas.to_frame(seen.astype(np.uint8), t, cv2.INTER_NEAREST) > 0
         frame = cv2.GaussianBlur(frames[t], (0, 0), 0.8).astype(np.float32)
         # The camera's exposure may drift over the clip.
-        background *= exposure_gain(frame, background, visible if subject is None else visible & ~subject[t])
+        gains[t] = exposure_gain(frame, background, visible if subject is None else visible & ~subject[t])
+        background *= gains[t]
         # Distance to the range of the plate's 3x3 neighbourhood: sub-pixel misalignment of the plate at strong
         # edges is not change, a subject in front of the scene is.
         above = cv2.subtract(frame, cv2.dilate(background, window))
@@ -161,7 +168,7 @@ def change_evidence(frames: np.ndarray, plate: np.ndarray, seen: np.ndarray, can
         known[t] = visible
 
     frame_map(compare, range(count))
-    return distance, known
+    return distance, known, gains
 
 
 def channel_sum(image: np.ndarray) -> np.ndarray:
@@ -478,7 +485,7 @@ class MotionSegmenter(Backend):
         moving = borrow_weak_frames(moving, camera)
         excluded = _dilate_each(moving, 9)
         plate, seen = clean_plate(frames, excluded, canvas, clip.canvas_frames)
-        change, known = change_evidence(frames, plate, seen, canvas)
+        change, known, _ = change_evidence(frames, plate, seen, canvas)
         changed = (change > _noise_floor(change[known], 25.0)) & known
         timings["plate"] = time.perf_counter() - mark
 
@@ -507,7 +514,7 @@ class MotionSegmenter(Backend):
         # Second plate without the selected subject: cleaner change evidence around it.
         excluded = _dilate_each(subject, 7)
         plate, seen = clean_plate(frames, excluded, canvas, clip.canvas_frames)
-        change, known = change_evidence(frames, plate, seen, canvas, subject=excluded)
+        change, known, gains = change_evidence(frames, plate, seen, canvas, subject=excluded)
         high = _noise_floor(change[known & ~excluded], 25.0)
         changed = hysteresis(change, high, 0.5 * high) & known
         # Keep change near the selected subject only; where the plate never saw the scene, keep the first mask.
@@ -521,6 +528,15 @@ class MotionSegmenter(Backend):
                                     parent=subject if flows is not None else None)
         refined = fill_and_smooth(refined)
         alpha = soft_matte(frames, refined)
+        # Where the second plate never saw the scene, a third one leaving out only the matte found (it sees closer
+        # to the subject); the outline is then decided against the scene (`edges`).
+        seen_by = uncovered_frames(excluded, canvas)
+        if not seen.all():
+            tight = _dilate_each(alpha > 0.5, TIGHT_MARGIN)
+            unseen_plate, _ = clean_plate(frames, tight, canvas, clip.canvas_frames, within=~seen)
+            plate = np.where(seen[..., None], plate, unseen_plate)
+            seen_by = np.where(seen, seen_by, uncovered_frames(tight, canvas))
+        alpha = refine_outline(frames, alpha, plate, seen_by, canvas, gains, changed)
         timings["refine"] = time.perf_counter() - mark
 
         boxes, points = boxes_and_points(alpha)

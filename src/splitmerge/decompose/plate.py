@@ -30,13 +30,18 @@ class Canvas:
     to_canvas: np.ndarray            # (T, 3, 3)
     frame_size: tuple[int, int]      # (H, W)
 
-    def to_frame(self, image: np.ndarray, t: int, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-        """Canvas image (Hc, Wc[, C]) -> what frame t sees, (H, W[, C])."""
+    def to_frame(self, image: np.ndarray, t: int, interpolation: int = cv2.INTER_LINEAR,
+                 box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Canvas image (Hc, Wc[, C]) -> what frame t sees, (H, W[, C]); with `box` (top, bottom, left, right)
+        in frame pixels, only that part of it (cropping the whole view gives the same values; a float image's
+        warp rounds differently, within 1e-7)."""
         height, width = self.frame_size
+        top, bottom, left, right = (0, height, 0, width) if box is None else box
         window = self._window(t)
         if window is not None:   # a still frame: its view is a window of the canvas, no resampling needed
-            return image[window].copy()
-        return cv2.warpPerspective(image, self.to_canvas[t], (width, height),
+            return image[window][top:bottom, left:right].copy()
+        matrix = self.to_canvas[t] @ np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], float)
+        return cv2.warpPerspective(image, matrix, (right - left, bottom - top),
                                    flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
     def from_frame(self, image: np.ndarray, t: int, interpolation: int = cv2.INTER_LINEAR,
@@ -104,7 +109,7 @@ def make_canvas(camera: CameraMotion) -> Canvas:
 
 
 def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None,
-                within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                within: np.ndarray | None = None, min_frames: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Temporal median of the uncovered scene on the canvas.
 
     Args:
@@ -116,8 +121,8 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
         within: (Hc, Wc) bool: the plate is made at these canvas pixels only (each pixel's median is its own, so
             they get what the whole plate has there); None = everywhere.
     Returns:
-        plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than 2 frames (1 in a one-frame clip)
-        saw the scene uncovered (and outside `within`).
+        plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than `min_frames` frames (or all of a
+        shorter clip) saw the scene uncovered (and outside `within`).
     """
     if warped is None:
         warped = canvas.warp_frames(frames)
@@ -130,9 +135,7 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
     everywhere = within is None
 
     def sample(t: int) -> None:
-        uncovered = canvas.from_frame((~covered[t]).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
-        # Shrink by a pixel: bilinear samples next to the frame border or the subject mix in what is outside.
-        usable_here = cv2.erode(uncovered, np.ones((3, 3), np.uint8)) > 127
+        usable_here = _usable(covered[t], canvas, t)
         usable[t] = usable_here.reshape(-1) if everywhere else usable_here[where]
         samples[t] = warped[t].reshape(-1, 3) if everywhere else warped[t][where]
         samples[t][~usable[t]] = UNUSABLE
@@ -146,11 +149,31 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
     # The median of each channel separately (a marginal median: cheap, and robust to the few subject pixels a
     # mask misses). The unusable samples sort last, so the first `valid` sorted values are the usable ones.
     medians = np.take_along_axis(samples, middle[None, :, None], axis=0)[0]
-    seen_here = valid >= min(2, count)
+    seen_here = valid >= min(min_frames, count)
     medians[~seen_here] = 0
     plate, seen = np.zeros(canvas.size + (3,), np.uint8), np.zeros(canvas.size, bool)
     plate[where], seen[where] = medians, seen_here
     return plate, seen
+
+
+def uncovered_frames(covered: np.ndarray, canvas: Canvas) -> np.ndarray:
+    """(Hc, Wc) int32: how many frames saw each canvas pixel uncovered, as `clean_plate` counts them.
+    covered: (T, H, W) bool."""
+    def count(frames: np.ndarray) -> np.ndarray:
+        counts = np.zeros(canvas.size, np.int32)
+        for t in frames:
+            counts += _usable(covered[t], canvas, t)
+        return counts
+
+    chunks = [chunk for chunk in np.array_split(np.arange(len(covered)), 8) if len(chunk)]
+    return np.sum(frame_map(count, chunks), axis=0, dtype=np.int32)
+
+
+def _usable(covered: np.ndarray, canvas: Canvas, t: int) -> np.ndarray:
+    """(Hc, Wc) bool: canvas pixels frame t sees uncovered by `covered` (H, W) bool."""
+    uncovered = canvas.from_frame((~covered).astype(np.uint8) * 255, t, cv2.INTER_NEAREST)
+    # Shrink by a pixel: bilinear samples next to the frame border or the subject mix in what is outside.
+    return cv2.erode(uncovered, np.ones((3, 3), np.uint8)) > 127
 
 
 def exposure_gain(frame: np.ndarray, background: np.ndarray, region: np.ndarray, samples: int = 4000
