@@ -90,10 +90,9 @@ def test_a_plate_made_at_some_pixels_equals_the_whole_plate_there():
     assert np.array_equal(part[box], whole[box]) and np.array_equal(part_seen[box], whole_seen[box])
     assert not part_seen[~box].any() and not part[~box].any()
     assert whole_seen.any() and not whole_seen.all()   # the test has both seen and never-seen pixels
-    # The frames each pixel was seen by are what the plate counted: at least 2 is `seen`, at least n `min_frames`.
+    # The frames each pixel was seen by are what the plate counted: `seen` where at least 2.
     counts = uncovered_frames(covered, canvas)
     assert np.array_equal(counts >= 2, whole_seen) and 2 < counts.max() <= len(frames)
-    assert np.array_equal(clean_plate(frames, covered, canvas, min_frames=5)[1], counts >= 5)
 
 
 @pytest.mark.parametrize("matrix", [np.eye(3), np.array([[1.02, 0.01, 13.3], [-0.01, 0.99, 7.7], [1e-5, 0, 1]])])

@@ -109,7 +109,7 @@ def make_canvas(camera: CameraMotion) -> Canvas:
 
 
 def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None,
-                within: np.ndarray | None = None, min_frames: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Temporal median of the uncovered scene on the canvas.
 
     Args:
@@ -121,8 +121,8 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
         within: (Hc, Wc) bool: the plate is made at these canvas pixels only (each pixel's median is its own, so
             they get what the whole plate has there); None = everywhere.
     Returns:
-        plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than `min_frames` frames (or all of a
-        shorter clip) saw the scene uncovered (and outside `within`).
+        plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than 2 frames (1 in a one-frame clip)
+        saw the scene uncovered (and outside `within`).
     """
     if warped is None:
         warped = canvas.warp_frames(frames)
@@ -149,7 +149,7 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
     # The median of each channel separately (a marginal median: cheap, and robust to the few subject pixels a
     # mask misses). The unusable samples sort last, so the first `valid` sorted values are the usable ones.
     medians = np.take_along_axis(samples, middle[None, :, None], axis=0)[0]
-    seen_here = valid >= min(min_frames, count)
+    seen_here = valid >= min(2, count)
     medians[~seen_here] = 0
     plate, seen = np.zeros(canvas.size + (3,), np.uint8), np.zeros(canvas.size, bool)
     plate[where], seen[where] = medians, seen_here
