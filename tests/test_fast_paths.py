@@ -74,7 +74,7 @@ def test_the_effects_rule_on_the_mattes_box_equals_it_on_the_whole_frame():
 
 def test_a_plate_made_at_some_pixels_equals_the_whole_plate_there():
     from splitmerge.decompose.camera import estimate_camera
-    from splitmerge.decompose.plate import clean_plate, make_canvas, uncovered_frames
+    from splitmerge.decompose.plate import clean_plate, counted_plate, make_canvas
 
     rng = np.random.default_rng(4)
     base = cv2.GaussianBlur(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8), (0, 0), 2)
@@ -90,9 +90,11 @@ def test_a_plate_made_at_some_pixels_equals_the_whole_plate_there():
     assert np.array_equal(part[box], whole[box]) and np.array_equal(part_seen[box], whole_seen[box])
     assert not part_seen[~box].any() and not part[~box].any()
     assert whole_seen.any() and not whole_seen.all()   # the test has both seen and never-seen pixels
-    # The frames each pixel was seen by are what the plate counted: `seen` where at least 2.
-    counts = uncovered_frames(covered, canvas)
+    # The frames each pixel was seen by: `seen` where at least 2; the same plate, counted.
+    counted, counts = counted_plate(frames, covered, canvas)
     assert np.array_equal(counts >= 2, whole_seen) and 2 < counts.max() <= len(frames)
+    assert np.array_equal(counted, whole)
+    assert not counted_plate(frames, covered, canvas, within=box)[1][~box].any()
 
 
 @pytest.mark.parametrize("matrix", [np.eye(3), np.array([[1.02, 0.01, 13.3], [-0.01, 0.99, 7.7], [1e-5, 0, 1]])])

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..parallel import frame_map
-from .plate import Canvas
+from .plate import Canvas, seen_enough
 
 REACH = 5             # px (ellipse side): the outline band is the mask dilated minus eroded by this
 COLOUR_BOX = 9        # px (box side): subject colours are sampled from its sure inside within this box
@@ -101,7 +101,7 @@ def refine_outline(frames: np.ndarray, alpha: np.ndarray, plate: np.ndarray, see
         frames: (T, H, W, 3) uint8.
         alpha: (T, H, W) float32 in [0, 1].
         plate: (Hc, Wc, 3) uint8 on `canvas` (`plate.clean_plate`).
-        seen_by: (Hc, Wc) int: how many frames saw each canvas pixel's scene (`plate.uncovered_frames`).
+        seen_by: (Hc, Wc) int: how many frames saw each canvas pixel's scene (`plate.counted_plate`).
         gains: (T, 3) float32: each frame's exposure relative to the plate (`plate.exposure_gain`).
         changed: (T, H, W) bool: where the segmenter's change evidence said subject.
     Returns:
@@ -123,7 +123,7 @@ def refine_outline(frames: np.ndarray, alpha: np.ndarray, plate: np.ndarray, see
         frames_seen = canvas.to_frame(seen_by, t, cv2.INTER_NEAREST, box=box)
         trusted = (frames_seen >= TRUSTED_FRAMES) & ~changed[t][crop]
         out[t][crop] = plate_alpha(frames[t][crop].astype(np.float32), background, alpha[t][crop],
-                                   frames_seen >= min(2, len(alpha)), trusted)
+                                   seen_enough(frames_seen, len(alpha)), trusted)
 
     frame_map(one, range(len(alpha)))
     return out

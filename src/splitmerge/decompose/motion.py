@@ -36,7 +36,7 @@ from .backends import Backend, Segmentation, SplitClip, SubjectPick, register
 from ..parallel import frame_map
 from .camera import dis_flow, to_gray
 from .edges import refine_outline
-from .plate import Canvas, clean_plate, exposure_gain, uncovered_frames
+from .plate import Canvas, clean_plate, counted_plate, exposure_gain, seen_enough
 from .tracks import REACH, shrink, track_objects
 from .trajectories import PointTracks
 
@@ -513,7 +513,8 @@ class MotionSegmenter(Backend):
         mark = time.perf_counter()
         # Second plate without the selected subject: cleaner change evidence around it.
         excluded = _dilate_each(subject, 7)
-        plate, seen = clean_plate(frames, excluded, canvas, clip.canvas_frames)
+        plate, seen_by = counted_plate(frames, excluded, canvas, clip.canvas_frames)
+        seen = seen_enough(seen_by, count)
         change, known, gains = change_evidence(frames, plate, seen, canvas, subject=excluded)
         high = _noise_floor(change[known & ~excluded], 25.0)
         changed = hysteresis(change, high, 0.5 * high) & known
@@ -530,12 +531,11 @@ class MotionSegmenter(Backend):
         alpha = soft_matte(frames, refined)
         # Where the second plate never saw the scene, a third one leaving out only the matte found (it sees closer
         # to the subject); the outline is then decided against the scene (`edges`).
-        seen_by = uncovered_frames(excluded, canvas)
         if not seen.all():
             tight = _dilate_each(alpha > 0.5, TIGHT_MARGIN)
-            unseen_plate, _ = clean_plate(frames, tight, canvas, clip.canvas_frames, within=~seen)
+            unseen_plate, unseen_by = counted_plate(frames, tight, canvas, clip.canvas_frames, within=~seen)
             plate = np.where(seen[..., None], plate, unseen_plate)
-            seen_by = np.where(seen, seen_by, uncovered_frames(tight, canvas))
+            seen_by = np.where(seen, seen_by, unseen_by)
         alpha = refine_outline(frames, alpha, plate, seen_by, canvas, gains, changed)
         timings["refine"] = time.perf_counter() - mark
 

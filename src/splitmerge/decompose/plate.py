@@ -110,7 +110,21 @@ def make_canvas(camera: CameraMotion) -> Canvas:
 
 def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None,
                 within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Temporal median of the uncovered scene on the canvas.
+    """Temporal median of the uncovered scene on the canvas: `counted_plate` with (plate (Hc, Wc, 3) uint8,
+    seen (Hc, Wc) bool), seen where enough frames saw the scene uncovered (`seen_enough`)."""
+    plate, frames_seen = counted_plate(frames, covered, canvas, warped, within)
+    return plate, seen_enough(frames_seen, len(covered))
+
+
+def seen_enough(frames_seen: np.ndarray, count: int) -> np.ndarray:
+    """Bool array: where at least 2 of a clip's `count` frames (1 in a one-frame clip) saw the scene, the least a
+    plate pixel needs; `frames_seen` any shape, int."""
+    return frames_seen >= min(2, count)
+
+
+def counted_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped: np.ndarray | None = None,
+                  within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal median of the uncovered scene on the canvas, and how many frames saw each pixel.
 
     Args:
         frames: (T, H, W, 3) uint8.
@@ -121,8 +135,8 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
         within: (Hc, Wc) bool: the plate is made at these canvas pixels only (each pixel's median is its own, so
             they get what the whole plate has there); None = everywhere.
     Returns:
-        plate (Hc, Wc, 3) uint8, and seen (Hc, Wc) bool: False where fewer than 2 frames (1 in a one-frame clip)
-        saw the scene uncovered (and outside `within`).
+        plate (Hc, Wc, 3) uint8 (0 where not `seen_enough`), and frames_seen (Hc, Wc) int32: how many frames saw
+        each pixel's scene uncovered (0 outside `within`).
     """
     if warped is None:
         warped = canvas.warp_frames(frames)
@@ -149,24 +163,10 @@ def clean_plate(frames: np.ndarray, covered: np.ndarray, canvas: Canvas, warped:
     # The median of each channel separately (a marginal median: cheap, and robust to the few subject pixels a
     # mask misses). The unusable samples sort last, so the first `valid` sorted values are the usable ones.
     medians = np.take_along_axis(samples, middle[None, :, None], axis=0)[0]
-    seen_here = valid >= min(2, count)
-    medians[~seen_here] = 0
-    plate, seen = np.zeros(canvas.size + (3,), np.uint8), np.zeros(canvas.size, bool)
-    plate[where], seen[where] = medians, seen_here
-    return plate, seen
-
-
-def uncovered_frames(covered: np.ndarray, canvas: Canvas) -> np.ndarray:
-    """(Hc, Wc) int32: how many frames saw each canvas pixel uncovered, as `clean_plate` counts them.
-    covered: (T, H, W) bool."""
-    def count(frames: np.ndarray) -> np.ndarray:
-        counts = np.zeros(canvas.size, np.int32)
-        for t in frames:
-            counts += _usable(covered[t], canvas, t)
-        return counts
-
-    chunks = [chunk for chunk in np.array_split(np.arange(len(covered)), 8) if len(chunk)]
-    return np.sum(frame_map(count, chunks), axis=0, dtype=np.int32)
+    medians[~seen_enough(valid, count)] = 0
+    plate, frames_seen = np.zeros(canvas.size + (3,), np.uint8), np.zeros(canvas.size, np.int32)
+    plate[where], frames_seen[where] = medians, valid
+    return plate, frames_seen
 
 
 def _usable(covered: np.ndarray, canvas: Canvas, t: int) -> np.ndarray:
