@@ -23,12 +23,19 @@ motion blur and soft edges, camera motion). Prints per case and mean:
   single-thread figure);
 and on the hard set also:
 - SAD / grad: alpha SAD per frame and the gradient error (x 1000) over the true matte's soft pixels;
+- debris (both sets): the matte's mass farther than 2 px outside the true matte, over the true matte's mass
+  (`matte_debris`: a glow of the old scene around the subject, pieces of scenery);
 - leak: the share of the true visible shadow (gain < 0.9, true alpha < 0.1) the matte covers (alpha > 0.5);
 - plate PSNR over the subject and its shadow (true alpha > 0.01 or gain < 0.99; the true plate has no shadow);
 - effects PSNR where the shadow is (estimated effects gain vs the true gain, x 255; no effects layer = 1);
 - flicker: mean |change of the matte - change of the true matte| per frame, x 1000;
 - plate ceiling: the plate PSNR the default restorer reaches given the true matte and shadow as its hole
-  (`plate_ceiling`), i.e. what exact mattes and effects alone would give.
+  (`plate_ceiling`), i.e. what exact mattes and effects alone would give;
+- what the footage films (`filmed_bound`): the share of the subject + shadow pixels whose scene point no frame
+  shows uncovered (a restorer must invent them), and the plate PSNR over the rest when each pixel takes the
+  sample closest to the truth among the frames that film its point (an oracle: no restorer that takes the
+  scene from the clip does better there); the same for the shadow (never seen unshadowed; effects PSNR with the
+  gain = frame / best sample).
 Shadow figures are over the cases with a shadow ("-" elsewhere). Then splits two real sample clips (no ground
 truth) for looking at. Writes per case a PNG (source | true matte | matte | baseline matte | background |
 baseline background | true background, three times) and results.json.
@@ -48,16 +55,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 import splitmerge as sm
-from splitmerge.eval import boundary_f, mask_iou, masked_psnr
-from splitmerge.eval.metrics import (effects_psnr, matte_flicker, plate_psnr, shadow_leak, soft_edge_gradient_error,
-                                     soft_edge_sad)
+from splitmerge.eval import boundary_f, mask_iou, masked_psnr, psnr
+from splitmerge.eval.metrics import (effects_psnr, matte_debris, matte_flicker, plate_psnr, shadow_leak,
+                                     soft_edge_gradient_error, soft_edge_sad)
 from splitmerge.eval.split_truth import BENCHMARK_CASES, HARD_CASES, render_case
 from splitmerge.decompose.backends import SplitClip, get_backend
 from splitmerge.decompose.matting import NetMatting
 from splitmerge.decompose.pipeline import NoSubjectError, SplitConfig, split
+from splitmerge.decompose.restore import hole_masks
 from splitmerge.parallel import thread_count
 from splitmerge.video.preview import grid, write_png
 
@@ -72,8 +81,8 @@ if not NetMatting.availability()[0]:  # no bundled matting network in this check
     METHODS.pop("matting net", None)
 OTHERS = tuple(method for method in METHODS if method != "splitmerge")  # in brackets after the default, in order
 SETS = {"easy": BENCHMARK_CASES, "hard": HARD_CASES}
-EASY_KEYS = ("J", "F", "hole_psnr", "fps")
-HARD_KEYS = ("J", "F", "sad", "grad", "leak", "plate_psnr", "effects_psnr", "flicker", "fps")
+EASY_KEYS = ("J", "F", "debris", "hole_psnr", "fps")
+HARD_KEYS = ("J", "F", "sad", "grad", "debris", "leak", "plate_psnr", "effects_psnr", "flicker", "fps")
 REAL_CLIPS = (("carphone", 0, 49), ("bikes", 137, 49))  # (sample, first frame, frames)
 
 
@@ -100,6 +109,7 @@ def run_method(truth, backends: dict) -> tuple[dict, np.ndarray, np.ndarray]:
     scores = {"J": mask_iou(alpha, truth.alpha), "F": boundary_f(alpha, truth.alpha),
               "hole_psnr": masked_psnr(truth.background, background, hole),
               "sad": soft_edge_sad(alpha, truth.alpha), "grad": soft_edge_gradient_error(alpha, truth.alpha),
+              "debris": matte_debris(alpha, truth.alpha),
               "leak": shadow_leak(alpha, truth.alpha, gain) if shadowed else math.nan,
               "plate_psnr": plate_psnr(truth.background, background, truth.alpha, gain),
               "effects_psnr": effects_psnr(gain, effects, truth.alpha) if shadowed else math.nan,
@@ -117,6 +127,55 @@ def plate_ceiling(truth) -> float:
     restorer = get_backend("restorer", SplitConfig().restorer)
     background = restorer.restore(SplitClip(truth.frames, truth.fps), hole)
     return plate_psnr(truth.background, background, truth.alpha, truth.effects)
+
+
+def filmed_bound(truth) -> dict:
+    """What any restorer that takes the scene from the clip's own frames could reach, whatever its mattes and
+    its choice of frames: every frame's subject + shadow pixels (as in `plate_psnr`) are looked up at their scene
+    point on the clip's stabilised canvas in every frame that shows that point uncovered and unshadowed (the
+    true matte and shadow grown by 1 px left out), and the sample closest to the true plate is taken (an oracle
+    choice, so the figure is optimistic). Returns {"never_filmed": share of those pixels no frame shows,
+    "plate_bound": PSNR (dB) over the rest, "never_unshadowed": the same share over the shadow only (true gain
+    < 0.99, true alpha < 0.1), "effects_bound": effects PSNR (x 255) there, the gain being the frame over its
+    best sample}. A restorer must invent the never-filmed scene; a scene that moves behind the subject (another
+    mover, a moving street) is not at its canvas point in other frames either."""
+    clip = SplitClip(truth.frames, truth.fps)
+    canvas, warped = clip.canvas, clip.canvas_frames
+    gain = truth.effects if truth.effects is not None else np.ones_like(truth.alpha)
+    covered = hole_masks(np.maximum(truth.alpha, (gain < 0.99).astype(np.float32)), dilation=1)
+    shows = np.stack([canvas.from_frame((~covered[t]).astype(np.uint8), t, cv2.INTER_NEAREST) > 0
+                      for t in range(len(covered))]) & warped.any(axis=-1)
+    height, width = canvas.size
+    plate = truth.frames.copy()
+    estimated_gain = gain.copy()
+    region = (truth.alpha > 0.01) | (gain < 0.99)
+    shadow = (gain < 0.99) & (truth.alpha < 0.1)
+    filmed = np.zeros_like(region)
+    for t in range(len(region)):
+        ys, xs = np.nonzero(region[t])
+        points = cv2.perspectiveTransform(np.stack([xs, ys], 1).astype(np.float64)[None], canvas.to_canvas[t])[0]
+        cx = np.clip(np.rint(points[:, 0]).astype(int), 0, width - 1)
+        cy = np.clip(np.rint(points[:, 1]).astype(int), 0, height - 1)
+        samples = warped[:, cy, cx].astype(np.float32)                         # (T, N, 3)
+        error = np.abs(samples - truth.background[t, ys, xs].astype(np.float32)).sum(axis=-1)
+        error[~shows[:, cy, cx]] = np.inf
+        best = np.argmin(error, axis=0)
+        found = np.isfinite(error[best, np.arange(len(ys))])
+        sample = samples[best, np.arange(len(ys))]
+        plate[t, ys, xs] = np.clip(np.rint(sample), 0, 255).astype(np.uint8)
+        filmed[t, ys[found], xs[found]] = True
+        ratio = truth.frames[t, ys, xs].astype(np.float32).sum(-1) / np.maximum(sample.sum(-1), 1.0)
+        estimated_gain[t, ys, xs] = np.clip(ratio, 0.0, 1.0)
+    bound = {"never_filmed": float(1 - filmed[region].mean()),
+             "plate_bound": masked_psnr(truth.background, plate, region & filmed)}
+    if shadow.any():
+        bound["never_unshadowed"] = float(1 - filmed[shadow].mean())
+        seen_shadow = shadow & filmed
+        bound["effects_bound"] = (psnr(255 * gain[seen_shadow], 255 * estimated_gain[seen_shadow])
+                                  if seen_shadow.any() else math.nan)
+    else:
+        bound["never_unshadowed"] = bound["effects_bound"] = math.nan
+    return bound
 
 
 def case_picture(truth, outputs: dict, path: Path) -> None:
@@ -166,10 +225,10 @@ def _show(value: float, digits: int) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-FORMATS = {"J": 3, "F": 3, "hole_psnr": 1, "sad": 1, "grad": 1, "leak": 2, "plate_psnr": 1, "effects_psnr": 1,
-           "flicker": 2, "fps": 1}
+FORMATS = {"J": 3, "F": 3, "hole_psnr": 1, "sad": 1, "grad": 1, "debris": 3, "leak": 2, "plate_psnr": 1,
+           "effects_psnr": 1, "flicker": 2, "fps": 1}
 HEADINGS = {"J": "J", "F": "F", "hole_psnr": "hole PSNR (dB)", "sad": "soft-edge SAD", "grad": "grad (x1e3)",
-            "leak": "shadow leak", "plate_psnr": "plate PSNR subject+shadow (dB)",
+            "debris": "debris", "leak": "shadow leak", "plate_psnr": "plate PSNR subject+shadow (dB)",
             "effects_psnr": "effects PSNR (dB)", "flicker": "flicker (x1e3)", "fps": "frames/s"}
 
 
@@ -178,6 +237,17 @@ def _cells(row: dict, key: str, bold: bool = False) -> str:
     mark = "**" if bold else ""
     others = " / ".join(_show(row[method][key], FORMATS[key]) for method in OTHERS)
     return f"{mark}{_show(row['splitmerge'][key], FORMATS[key])}{mark} ({others})"
+
+
+BOUND_FORMATS = {"plate_ceiling": 1, "never_filmed": 2, "plate_bound": 1, "never_unshadowed": 2, "effects_bound": 1}
+BOUND_HEADINGS = {"plate_ceiling": "plate ceiling (dB)", "never_filmed": "never filmed",
+                  "plate_bound": "plate, best filmed sample (dB)", "never_unshadowed": "shadow never seen unshadowed",
+                  "effects_bound": "effects, best filmed sample (dB)"}
+
+
+def truth_bounds(truth) -> dict:
+    """The figures of a case that no split can change: `plate_ceiling` and `filmed_bound`."""
+    return {"plate_ceiling": plate_ceiling(truth), **filmed_bound(truth)}
 
 
 def run_set(name: str, cases, out: Path) -> tuple[list[dict], dict]:
@@ -190,36 +260,34 @@ def run_set(name: str, cases, out: Path) -> tuple[list[dict], dict]:
             outputs[method] = (alpha, background)
             row[method] = scores
         if name == "hard":
-            row["plate_ceiling"] = plate_ceiling(truth)
+            row["bounds"] = truth_bounds(truth)
         case_picture(truth, outputs, out / f"{case.name}.png")
         results.append(row)
         print(f"[{name}] {case.name:<21} " + "  ".join(
             f"{key} {_cells(row, key)}" for key in ("J", "F", "hole_psnr", "plate_psnr", "leak", "fps")), flush=True)
     means = {method: {key: _mean([row[method][key] for row in results]) for key in FORMATS} for method in METHODS}
     if name == "hard":
-        means["plate_ceiling"] = _mean([row["plate_ceiling"] for row in results])
+        means["bounds"] = {key: _mean([row["bounds"][key] for row in results]) for key in BOUND_FORMATS}
     return results, means
 
 
 def print_table(name: str, cases, results: list[dict], means: dict, keys) -> None:
     size = f"{cases[0].size[0]}x{cases[0].size[1]}, {cases[0].frames} frames" if cases else ""
     print(f"\n{name} cases:\n")
-    ceiling = "plate_ceiling" in means
-    if ceiling:
-        print("\n(plate ceiling: the default restorer given the true matte and shadow, `plate_ceiling`)\n")
-    print(f"| case ({size}) | " + " | ".join(HEADINGS[key] for key in keys) + (" | plate ceiling (dB) |" if ceiling
-                                                                               else " |"))
-    print("|---" * (len(keys) + 1 + ceiling) + "|")
-
-    def ceiling_cell(value: float, bold: bool = False) -> str:
-        mark = "**" if bold else ""
-        return f" {mark}{_show(value, 1)}{mark} |" if ceiling else ""
-
+    print(f"| case ({size}) | " + " | ".join(HEADINGS[key] for key in keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
     for row in results:
-        print(f"| {row['case']} | " + " | ".join(_cells(row, key) for key in keys) + " |"
-              + ceiling_cell(row.get("plate_ceiling", math.nan)))
-    print("| **mean** | " + " | ".join(_cells(means, key, bold=True) for key in keys) + " |"
-          + ceiling_cell(means.get("plate_ceiling", math.nan), bold=True))
+        print(f"| {row['case']} | " + " | ".join(_cells(row, key) for key in keys) + " |")
+    print("| **mean** | " + " | ".join(_cells(means, key, bold=True) for key in keys) + " |")
+    if "bounds" not in means:
+        return
+    print(f"\n{name} cases, what the truth allows (`plate_ceiling`: the default restorer given the true matte and "
+          "shadow; `filmed_bound`: each pixel's best sample among the frames that film its scene point, chosen by "
+          "the truth):\n")
+    print("| case | " + " | ".join(BOUND_HEADINGS.values()) + " |")
+    print("|---" * (len(BOUND_FORMATS) + 1) + "|")
+    for label, bounds in [(row["case"], row["bounds"]) for row in results] + [("**mean**", means["bounds"])]:
+        print(f"| {label} | " + " | ".join(_show(bounds[key], digits) for key, digits in BOUND_FORMATS.items()) + " |")
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The outline decided against the plate (`decompose.edges`): a fat matte shrinks to the subject's edge, a striped
-subject keeps its stripes, the scene seen through a gap leaves the matte only where the plate is trusted."""
+subject keeps its stripes, the scene seen through a gap leaves the matte only where the plate is trusted, and the
+matte's glow over the scene beyond the outline is dropped."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import cv2
 import numpy as np
 
 from splitmerge.data.cutouts import load_cutout, load_photo
-from splitmerge.decompose.edges import plate_alpha
+from splitmerge.decompose.edges import clear_glow, plate_alpha
 
 SIZE = (120, 160)
 
@@ -84,3 +85,27 @@ def test_the_scene_seen_through_a_gap_leaves_the_matte_only_where_trusted():
     kept = plate_alpha(frame, scene, filled, visible, np.zeros(SIZE, bool))
     inner_hole = np.hypot(xs - 80, ys - 62) < 5   # beyond the outline band's reach
     assert (kept[inner_hole] > 0.5).all()
+
+
+def test_the_glow_over_the_scene_is_dropped_and_nothing_else():
+    """A guided-filter-like glow (alpha 0.05-0.45 up to 8 px out) around a real cut-out: where the frame shows the
+    scene (times the shadow gain) it goes; the subject, the band along its outline and a glow over something the
+    scene does not show (another mover) stay."""
+    alpha, subject, scene = real_scene()
+    grown = cv2.dilate((alpha > 0.5).astype(np.uint8), np.ones((17, 17), np.uint8)) > 0
+    glow = np.where(grown & (alpha < 0.5), 0.25, 0).astype(np.float32)
+    matte = np.maximum(alpha, glow)
+    frame = composite(alpha, subject, scene)
+    frame[:, :44] *= 0.7                                   # a shadow on the left: the scene darkened by its gain
+    effects = np.ones(SIZE, np.float32)
+    effects[:, :44] = 0.7
+    frame[60:70, 120:128] = (255.0, 0.0, 255.0)            # another mover, just right of the subject
+    frames = np.clip(np.rint(frame), 0, 255).astype(np.uint8)[None]
+    cleared = clear_glow(frames, matte[None], scene.astype(np.uint8)[None], effects[None])[0]
+    band = cv2.dilate((alpha > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))) > 0
+    beyond = (glow > 0) & ~band
+    mover = np.zeros(SIZE, bool)
+    mover[60:70, 120:128] = True
+    assert (cleared[beyond & ~mover] == 0).mean() > 0.98   # measured 1.000 (the shadowed left side too)
+    assert np.array_equal(cleared[band], matte[band])
+    assert (beyond & mover).sum() > 30 and (cleared[beyond & mover] == 0.25).all()

@@ -13,8 +13,8 @@ from splitmerge.data.cutouts import CUTOUTS, load_cutout
 from splitmerge.errors import OptionError, ShapeError
 from splitmerge.eval import boundary_f, mask_iou, masked_psnr
 from splitmerge.eval import split_truth
-from splitmerge.eval.metrics import (effects_psnr, matte_flicker, plate_psnr, shadow_leak, soft_edge_gradient_error,
-                                     soft_edge_mae, soft_edge_sad)
+from splitmerge.eval.metrics import (effects_psnr, matte_debris, matte_flicker, plate_psnr, shadow_leak,
+                                     soft_edge_gradient_error, soft_edge_mae, soft_edge_sad)
 from splitmerge.eval.split_truth import BENCHMARK_CASES, HARD_CASES, TruthCase, render_case
 from splitmerge.decompose.backends import SplitClip, get_backend
 from splitmerge.decompose.caption import colour_name, describe_camera, describe_motion
@@ -269,6 +269,17 @@ def test_hard_case_metrics_on_hand_made_arrays():
     blinking = np.stack([alpha_true[0], alpha_true[1], alpha_true[0]])
     blinking[1, 0, :] = 1.0                                         # 8 of 64 px switch on for one frame
     assert matte_flicker(blinking, np.stack([alpha_true[0]] * 3)) == pytest.approx(8 / 64)
+    # Debris: matte mass more than 2 px outside the true matte, over the true mass (18 per frame).
+    assert matte_debris(alpha_true, alpha_true) == 0.0
+    glowing = alpha_true.copy()
+    glowing[:, 0, 2:7] = 0.25                                       # a glow 2 px above the subject ...
+    assert matte_debris(glowing, alpha_true) == 0.0                 # ... is within the margin
+    far = np.zeros((2, 20, 20), np.float32)
+    far[:, 2:6, 2:6] = 1.0
+    far_glow = far.copy()
+    far_glow[:, 15:17, 10:14] = 0.5                                 # a faint piece of scenery far away: 4 of 16
+    assert matte_debris(far_glow, far) == pytest.approx(0.25)
+    assert math.isnan(matte_debris(far, np.zeros_like(far)))
     # Plate PSNR counts the subject and the shadow; effects PSNR the shadow only, a missing layer being 1.
     rng = np.random.default_rng(1)
     plate = rng.integers(10, 240, (2, 8, 8, 3), dtype=np.uint8)

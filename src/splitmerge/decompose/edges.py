@@ -13,6 +13,11 @@ That second rule trusts the plate only where at least `TRUSTED_FRAMES` frames sa
 evidence did not call the pixel subject: a slow subject's flat inside is in the plate too when the matte missed
 it in the few frames that saw it. Where no sampled F differs from B by `MIN_CONTRAST`, where the plate never saw
 the scene, or with no sure inside nearby, the matte is left as it was.
+
+Beyond that band the matte still glows: the guided filter that made it spreads a few tenths of alpha several
+pixels out, and composed elsewhere that glow carries a faint rim of the old scene. Once the scene is restored
+and the shadow is in the effects layer, `clear_glow` drops the matte wherever, outside the band, the frame
+shows the scene (the restored scene times the effects gain, within `SAME_SCENE`).
 """
 
 from __future__ import annotations
@@ -90,6 +95,36 @@ def plate_alpha(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray, vi
     decided = np.isfinite(best)
     out = alpha.copy()
     out[ys[decided], xs[decided]] = estimate[decided]
+    return out
+
+
+def clear_glow(frames: np.ndarray, alpha: np.ndarray, scene: np.ndarray, effects: np.ndarray) -> np.ndarray:
+    """The matte without its glow: pixels below 0.5 farther out than the outline band (`REACH`) whose colour is
+    the scene's, `effects` x `scene` within `SAME_SCENE`, get alpha 0; the rest is kept.
+
+    Args:
+        frames: (T, H, W, 3) uint8.
+        alpha: (T, H, W) float32 in [0, 1], the final matte (shadow already out of it).
+        scene: (T, H, W, 3) uint8: the restored scene in every frame's view (at least where alpha > 0).
+        effects: (T, H, W) float32 gain, 1 = untouched.
+    Returns:
+        (T, H, W) float32 in [0, 1].
+    """
+    out = alpha.copy()
+    ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (REACH, REACH))
+
+    def one(t: int) -> None:
+        ys, xs = np.nonzero(alpha[t] > 0)
+        if not len(ys):
+            return
+        crop = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+        matte = out[t][crop]
+        band = cv2.dilate((matte > 0.5).astype(np.uint8), ellipse) > 0
+        offset = frames[t][crop].astype(np.float32) - scene[t][crop].astype(np.float32) * effects[t][crop][..., None]
+        same_scene = cv2.transform(offset * offset, np.ones((1, 3), np.float32)) < SAME_SCENE ** 2
+        matte[~band & same_scene & (matte < 0.5)] = 0.0
+
+    frame_map(one, range(len(alpha)))
     return out
 
 

@@ -7,7 +7,8 @@ Backends (kind ``matting``, `SplitConfig.matting`, ``split --matting NAME``), ea
 ``needs_scene``); returns the matte (T, H, W) float32 and the effects gain (T, H, W) float32 (1 = untouched).
 
 - ``rule`` (default): the matte as segmented; the cast shadow moved out of it into the effects by
-  `effects.separate_effects` (plate-like darkened pixels in the matte, and beside it against the scene).
+  `effects.separate_effects` (plate-like darkened pixels in the matte, and beside it against the scene); then
+  the matte's faint glow beyond its outline, where the frame shows the scene, dropped (`edges.clear_glow`).
 - ``net``: the learned network (`matting_net`, bundled in ``splitmerge/models/matting``, its card beside it):
   each frame, its scene plate and the coarse matte in, the matte and the shadow gain out, inside the coarse
   matte's box grown by `MARGIN` px (nothing outside it changes: alpha 0, gain 1).
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 
 from .backends import Backend, SplitClip, register
+from .edges import clear_glow
 from .effects import separate_effects
 from .matting_net import MULTIPLE, pad_to_multiple
 
@@ -38,14 +40,16 @@ class RuleMatting(Backend):
     """The segmenter's matte; its cast shadow moved into the effects layer by a colour/texture rule."""
 
     name = "rule"
-    description = "the segmenter's matte; plate-like darkened pixels beside it become the effects (no weights)"
+    description = ("the segmenter's matte; plate-like darkened pixels beside it become the effects, its glow over "
+                   "the scene is dropped (no weights)")
     effects_only = True  # without an effects layer it changes nothing
     needs_scene = True     # the shadow beside the matte is darkened against the scene ...
     scene_optional = True  # ... when the restorer gives one (without, the shadow is looked for in the matte only)
 
     def separate(self, clip: SplitClip, alpha: np.ndarray, background: np.ndarray, scene: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:
-        return separate_effects(clip.frames, alpha, background, scene)
+        alpha, effects = separate_effects(clip.frames, alpha, background, scene)
+        return clear_glow(clip.frames, alpha, background if scene is None else scene, effects), effects
 
 
 @register("matting")

@@ -247,6 +247,23 @@ def soft_edge_sad(alpha_est: np.ndarray, alpha_true: np.ndarray) -> float:
     return float(np.mean(sums)) if sums else math.nan
 
 
+def matte_debris(alpha_est: np.ndarray, alpha_true: np.ndarray, margin: float = 2.0) -> float:
+    """What a matte carries of the source scene: per frame, the estimated matte's mass (sum of alpha) farther
+    than `margin` px outside the true matte (true alpha < 0.01 there), over the true matte's mass; the mean
+    over the frames with a subject. A faint glow of the old scene around the subject, which J (alpha > 0.5)
+    and the soft-edge errors (true soft pixels only) do not see, counts here as do whole pieces of scenery.
+    Inputs (T, H, W) in [0, 1]; NaN when no frame has a subject. 0 = nothing outside."""
+    _check_mattes("matte_debris", alpha_est, alpha_true)
+    shares = []
+    for estimate, truth in zip(alpha_est, alpha_true, strict=True):
+        mass = float(np.asarray(truth, np.float64).sum())
+        if mass <= 0:
+            continue
+        outside = cv2.distanceTransform((np.asarray(truth) < 0.01).astype(np.uint8), cv2.DIST_L2, 3) > margin
+        shares.append(float(np.asarray(estimate, np.float64)[outside].sum()) / mass)
+    return float(np.mean(shares)) if shares else math.nan
+
+
 def soft_edge_mae(alpha_est: np.ndarray, alpha_true: np.ndarray) -> float:
     """Mean |alpha_est - alpha_true| (alpha units, 0..1) over all soft true-matte pixels of the clip
     (`soft_region`); (T, H, W) inputs; NaN without soft pixels. A hard 0/1 matte scores about 0.25-0.5 there."""
