@@ -10,7 +10,7 @@ import pytest
 
 import splitmerge as sm
 from splitmerge.eval import psnr
-from splitmerge.video.geometry import apply_resize, plan_resize
+from splitmerge.video.geometry import apply_resize, mask_window, plan_resize
 
 from conftest import decode_index, frame_index_color, pattern_frames, write_raw_video
 
@@ -88,6 +88,14 @@ def test_resize_cover_centre_crops_then_resizes_and_records_the_box(clip_path):
     assert crop == {"top": 0, "left": 16, "height": 64, "width": 64}
     plan = plan_resize((64, 96), (32, 32))
     assert np.array_equal(small.frames[3], apply_resize(full[3], plan))
+
+
+def test_mask_window_is_the_grown_box_clipped_to_the_frame():
+    mask = np.zeros((10, 12), bool)
+    assert mask_window(mask, 3) is None
+    mask[2:4, 9:11] = True
+    assert mask_window(mask) == (slice(2, 4), slice(9, 11))
+    assert mask_window(mask, 3) == (slice(0, 7), slice(6, 12))   # 2 - 3 and 11 + 3 clipped
 
 
 def test_resize_contain_pads_with_black(clip_path):

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..parallel import frame_map
+from ..video.geometry import mask_window
 from .plate import Canvas, seen_enough
 
 REACH = 5             # px (ellipse side): the outline band is the mask dilated minus eroded by this
@@ -114,10 +115,9 @@ def clear_glow(frames: np.ndarray, alpha: np.ndarray, scene: np.ndarray, effects
     ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (REACH, REACH))
 
     def one(t: int) -> None:
-        ys, xs = np.nonzero(alpha[t] > 0)
-        if not len(ys):
+        crop = mask_window(alpha[t] > 0)
+        if crop is None:
             return
-        crop = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
         matte = out[t][crop]
         band = cv2.dilate((matte > 0.5).astype(np.uint8), ellipse) > 0
         offset = frames[t][crop].astype(np.float32) - scene[t][crop].astype(np.float32) * effects[t][crop][..., None]
@@ -147,13 +147,10 @@ def refine_outline(frames: np.ndarray, alpha: np.ndarray, plate: np.ndarray, see
     margin = REACH + COLOUR_BOX // 2 + 1
 
     def one(t: int) -> None:
-        ys, xs = np.nonzero(alpha[t] > 0.5)
-        if not len(ys):
+        crop = mask_window(alpha[t] > 0.5, margin)
+        if crop is None:
             return
-        height, width = alpha.shape[1:]
-        box = (max(int(ys.min()) - margin, 0), min(int(ys.max()) + 1 + margin, height),
-               max(int(xs.min()) - margin, 0), min(int(xs.max()) + 1 + margin, width))
-        crop = (slice(box[0], box[1]), slice(box[2], box[3]))
+        box = (crop[0].start, crop[0].stop, crop[1].start, crop[1].stop)
         background = canvas.to_frame(plate, t, box=box).astype(np.float32) * gains[t]
         frames_seen = canvas.to_frame(seen_by, t, cv2.INTER_NEAREST, box=box)
         trusted = (frames_seen >= TRUSTED_FRAMES) & ~changed[t][crop]

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..parallel import frame_map
+from ..video.geometry import mask_window
 from .motion import channel_sum
 
 GAIN_MIN = 0.2        # darker than this is not a shadow on the plate (a dark subject)
@@ -160,12 +161,11 @@ def separate_cropped(frame: np.ndarray, alpha: np.ndarray, plate: np.ndarray, sc
     """`separate_frame` on the matte's box grown by `REACH` px only (the same result: nothing farther from the
     matte is read, and outside it alpha stays and the effects are 1), which is most of its cost saved. With a
     `scene`, the box grows by the matte's own height as well (a cast shadow reaches about that far beside it)."""
-    ys, xs = np.nonzero(alpha > MATTE_MIN)
-    if not len(ys):
+    matte = alpha > MATTE_MIN
+    box = mask_window(matte)
+    if box is None:
         return alpha, np.ones(alpha.shape, np.float32)
-    reach = REACH + (0 if scene is None else int(ys.max() - ys.min()))
-    box = (slice(max(int(ys.min()) - reach, 0), int(ys.max()) + 1 + reach),
-           slice(max(int(xs.min()) - reach, 0), int(xs.max()) + 1 + reach))
+    box = mask_window(matte, REACH + (0 if scene is None else box[0].stop - box[0].start - 1))
     out_alpha, effects = alpha.copy(), np.ones(alpha.shape, np.float32)
     out_alpha[box], effects[box] = separate_frame(frame[box], alpha[box], plate[box],
                                                   None if scene is None else scene[box])

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..video.geometry import mask_window
 from .backends import Backend, SplitClip, register
 from .edges import clear_glow
 from .effects import separate_effects
@@ -112,12 +113,11 @@ def keep_core(matte: np.ndarray, gain: np.ndarray, coarse: np.ndarray, depth: in
 def subject_box(coarse: np.ndarray, margin: int = MARGIN) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of `coarse` (H, W) > `COARSE_MIN` grown by `margin`, its sides rounded up to
     multiples of MULTIPLE inside the frame where the frame allows; None when the matte is empty."""
-    ys, xs = np.nonzero(coarse > COARSE_MIN)
-    if not len(ys):
+    window = mask_window(coarse > COARSE_MIN, margin)
+    if window is None:
         return None
     height, width = coarse.shape
-    top, bottom = max(int(ys.min()) - margin, 0), min(int(ys.max()) + 1 + margin, height)
-    left, right = max(int(xs.min()) - margin, 0), min(int(xs.max()) + 1 + margin, width)
+    top, bottom, left, right = window[0].start, window[0].stop, window[1].start, window[1].stop
     bottom, top = _round_span(top, bottom, height)
     right, left = _round_span(left, right, width)
     return top, bottom, left, right

@@ -32,6 +32,17 @@ class Box:
         return asdict(self)
 
 
+def mask_window(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice] | None:
+    """The rows and columns of the bounding box of `mask` (H, W) bool, grown by `margin` px on every side and
+    clipped to the frame; None when the mask is empty. Work near a matte reads and writes this window only."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    height, width = mask.shape
+    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + 1 + margin, height)),
+            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + 1 + margin, width)))
+
+
 @dataclass(frozen=True)
 class ResizePlan:
     """The crop taken from the source and where its resized content sits in the target.
