@@ -25,6 +25,8 @@ and on the hard set also:
 - SAD / grad: alpha SAD per frame and the gradient error (x 1000) over the true matte's soft pixels;
 - debris (both sets): the matte's mass farther than 2 px outside the true matte, over the true matte's mass
   (`matte_debris`: a glow of the old scene around the subject, pieces of scenery);
+- see-through (both sets): 1 - the mean matte where the true matte is solid (>= 0.99) (`matte_see_through`:
+  holes, a too-soft inside: the old scene showing through the subject);
 - leak: the share of the true visible shadow (gain < 0.9, true alpha < 0.1) the matte covers (alpha > 0.5);
 - plate PSNR over the subject and its shadow (true alpha > 0.01 or gain < 0.99; the true plate has no shadow);
 - effects PSNR where the shadow is (estimated effects gain vs the true gain, x 255; no effects layer = 1);
@@ -60,8 +62,8 @@ import numpy as np
 
 import splitmerge as sm
 from splitmerge.eval import boundary_f, mask_iou, masked_psnr, psnr
-from splitmerge.eval.metrics import (effects_psnr, matte_debris, matte_flicker, plate_psnr, shadow_leak,
-                                     soft_edge_gradient_error, soft_edge_sad)
+from splitmerge.eval.metrics import (effects_psnr, matte_debris, matte_flicker, matte_see_through, plate_psnr,
+                                     shadow_leak, soft_edge_gradient_error, soft_edge_sad)
 from splitmerge.eval.split_truth import BENCHMARK_CASES, HARD_CASES, render_case
 from splitmerge.decompose.backends import SplitClip, get_backend
 from splitmerge.decompose.matting import NetMatting
@@ -81,8 +83,8 @@ if not NetMatting.availability()[0]:  # no bundled matting network in this check
     METHODS.pop("matting net", None)
 OTHERS = tuple(method for method in METHODS if method != "splitmerge")  # in brackets after the default, in order
 SETS = {"easy": BENCHMARK_CASES, "hard": HARD_CASES}
-EASY_KEYS = ("J", "F", "debris", "hole_psnr", "fps")
-HARD_KEYS = ("J", "F", "sad", "grad", "debris", "leak", "plate_psnr", "effects_psnr", "flicker", "fps")
+EASY_KEYS = ("J", "F", "debris", "see_through", "hole_psnr", "fps")
+HARD_KEYS = ("J", "F", "sad", "grad", "debris", "see_through", "leak", "plate_psnr", "effects_psnr", "flicker", "fps")
 REAL_CLIPS = (("carphone", 0, 49), ("bikes", 137, 49))  # (sample, first frame, frames)
 
 
@@ -109,7 +111,7 @@ def run_method(truth, backends: dict) -> tuple[dict, np.ndarray, np.ndarray]:
     scores = {"J": mask_iou(alpha, truth.alpha), "F": boundary_f(alpha, truth.alpha),
               "hole_psnr": masked_psnr(truth.background, background, hole),
               "sad": soft_edge_sad(alpha, truth.alpha), "grad": soft_edge_gradient_error(alpha, truth.alpha),
-              "debris": matte_debris(alpha, truth.alpha),
+              "debris": matte_debris(alpha, truth.alpha), "see_through": matte_see_through(alpha, truth.alpha),
               "leak": shadow_leak(alpha, truth.alpha, gain) if shadowed else math.nan,
               "plate_psnr": plate_psnr(truth.background, background, truth.alpha, gain),
               "effects_psnr": effects_psnr(gain, effects, truth.alpha) if shadowed else math.nan,
@@ -225,11 +227,12 @@ def _show(value: float, digits: int) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-FORMATS = {"J": 3, "F": 3, "hole_psnr": 1, "sad": 1, "grad": 1, "debris": 3, "leak": 2, "plate_psnr": 1,
-           "effects_psnr": 1, "flicker": 2, "fps": 1}
+FORMATS = {"J": 3, "F": 3, "hole_psnr": 1, "sad": 1, "grad": 1, "debris": 3, "see_through": 3, "leak": 2,
+           "plate_psnr": 1, "effects_psnr": 1, "flicker": 2, "fps": 1}
 HEADINGS = {"J": "J", "F": "F", "hole_psnr": "hole PSNR (dB)", "sad": "soft-edge SAD", "grad": "grad (x1e3)",
-            "debris": "debris", "leak": "shadow leak", "plate_psnr": "plate PSNR subject+shadow (dB)",
-            "effects_psnr": "effects PSNR (dB)", "flicker": "flicker (x1e3)", "fps": "frames/s"}
+            "debris": "debris", "see_through": "see-through", "leak": "shadow leak",
+            "plate_psnr": "plate PSNR subject+shadow (dB)", "effects_psnr": "effects PSNR (dB)",
+            "flicker": "flicker (x1e3)", "fps": "frames/s"}
 
 
 def _cells(row: dict, key: str, bold: bool = False) -> str:

@@ -13,8 +13,8 @@ from splitmerge.data.cutouts import CUTOUTS, load_cutout
 from splitmerge.errors import OptionError, ShapeError
 from splitmerge.eval import boundary_f, mask_iou, masked_psnr
 from splitmerge.eval import split_truth
-from splitmerge.eval.metrics import (effects_psnr, matte_debris, matte_flicker, plate_psnr, shadow_leak,
-                                     soft_edge_gradient_error, soft_edge_mae, soft_edge_sad)
+from splitmerge.eval.metrics import (effects_psnr, matte_debris, matte_flicker, matte_see_through, plate_psnr,
+                                     shadow_leak, soft_edge_gradient_error, soft_edge_mae, soft_edge_sad)
 from splitmerge.eval.split_truth import BENCHMARK_CASES, HARD_CASES, TruthCase, render_case
 from splitmerge.decompose.backends import SplitClip, get_backend
 from splitmerge.decompose.caption import colour_name, describe_camera, describe_motion
@@ -280,6 +280,13 @@ def test_hard_case_metrics_on_hand_made_arrays():
     far_glow[:, 15:17, 10:14] = 0.5                                 # a faint piece of scenery far away: 4 of 16
     assert matte_debris(far_glow, far) == pytest.approx(0.25)
     assert math.isnan(matte_debris(far, np.zeros_like(far)))
+    # See-through: 1 - mean alpha where the truth is solid (16 px per frame); the soft column does not count.
+    assert matte_see_through(alpha_true, alpha_true) == 0.0
+    holed = alpha_true.copy()
+    holed[:, 3, 3] = 0.0                                            # a hole of 1 of 16 solid px
+    holed[:, 4, 4] = 0.5                                            # and a half-solid pixel
+    assert matte_see_through(holed, alpha_true) == pytest.approx(1.5 / 16)
+    assert math.isnan(matte_see_through(holed, np.zeros_like(alpha_true)))
     # Plate PSNR counts the subject and the shadow; effects PSNR the shadow only, a missing layer being 1.
     rng = np.random.default_rng(1)
     plate = rng.integers(10, 240, (2, 8, 8, 3), dtype=np.uint8)

@@ -264,6 +264,18 @@ def matte_debris(alpha_est: np.ndarray, alpha_true: np.ndarray, margin: float = 
     return float(np.mean(shares)) if shares else math.nan
 
 
+def matte_see_through(alpha_est: np.ndarray, alpha_true: np.ndarray, opaque: float = 0.99) -> float:
+    """How much of the old scene shows through the subject: 1 - the mean estimated alpha over the pixels where
+    the true matte is opaque (>= `opaque`), all frames together. A matte with holes or a too-soft inside (0.8 where
+    the subject is solid) scores here; J (alpha > 0.5) does not see an inside at 0.8. Inputs (T, H, W) in [0, 1];
+    NaN when the truth has no opaque pixel. 0 = solid everywhere the subject is."""
+    _check_mattes("matte_see_through", alpha_est, alpha_true)
+    solid = np.asarray(alpha_true) >= opaque
+    if not solid.any():
+        return math.nan
+    return float(1.0 - np.asarray(alpha_est, np.float64)[solid].mean())
+
+
 def soft_edge_mae(alpha_est: np.ndarray, alpha_true: np.ndarray) -> float:
     """Mean |alpha_est - alpha_true| (alpha units, 0..1) over all soft true-matte pixels of the clip
     (`soft_region`); (T, H, W) inputs; NaN without soft pixels. A hard 0/1 matte scores about 0.25-0.5 there."""
