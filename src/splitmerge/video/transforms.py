@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import OptionError, ShapeError
-from .geometry import Box
+from .geometry import Box, mask_window
 
 SUBJECT_THRESHOLD = 0.5
 MATTE_SNAP = 1e-4  # alpha within this of 0 or 1 after resampling is set to exactly 0 or 1
@@ -40,11 +40,11 @@ def _check_pair(foreground: np.ndarray, alpha: np.ndarray) -> None:
 
 def subject_box(alpha: np.ndarray, threshold: float = SUBJECT_THRESHOLD) -> Box | None:
     """Bounding box of alpha > threshold, over all frames of (T, H, W) or one (H, W); None when empty."""
-    present = (alpha > threshold).reshape(-1, *alpha.shape[-2:]).any(axis=0)
-    rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
-    if len(rows) == 0:
+    window = mask_window((alpha > threshold).reshape(-1, *alpha.shape[-2:]).any(axis=0))
+    if window is None:
         return None
-    return Box(int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+    rows, cols = window
+    return Box(rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start)
 
 
 def box_center(box: Box) -> tuple[float, float]:
