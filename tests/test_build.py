@@ -392,7 +392,8 @@ def test_dataset_stats_preview_and_exports(tmp_path, capsys):
     assert len(shards) == (ok_count + 1) // 2
     with tarfile.open(shards[0]) as archive:
         names = archive.getnames()
-    assert len(names) == 2 * 6 and f"{ok[0]['id']}.alpha.mkv" in names and f"{ok[0]['id']}.txt" in names
+    assert len(names) == 2 * 7 and f"{ok[0]['id']}.alpha.mkv" in names and f"{ok[0]['id']}.txt" in names
+    assert f"{ok[0]['id']}.effects.mkv" in names  # the synthetic scenes' shadows
     assert main(["dataset", "export", str(out), "--format", "cogvideox-lists", "--split", "all",
                  "-o", str(tmp_path / "lists")]) == 0
     prompts = (tmp_path / "lists" / "prompts.txt").read_text().splitlines()

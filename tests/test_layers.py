@@ -456,6 +456,7 @@ def test_webdataset_export_carries_effects_when_a_clip_has_them(tmp_path):
     rows = [row for row in read_manifest(dataset) if row["status"] == "ok"]
     with_effects = rows[0]
     (dataset / with_effects["clip"] / EFFECTS_FILE).write_bytes(b"effects bytes")
+    (dataset / rows[1]["clip"] / EFFECTS_FILE).unlink()  # (synthetic scenes have their shadow as effects)
     shards = export(dataset, tmp_path / "shards", "webdataset", split=None, per_shard=10)
     with tarfile.open(shards[0]) as archive:
         names = set(archive.getnames())

@@ -1,11 +1,17 @@
 """Procedural scenes with exact ground truth, where the right placement and the right colour follow from the
 background, so affordance and harmonization can be learned and measured.
 
-A scene is a sky over a textured ground (a real texture photo laid in perspective below a horizon), all lit by
-one light colour; the camera is still or pans slowly. A subject (a real cut-out or a textured shape) stands on
-the ground and walks along it: its feet stay on the ground, its size follows its depth (zero at the horizon,
-largest at the bottom of the frame), and its colours are multiplied by the scene's light. Everything is known:
-the matte, the clean background, the subject's feet position and height per frame, and the light.
+A scene is a sky over a textured ground (a real texture photo laid in perspective below a horizon) under one
+light that has a colour and a direction (a sun: `data.shadows`); the camera is still or pans slowly. Props (poles
+and crates) stand on the ground, lit from the light's side and casting their shadows its way: the scene itself
+shows where the light comes from and how big things are at each depth. A subject (a real cut-out or a textured
+shape) stands on the ground and walks along it: its feet stay on the ground, its size follows its depth (zero at
+the horizon, largest at the bottom of the frame) by the same law as the props' (one reference height per scene,
+`ref_height`, times a size per kind of object, `SIZES`), its colours are multiplied by the light's and shaded
+from its side, and it casts its shadow the same way as the props: the subject's effects on the scene
+(`Layers.effects`, a gain over the background; the clean background has the props and their shadows but not the
+subject's). Everything is known: the matte, the clean background, the effects, the subject's feet position and
+height per frame, and the light.
 
 Seeds below `BENCHMARK_SEED` (1,000,000) are for training data, seeds at or above it for benchmarks
 (DESIGN.md). Same seed, same scene, bit for bit.
@@ -25,6 +31,7 @@ from ..config_types import is_integer
 from ..errors import OptionError
 from ..video.layers import Layers
 from .cutouts import CUTOUTS, load_cutout, load_photo
+from .shadows import ground_shadow, side_light
 
 BENCHMARK_SEED = 1_000_000
 FPS = 16.0                 # the paper trains at 16 fps
@@ -33,6 +40,14 @@ GROUNDS = {"grass": ("grass", (0.45, 0.62, 0.30)), "gravel": ("gravel", (0.62, 0
 LIGHTS = {"warm": (1.15, 0.98, 0.78), "cool": (0.82, 0.94, 1.15), "neutral": (1.0, 1.0, 1.0),
           "golden": (1.2, 0.92, 0.62), "dim": (0.62, 0.62, 0.70)}
 SHAPES = ("striped ball", "checkered box")
+# An object's height at the bottom edge of the frame, in units of the scene's `ref_height`: the same law for the
+# props and the subject, so the props show the subject's size at every depth.
+SIZES = {"astronaut": 1.0, "cat": 0.75, "cup": 0.7, "striped ball": 0.8, "checkered box": 0.85,
+         "pole": 1.1, "crate": 0.5}
+PROP_ASPECT = {"pole": 0.22, "crate": 0.9}   # width / height
+SIDE_LIGHT = 0.25        # the lit side of an object is this much brighter (the far side this much darker)
+PENUMBRA = 0.025         # shadow blur per px of the object's height (plus `MIN_PENUMBRA` px)
+MIN_PENUMBRA = 0.6
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,11 @@ class SceneParams:
     pan: float                # camera pan, px per frame (+: the view moves right)
     feet: list                # per frame (x, y) of the subject's feet, px
     heights: list             # per frame subject height, px
+    ref_height: float = 0.0   # a size-1 object's height at the bottom edge, px (`SIZES`)
+    shear: float = 0.0        # shadows: px sideways per px of height (+: they fall to the right)
+    squash: float = 0.0       # shadows: px up the ground per px of height (-: towards the camera)
+    darkness: float = 0.0     # shadows: 1 - the gain where one is fully dark
+    props: tuple = ()         # ({"kind", "x" (world x at frame 0, px), "depth" in (0, 1], "colour"}, ...)
 
     def caption(self) -> str:
         direction = "right" if self.feet[-1][0] > self.feet[0][0] else "left"
@@ -107,13 +127,32 @@ def _shape(name: str, rng: np.random.Generator, size: int = 160) -> tuple[np.nda
     return np.clip(rgb * shade[..., None], 0, 255).astype(np.uint8), alpha.astype(np.float32)
 
 
+def _draw_props(rng: np.random.Generator, params: dict, frames: int, width: int) -> tuple:
+    """Two or three props at world x (frame 0's view px) and depth; one that would stand in front of the
+    subject's path is moved behind it (the subject is composited over the background, props included)."""
+    path_x = np.array([x for x, _ in params["feet"]])
+    near_depth = (min(y for _, y in params["feet"]) - params["horizon"]) / (params["height"] - params["horizon"])
+    reach = 0.6 * max(params["heights"]) + 4
+    span = (min(0.0, params["pan"] * frames) - 0.1 * width, width + max(0.0, params["pan"] * frames) + 0.1 * width)
+    props = []
+    for _ in range(int(rng.integers(2, 4))):
+        kind = str(rng.choice(list(PROP_ASPECT)))
+        x, depth = float(rng.uniform(*span)), float(rng.uniform(0.25, 1.0))
+        colour = [float(c) for c in rng.uniform(0.25, 0.85, 3)]
+        if depth > near_depth - 0.05 and path_x.min() - reach < x < path_x.max() + reach:
+            depth = float(rng.uniform(0.12, max(0.13, near_depth - 0.1)))
+        props.append({"kind": kind, "x": x, "depth": depth, "colour": colour})
+    return tuple(sorted(props, key=lambda prop: prop["depth"]))  # far ones first
+
+
 def draw_params(seed: int, frames: int, size: tuple[int, int]) -> SceneParams:
     """The scene a seed stands for (no pixels)."""
     height, width = size
     rng = np.random.default_rng([seed, 7])
     horizon = float(rng.uniform(0.3, 0.5) * height)
     subject = str(rng.choice(list(CUTOUTS) + list(SHAPES)))
-    max_height = float(rng.uniform(0.45, 0.8) * height)
+    ref_height = float(rng.uniform(0.45, 0.8) * height)
+    max_height = ref_height * SIZES[subject]
     pan = float(rng.choice([0.0, rng.uniform(-1.5, 1.5)]))
     # Feet walk along the ground: depth from just below the horizon (far) to the bottom edge (near).
     depth0 = rng.uniform(0.35, 0.85)
@@ -126,18 +165,56 @@ def draw_params(seed: int, frames: int, size: tuple[int, int]) -> SceneParams:
     feet_x = x0 + speed * np.arange(frames) + pan * np.arange(frames)  # world x, so the pan carries it too
     heights = max_height * depth
     light_name = str(rng.choice(list(LIGHTS)))
-    return SceneParams(seed, horizon, str(rng.choice(list(GROUNDS))), light_name, LIGHTS[light_name], subject,
-                       max_height, pan, [[float(x), float(y)] for x, y in zip(feet_x, feet_y, strict=True)],
-                       [float(h) for h in heights])
+    ground = str(rng.choice(list(GROUNDS)))
+    shear = float(rng.uniform(0.3, 1.2) * rng.choice([-1, 1]))
+    squash = float(rng.choice([-1, 1]) * rng.uniform(0.12, 0.45))
+    darkness = float(rng.uniform(0.4, 0.7))
+    feet = [[float(x), float(y)] for x, y in zip(feet_x, feet_y, strict=True)]
+    heights = [float(h) for h in heights]
+    props = _draw_props(rng, {"feet": feet, "heights": heights, "horizon": horizon, "height": height, "pan": pan},
+                        frames, width)
+    return SceneParams(seed, horizon, ground, light_name, LIGHTS[light_name], subject, max_height, pan, feet,
+                       heights, ref_height, shear, squash, darkness, props)
 
 
 MIN_SCENE_FRAMES = 2
 MIN_SCENE_SIDE = 32
 
 
+def _prop_matte(kind: str, feet: tuple[float, float], prop_height: float, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32: an upright box of `PROP_ASPECT` standing at `feet`, antialiased by a 1 px ramp."""
+    height, width = size
+    ys, xs = np.arange(height, dtype=np.float32)[:, None], np.arange(width, dtype=np.float32)[None, :]
+    half = max(PROP_ASPECT[kind] * prop_height / 2, 0.6)
+    inside_x = np.clip(half - np.abs(xs - feet[0]) + 0.5, 0, 1)
+    inside_y = np.clip(np.minimum(ys - (feet[1] - prop_height), feet[1] - ys) + 0.5, 0, 1)
+    return (inside_x * inside_y).astype(np.float32)
+
+
+def _add_props(scene: np.ndarray, params: SceneParams, offset: float) -> np.ndarray:
+    """The view `scene` (H, W, 3) float in [0, 1], already lit, with the props and their shadows, far to near."""
+    height, width = scene.shape[:2]
+    light = np.array(params.light, np.float32)
+    for prop in params.props:
+        feet = (prop["x"] - offset, params.horizon + prop["depth"] * (height - params.horizon))
+        prop_height = params.ref_height * SIZES[prop["kind"]] * prop["depth"]
+        matte = _prop_matte(prop["kind"], feet, prop_height, (height, width))
+        if not matte.any():
+            continue
+        dark = ground_shadow(matte, feet, params.shear, params.squash, MIN_PENUMBRA + PENUMBRA * prop_height,
+                             params.horizon)
+        scene = scene * (1 - params.darkness * dark)[..., None]
+        columns = np.flatnonzero(matte.max(axis=0) > 0)
+        shade = np.ones(width, np.float32)
+        shade[columns] = side_light(len(columns), params.shear, SIDE_LIGHT)
+        colour = np.clip(np.array(prop["colour"], np.float32) * light * shade[None, :, None], 0, 1)
+        scene = matte[..., None] * colour + (1 - matte[..., None]) * scene
+    return scene
+
+
 def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)) -> tuple[Layers, SceneParams]:
-    """Render scene `seed`: Layers (source, exact matte, premultiplied subject, clean background) and its
-    parameters. Feet positions in the parameters are in view pixels."""
+    """Render scene `seed`: Layers (source, exact matte, premultiplied subject, clean background with the props,
+    the subject's shadow as effects) and its parameters. Feet positions in the parameters are in view pixels."""
     if not is_integer(frames) or frames < MIN_SCENE_FRAMES:
         raise OptionError(f"frames {frames!r}: a synthetic scene needs at least {MIN_SCENE_FRAMES}")
     height, width = size
@@ -154,18 +231,22 @@ def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)
         subject_rgb, subject_alpha = cutout.rgb, cutout.alpha
     else:
         subject_rgb, subject_alpha = _shape(params.subject, rng)
-    lit_subject = np.clip(subject_rgb.astype(np.float32) / 255 * light, 0, 1) * subject_alpha[..., None]
     rows, cols = np.nonzero(subject_alpha > 0.5)
     bottom, centre = float(rows.max()), float(cols.mean())
+    shade = np.ones(subject_alpha.shape[1], np.float32)
+    shade[cols.min():cols.max() + 1] = side_light(cols.max() - cols.min() + 1, params.shear, SIDE_LIGHT)
+    lit_subject = (np.clip(subject_rgb.astype(np.float32) / 255 * light * shade[None, :, None], 0, 1)
+                   * subject_alpha[..., None])
     source_frames = np.empty((frames, height, width, 3), np.uint8)
     background = np.empty_like(source_frames)
     foreground = np.empty_like(source_frames)
     alpha = np.empty((frames, height, width), np.float32)
+    effects = np.empty((frames, height, width), np.float32)
     view_feet = []
     for t in range(frames):
         view = np.float32([[1, 0, -(margin + offsets[t])], [0, 1, 0]])
         scene = cv2.warpAffine(world, view, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        scene = np.clip(scene * light, 0, 1)
+        scene = _add_props(np.clip(scene * light, 0, 1), params, offsets[t])
         x, y = params.feet[t][0] - offsets[t], params.feet[t][1]
         scale = params.heights[t] / (bottom + 1)
         matrix = np.float32([[scale, 0, x - scale * centre], [0, scale, y - scale * bottom]])
@@ -173,7 +254,10 @@ def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)
         fg = cv2.warpAffine(lit_subject, matrix, (width, height), flags=cv2.INTER_AREA)
         a = np.where(a < 1 / 255, 0, a)
         fg = fg * (a > 0)[..., None]
-        frame = fg + (1 - a[..., None]) * scene
+        dark = ground_shadow(a, (x, y), params.shear, params.squash, MIN_PENUMBRA + PENUMBRA * params.heights[t],
+                             params.horizon)
+        effects[t] = 1 - params.darkness * dark
+        frame = fg + (1 - a[..., None]) * effects[t][..., None] * scene
         background[t] = np.rint(scene * 255).astype(np.uint8)
         foreground[t] = np.clip(np.rint(fg * 255), 0, 255).astype(np.uint8)
         source_frames[t] = np.clip(np.rint(frame * 255), 0, 255).astype(np.uint8)
@@ -182,7 +266,7 @@ def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)
     params = SceneParams(**{**asdict(params), "feet": view_feet})
     # The exact premultiplied subject (premultiplying the composite would mix background into soft edges).
     layers = Layers(source_frames, alpha, foreground, background, FPS, params.caption(),
-                    {"synthetic": asdict(params)})
+                    {"synthetic": asdict(params)}, effects)
     return layers, params
 
 

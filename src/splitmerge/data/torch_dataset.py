@@ -7,6 +7,9 @@ Each sample is the dict DESIGN.md names, at a requested frame count and size:
     alpha         (1, T, H, W) float32 in [0, 1]    its matte, transformed with it
     alpha_target  (1, T, H, W) float32 in [0, 1]    the untransformed matte (the identity loss uses it)
     background    (3, T, H, W) float32 in [-1, 1]   the clean plate
+    effects       (1, T, H, W) float32 >= 0          the subject's effects on the scene (its shadow) as a grey gain
+                                                    over the background, 1 = untouched (all ones for a clip
+                                                    without them): part of the target, never of the input
     caption       str
     transform     dict: {"start": first frame taken, "flip", "crop", "jitter"} as applied (JSON-able)
     id            str
@@ -29,8 +32,9 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import LayersFormatError, OptionError
-from ..video.geometry import parse_size
-from ..video.io import read_matte, read_video
+from ..video.geometry import apply_resize, parse_size, plan_resize
+from ..video.io import read_gain, read_matte, read_video
+from ..video.layers import EFFECTS_SCALE, LayersStream
 from ..video.transforms import AugmentConfig, augment
 from .manifest import clip_files, clip_folder, id_number, read_manifest
 
@@ -46,6 +50,27 @@ def load_clip_window(folder: Path, start: int, count: int, size: tuple[int, int]
     background = read_video(folder / "background.mp4", size=size, start=start, max_frames=count).frames
     alpha = read_matte(folder / "alpha.mkv", size=size, start=start, max_frames=count)
     return frames, alpha, foreground, background
+
+
+def load_effects_window(folder: Path, start: int, count: int, size: tuple[int, int] | None) -> np.ndarray | None:
+    """Frames [start, start + count) of a Layers folder's effects at `size` (the same cover crop as the frames),
+    as a grey gain (T, H, W) float32 (colour gains averaged over their channels); None without effects."""
+    stream = LayersStream(folder)
+    if not stream.has_effects:
+        return None
+    _, _, gains = next(stream.chunks(start + count, start + count, colour=False, effects=True))
+    gains = gains[start:start + count]
+    return _grey_gains(gains, size)
+
+
+def _grey_gains(gains: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """(T, H, W) or (T, H, W, 3) gains -> grey (T, H', W') float32 at `size` (cover crop; None: as they are)."""
+    if gains.ndim == 4:
+        gains = gains.mean(axis=-1)
+    if size is None or tuple(size) == gains.shape[1:]:
+        return np.ascontiguousarray(gains, dtype=np.float32)
+    plan = plan_resize(gains.shape[1:], tuple(size))
+    return np.stack([apply_resize(gain, plan) for gain in gains]).astype(np.float32)
 
 
 def to_signed(frames: np.ndarray) -> torch.Tensor:
@@ -64,14 +89,16 @@ def _matte(alpha: np.ndarray) -> torch.Tensor:
 
 
 def make_sample(frames, alpha, foreground, background, caption: str, key: str, rng: np.random.Generator,
-                config: AugmentConfig | None, start: int) -> dict:
-    """The training sample of one clip window (see the module docstring); `rng` draws the augmentation."""
+                config: AugmentConfig | None, start: int, effects: np.ndarray | None = None) -> dict:
+    """The training sample of one clip window (see the module docstring); `rng` draws the augmentation;
+    `effects` (T, H, W) grey gains or None (no effects: ones)."""
     if config is not None and config.enabled:
         moved_fg, moved_alpha, params = augment(foreground, alpha, rng, config)
     else:
         moved_fg, moved_alpha, params = foreground, alpha, {"flip": False, "crop": None, "jitter": None}
     return {"video": to_signed(frames), "foreground": to_signed(moved_fg), "alpha": _matte(moved_alpha),
-            "alpha_target": _matte(alpha), "background": to_signed(background), "caption": caption,
+            "alpha_target": _matte(alpha), "background": to_signed(background),
+            "effects": _matte(np.ones_like(alpha) if effects is None else effects), "caption": caption,
             "transform": {"start": int(start), **params}, "id": key}
 
 
@@ -137,8 +164,10 @@ class StmDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         count = self.frames or row["num_frames"]
         start = int(rng.integers(0, row["num_frames"] - count + 1))
-        layers = load_clip_window(clip_folder(self.root, row), start, count, self.size)
-        return make_sample(*layers, row["caption"], row["id"], rng, self.augment, start)
+        folder = clip_folder(self.root, row)
+        layers = load_clip_window(folder, start, count, self.size)
+        effects = load_effects_window(folder, start, count, self.size)
+        return make_sample(*layers, row["caption"], row["id"], rng, self.augment, start, effects)
 
 
 def held_out_dataset(dataset: str | Path, fallback: str | None = "train", **options) -> StmDataset | None:
@@ -195,7 +224,20 @@ class StmIterableDataset(IterableDataset):
             for name in LAYER_FILES:
                 (Path(folder) / name).write_bytes(members[name])
             layers = load_clip_window(Path(folder), start, count, self.size)
-        return make_sample(*layers, members["txt"].decode("utf-8", "replace"), key, rng, self.augment, start)
+            effects = _shard_effects(Path(folder), members, start, count, self.size)
+        return make_sample(*layers, members["txt"].decode("utf-8", "replace"), key, rng, self.augment, start,
+                           effects)
+
+
+def _shard_effects(folder: Path, members: dict, start: int, count: int, size) -> np.ndarray | None:
+    """A shard sample's effects window (its ``effects.mkv`` member, written at `EFFECTS_SCALE` by the export),
+    as `load_effects_window` gives them; None when the sample has none."""
+    if "effects.mkv" not in members:
+        return None
+    path = folder / "effects.mkv"
+    path.write_bytes(members["effects.mkv"])
+    gains = read_gain(path, EFFECTS_SCALE, max_frames=start + count)[start:start + count]
+    return _grey_gains(gains, size)
 
 
 

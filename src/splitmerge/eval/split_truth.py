@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from ..data.cutouts import load_cutout, load_photo
+from ..data.shadows import ground_shadow
 from ..errors import OptionError
 
 CAMERAS = ("static", "pan", "zoom", "handheld")
@@ -342,13 +343,9 @@ def _place(premultiplied, alpha, placed: np.ndarray, view_size, maps=None):
 def shadow_gain(alpha: np.ndarray, feet: tuple[float, float], strength: float) -> np.ndarray:
     """(H, W) float32 in (0, 1]: the soft ground shadow of a (H, W) matte standing at `feet` (x, y, view px):
     the matte sheared sideways (`SHADOW_SHEAR`) and squashed (`SHADOW_SQUASH`) onto the ground behind the feet,
-    blurred (`SHADOW_BLUR`); gain 1 - strength where it is fully dark, exactly 1 where it does not reach."""
-    height, width = alpha.shape
-    fx, fy = feet
-    onto_ground = np.array([[1.0, -SHADOW_SHEAR, SHADOW_SHEAR * fy], [0.0, SHADOW_SQUASH, fy * (1 - SHADOW_SQUASH)]])
-    cast = cv2.warpAffine(alpha, onto_ground, (width, height), flags=cv2.INTER_LINEAR)
-    dark = np.clip(cv2.GaussianBlur(cast, (0, 0), SHADOW_BLUR), 0, 1)
-    dark[dark < 1e-3] = 0.0
+    blurred (`SHADOW_BLUR`; `data.shadows.ground_shadow`); gain 1 - strength where it is fully dark, exactly 1
+    where it does not reach."""
+    dark = ground_shadow(alpha, feet, SHADOW_SHEAR, SHADOW_SQUASH, SHADOW_BLUR)
     return (1.0 - strength * dark).astype(np.float32)
 
 
