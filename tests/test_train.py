@@ -349,7 +349,8 @@ def test_a_fresh_warp_composer_composes_exactly_a_copy_paste_at_full_resolution(
     # mirror="model": the Composer's own first-step choice (patched here to mirror), unless one is forced.
     sampled = Composer.warp_parameters
     monkeypatch.setattr(Composer, "warp_parameters", lambda self, *args, flip=None, **kwargs: (
-        sampled(self, *args, flip=flip, **kwargs)[0], torch.full((1,), 5.0) if flip is None else flip))
+        lambda found: (found[0], torch.full((1,), 5.0) if flip is None else flip, *found[2:]))(
+        sampled(self, *args, flip=flip, **kwargs)))
     chosen = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
                         mirror="model")
     assert chosen.meta["mirrored"] == [True] and np.allclose(chosen.alpha, layers.alpha[:, :, ::-1], atol=1e-6)
@@ -403,3 +404,72 @@ def test_validation_follows_the_honest_protocol(dataset):
     assert {record["flip"] for record in batch["transform"]} == {True, False}  # the run's p 1.0 is not used
     for caption in batch["caption"]:
         assert caption not in truths and not re.search(r"\b(left|right)", caption), caption
+
+
+def test_a_drawn_composer_casts_its_shadow_at_full_resolution_streamed_as_in_memory(tmp_path):
+    """A drawn warp Composer (effects_layer, relight) whose output bias casts a dark shadow: `sm.compose` gives
+    its gain as `Composite.effects`, darkens the background only there (exact elsewhere), and the streamed
+    `compose_to_file` writes the same frames and a version 2 Layers folder with the same effects."""
+    import numpy as np
+    import torch
+
+    import splitmerge as sm
+    from splitmerge.data.synthetic import render_scene
+    from splitmerge.merge.composer import ComposerConfig
+    from splitmerge.merge.stream import compose_to_file
+    from splitmerge.merge.warp import SHADOW_DARK, SHADOW_SHEAR
+
+    record = yaml.safe_load(preset_path("cpu-tiny").read_text())["composer"]
+    torch.manual_seed(0)
+    model = Composer(ComposerConfig(**{**record, "text_encoder": "none", "sample_frames": 8,
+                                       "sample_size": [32, 48], "effects_layer": True, "relight": True}))
+    with torch.no_grad():  # every cell votes for a dark shadow leaning right: darkness 0.9 sigmoid(6 - 4) = 0.79
+        model.transformer.proj_out.bias.view(-1, model.out_channels)[:, SHADOW_DARK] = 6.0
+        model.transformer.proj_out.bias.view(-1, model.out_channels)[:, SHADOW_SHEAR] = 1.0
+    model.save_pretrained(tmp_path / "drawn")
+    layers, _ = render_scene(5, frames=11, size=(48, 64))
+    layers = sm.Layers(layers.frames, layers.alpha, layers.foreground, layers.background, layers.fps,
+                       layers.caption)  # the input layer has no shadow
+    layers.save(tmp_path / "subject")
+    sm.write_video(tmp_path / "street.mp4", sm.Video(layers.background, layers.fps))
+    street = sm.read_video(tmp_path / "street.mp4")
+    kept = sm.compose(fg=sm.Layers.load(tmp_path / "subject"), background=street, method="stm",
+                      model=str(tmp_path / "drawn"), steps=2)  # (what the streamed path reads: the saved layer)
+    assert kept.effects is not None and kept.effects.shape == layers.alpha.shape
+    shade = kept.effects < 1
+    assert shade.mean() > 0.01 and kept.effects.min() < 0.5  # a visible shadow beside the subject
+    untouched = (kept.alpha == 0) & ~shade
+    assert np.array_equal(kept.frames[untouched], street.frames[untouched])  # the background exact elsewhere
+    darker = shade & (kept.alpha == 0)
+    assert (kept.frames[darker].astype(int).sum(-1) <= street.frames[darker].astype(int).sum(-1)).all()
+    kept.save(tmp_path / "kept.mp4")
+    compose_to_file(tmp_path / "subject", tmp_path / "street.mp4", tmp_path / "streamed.mp4", method="stm",
+                    model=str(tmp_path / "drawn"), steps=2, layers_out=tmp_path / "out", chunk=3)
+    streamed, in_memory = sm.read_video(tmp_path / "streamed.mp4"), sm.read_video(tmp_path / "kept.mp4")
+    assert np.array_equal(streamed.frames, in_memory.frames)
+    out = sm.Layers.load(tmp_path / "out")
+    assert out.effects is not None and np.abs(out.effects - kept.effects).max() < 1e-4
+    rebuilt = np.abs(out.recomposite().astype(int) - out.frames.astype(int))  # fg + (1 - a) E bg, H.264 layers
+    assert rebuilt.mean() < 1.5
+
+
+def test_the_drawn_preset_builds_and_its_ablation_flag_switches_the_shadow_off(tmp_path, monkeypatch):
+    """`cpu-small-drawn` is `cpu-small` plus the drawn outputs (18: the warp's 12, the light's 6) and their
+    losses; `--no-effects-layer` trains it without the cast shadow (the ablation), nothing else changed."""
+    from splitmerge.merge.composer import ComposerConfig
+
+    drawn = TrainConfig.load(preset_path("cpu-small-drawn"))
+    plain = TrainConfig.load(preset_path("cpu-small"))
+    added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
+    assert added == {"inverse_weight": 1.0, "mirror_weight": 0.2, "effects_layer": True, "effects_weight": 1.0,
+                     "relight": True}
+    assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
+                                      "backbone_config": {**drawn.composer["backbone_config"],
+                                                          "num_layers": 1}})).out_channels == 18
+    seen = {}
+    monkeypatch.setattr("splitmerge.merge.train.train", lambda config, run, resume=False: seen.update(
+        composer=config.composer) or {"main_process": False})
+    main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
+          "--no-effects-layer"])
+    assert seen["composer"]["effects_layer"] is False and seen["composer"]["effects_weight"] == 0.0
+    assert seen["composer"]["relight"] is True

@@ -241,6 +241,8 @@ def _cmd_train(args) -> int:
         config.augment = {**config.augment, "enabled": False} if isinstance(config.augment, dict) else False
     if args.no_identity_loss:
         config.composer = {**config.composer, "identity_loss": False}
+    if args.no_effects_layer:
+        config.composer = {**config.composer, "effects_layer": False, "effects_weight": 0.0}
     summary = train(config, args.output, resume=args.resume)
     if not summary["main_process"]:
         return 0
@@ -517,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                          "augmentation of the foreground")
     train_parser.add_argument("--no-identity-loss", action="store_true", help="ablation: the plain loss instead "
                                                                                "of the identity-preservation loss")
+    train_parser.add_argument("--no-effects-layer", action="store_true",
+                              help="ablation: no drawn effects layer (the subject's shadow) beside the warp")
     train_parser.set_defaults(run=_cmd_train)
 
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")

@@ -23,7 +23,7 @@ from ..config_types import is_integer
 from ..errors import OptionError, ShapeError
 from ..paths import check_output
 from ..video.io import read_video, write_video
-from ..video.layers import Layers, Video, composite
+from ..video.layers import Layers, Video, composite, uncomposite
 from ..video.transforms import place
 
 _METHODS: dict[str, Callable[["ComposeInputs"], "Composite"]] = {}
@@ -97,6 +97,8 @@ class Composite:
             the method cannot say (then evaluation re-splits the result).
         background: (T, H, W, 3) uint8, the background it was composed over.
         meta: method, prompt, placement and the method's own settings (JSON-able).
+        effects: (T, H, W) float32, the gain the subjects' drawn effects (shadows) put on the background (1 =
+            untouched), or None when the method draws none: frames = fg + (1 - alpha) * effects * background.
     """
 
     frames: np.ndarray
@@ -104,6 +106,7 @@ class Composite:
     alpha: np.ndarray | None
     background: np.ndarray
     meta: dict = field(default_factory=dict)
+    effects: np.ndarray | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the result video (H.264, atomic)."""
@@ -113,9 +116,9 @@ class Composite:
         """The result as Layers (needs `alpha`): source = the result, the subjects' layer, the background."""
         if self.alpha is None:
             raise OptionError(f"method {self.meta.get('method')!r} gives no matte: split the result instead")
-        foreground = np.clip(np.rint(self.frames - (1 - self.alpha[..., None]) * self.background), 0, 255)
-        return Layers(self.frames, self.alpha, foreground.astype(np.uint8), self.background, self.fps,
-                      self.meta.get("prompt", ""), {"compose": self.meta})
+        foreground = uncomposite(self.frames, self.alpha, self.background, self.effects)
+        return Layers(self.frames, self.alpha, foreground, self.background, self.fps, self.meta.get("prompt", ""),
+                      {"compose": self.meta}, self.effects)
 
 
 def over(inputs: ComposeInputs, subjects: list[tuple[np.ndarray, np.ndarray]] | None = None) -> Composite:

@@ -43,7 +43,8 @@ from ..config_types import check_field_types
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
-from .warp import WARP_CHANNELS, mirror_error, pool_parameters, warp_layer, zero_output
+from .warp import (DRAWN_CHANNELS, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, mirror_error,
+                   pool_parameters, relight_gain, shadow_error, warp_layer, zero_output)
 
 TEXT_DIM = {"minilm": 384}
 MATTE_OFFSET = -3.0   # a layer's matte starts near empty (sigmoid(-3) = 0.05): the background shows until learnt
@@ -85,6 +86,10 @@ class ComposerConfig:
     identity_weight: float = 0.5      # a in L = a L_fg + (1 - a) L_bg
     placement_weight: float = 0.0     # layered outputs: + w * the blurred matte error (`placement_error`)
     mirror_weight: float = 0.0        # warp: + w * the mirror logit's cross-entropy against the known flip
+    effects_layer: bool = False       # warp: also draw the subject's effects on the background (its cast shadow)
+    relight: bool = False             # warp: also draw a relighting ramp across the moved subject
+    effects_weight: float = 0.0       # effects layer: + w * its shadow's error against the true effects
+    inverse_weight: float = 0.0       # warp: + w * the map's error against the augmentation's exact inverse
     caption_dropout: float = 0.1
     flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
     noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
@@ -146,7 +151,7 @@ class Composer(nn.Module):
         channels = self.codec.channels
         self.in_channels = 3 * channels + int(self.config.matte_channel)
         self.out_channels = {"direct": channels, "layer": channels + self.codec.matte_channels,
-                             "warp": WARP_CHANNELS}[self.config.output]
+                             "warp": DRAWN_CHANNELS if self.drawn else WARP_CHANNELS}[self.config.output]
         if backbone is None:
             settings = {**self.config.backbone_config, "in_channels": self.in_channels,
                         "out_channels": self.out_channels}
@@ -248,11 +253,25 @@ class Composer(nn.Module):
                       background: torch.Tensor, hard: bool = False, flip: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``warp``: the input layer moved and re-tinted as the raw output (B, WARP_CHANNELS, t, h, w)
-        says (`merge.warp`), over the background. `foreground` (B, 3, T, H, W) premultiplied and `background`
-        in [-1, 1], `alpha` (B, 1, T, H, W). Returns (x0 estimate (B, C, t, h, w), matte (B, 1, T, H, W))."""
+        says (`merge.warp`), over the background; a drawn Composer (`drawn`) also relights the moved layer and
+        darkens the background by its effects layer. `foreground` (B, 3, T, H, W) premultiplied and
+        `background` in [-1, 1], `alpha` (B, 1, T, H, W). Returns (x0 estimate (B, C, t, h, w), matte (B, 1, T,
+        H, W))."""
         layer, matte = warp_layer(raw, (foreground + 1) / 2, alpha, hard, flip)
-        picture = layer + (1 - matte) * (background.float() + 1) / 2
+        plate = (background.float() + 1) / 2
+        if self.drawn:
+            values = drawn_values(raw, foreground.shape[2])
+            if self.config.relight:
+                layer = torch.minimum(layer * relight_gain(matte, values), matte)
+            if self.config.effects_layer:
+                plate = plate * effects_gain(matte, values)
+        picture = layer + (1 - matte) * plate
         return self.codec.encode(picture * 2 - 1), matte
+
+    @property
+    def drawn(self) -> bool:
+        """Whether the model draws beside its warp (a cast shadow, a relighting): `DRAWN_CHANNELS` outputs."""
+        return self.config.effects_layer or self.config.relight
 
     @property
     def layered(self) -> bool:
@@ -294,9 +313,12 @@ class Composer(nn.Module):
         the model's matte against the truth's, blurred at three scales (a moved subject that misses the truth
         entirely still learns which way to go). `mirror_weight` (warp) adds the mirror logit's cross-entropy
         against the flips recorded in ``batch["transform"]`` (`mirror_error`): learnt only through the soft mix of
-        the two warps, the choice settles on the prior (mirror every subject at flip p 0.7).
-        Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"][, "loss_mirror"]} (scalars; the parts are for
-        logging)."""
+        the two warps, the choice settles on the prior (mirror every subject at flip p 0.7). `inverse_weight`
+        (warp) adds the map's error against the augmentation's exact inverse (`merge.warp.inverse_error`), and
+        `effects_weight` (effects layer) the error of the shadow the true matte casts under the drawn light
+        against ``batch["effects"]`` (the true effects, `merge.warp.shadow_error`).
+        Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"][, "loss_mirror"][, "loss_inverse"][,
+        "loss_effects"]} (scalars; the parts are for logging)."""
         device = next(self.parameters()).device
         video = batch["video"].to(device)
         target = self.codec.encode(video)
@@ -320,6 +342,11 @@ class Composer(nn.Module):
         if self.config.output == "warp" and self.config.mirror_weight and "transform" in batch:
             level = sigma if self.config.objective == "flow" else timestep / self.config.train_timesteps
             parts["loss_mirror"] = mirror_error(prediction, batch["transform"], level)
+        if self.config.output == "warp" and self.config.inverse_weight and "transform" in batch:
+            parts["loss_inverse"] = inverse_error(prediction, batch["transform"], *video.shape[-2:])
+        if self.config.effects_layer and self.config.effects_weight and "effects" in batch:
+            parts["loss_effects"] = shadow_error(prediction, batch["alpha_target"].to(device),
+                                                 batch["effects"].to(device))
         if self.layered:
             estimate = self.estimator(batch.get("foreground_clean", batch["foreground"]).to(device),
                                        batch["alpha"].to(device),
@@ -339,8 +366,10 @@ class Composer(nn.Module):
             loss = error.mean()
         if "loss_place" in parts:
             loss = loss + self.config.placement_weight * parts["loss_place"]
-        if "loss_mirror" in parts:
-            loss = loss + self.config.mirror_weight * parts["loss_mirror"]
+        for name, weight in (("loss_mirror", self.config.mirror_weight), ("loss_inverse", self.config.inverse_weight),
+                             ("loss_effects", self.config.effects_weight)):
+            if name in parts:
+                loss = loss + weight * parts[name]
         return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach(),
                 **{key: value.detach() for key, value in parts.items()}}
 
@@ -386,9 +415,10 @@ class Composer(nn.Module):
                         generator: torch.Generator | None = None, flip: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``warp``: sample as `sample` does and return the final map instead of pixels: per-frame
-        parameters (B, WARP_CHANNELS, T) and the clip's mirror logit (B,; chosen at the first step, from the
-        inputs and caption alone, unless `flip` (B,) gives it: then the map is sampled for that choice), for
-        `merge.warp.apply_warp` on the layer at any resolution (compose renders it at the background's size)."""
+        parameters (B, out_channels, T: `WARP_CHANNELS`, or `DRAWN_CHANNELS` with the shadow and the light) and
+        the clip's mirror logit (B,; chosen at the first step, from the inputs and caption alone, unless `flip`
+        (B,) gives it: then the map is sampled for that choice), for `merge.warp.apply_warp` (and
+        `light_values`) on the layer at any resolution (compose renders it at the background's size)."""
         if self.config.output != "warp":
             raise OptionError("warp_parameters needs a Composer with output warp")
         _, _, (raw, flip), _ = self._denoise(foreground, alpha, background, captions, steps, guidance, generator,

@@ -26,6 +26,7 @@ ask for; ``preserve_background=False`` returns the raw generation.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,9 +37,10 @@ import torch
 from ..data.torch_dataset import from_signed, to_signed
 from ..errors import OptionError
 from ..video.geometry import resize_frames
+from ..video.layers import composite
 from .compose import ComposeInputs, Composite, register_method
 from .orientation import matte_centres, mirror_for
-from .warp import LOG_ZOOM, SHIFT_X, SHIFT_Y, WARP_CHANNELS, apply_warp
+from .warp import LOG_ZOOM, SHIFT_X, SHIFT_Y, apply_warp, effects_gain, light_values, relight_gain
 
 CHANGE_LEVEL = 0.08   # mean absolute difference (colours in [0, 1]) above which a pixel counts as changed
 GROW = 3              # px
@@ -100,9 +102,23 @@ def mirror_choice(policy: str, placement: str, prompt: str, centres: np.ndarray,
     return None
 
 
+@dataclass
+class ClipMap:
+    """What a warp Composer decided for one subject over a whole clip: per-frame map `parameters`
+    (out_channels, T: the warp's, and a drawn Composer's shadow and light, `merge.warp.light_values`) and the
+    mirror logit `flip`."""
+
+    parameters: torch.Tensor
+    flip: float
+
+    def frames(self, selection: slice) -> "ClipMap":
+        """The map of frames `selection` only."""
+        return ClipMap(self.parameters[:, selection], self.flip)
+
+
 class WarpMap:
     """A warp Composer's map for a whole clip, sampled window by window (`window_starts`): per-frame parameters
-    (WARP_CHANNELS, T) cross-faded over the overlaps like pixels, and one mirror logit for the clip (the forced
+    (out_channels, T) cross-faded over the overlaps like pixels, and one mirror logit for the clip (the forced
     choice, or the windows' weighted mean of the Composer's own)."""
 
     def __init__(self, model, count: int, inputs: ComposeInputs, forced: torch.Tensor | None):
@@ -111,7 +127,7 @@ class WarpMap:
         self.overlap = int(self.window * OVERLAP)
         self.starts = window_starts(count, self.window, self.overlap)
         self.generator = torch.Generator().manual_seed(inputs.seed)
-        self.parameters = torch.zeros(WARP_CHANNELS, count)
+        self.parameters = torch.zeros(model.out_channels, count)
         self.total = np.zeros(count, np.float32)
         self.flips: list[tuple[float, float]] = []
 
@@ -133,16 +149,16 @@ class WarpMap:
         self.flips.append((float(weights.sum()), float(flip[0])))
         self.total[start:start + keep] += weights
 
-    def result(self) -> tuple[torch.Tensor, float]:
-        """(parameters (WARP_CHANNELS, T), mirror logit), once every window is sampled."""
+    def result(self) -> ClipMap:
+        """The clip's map, once every window is sampled."""
         flip = sum(w * f for w, f in self.flips) / sum(w for w, _ in self.flips)
         parameters = self.parameters / torch.from_numpy(self.total)
         if self.inputs.options.get("placement") == "given":  # where the caller put it: only the colour is ours
             parameters[[LOG_ZOOM, SHIFT_X, SHIFT_Y]] = 0.0
-        return parameters, flip
+        return ClipMap(parameters, flip)
 
 
-def _warp_windows(model, small_fg, small_alpha, small_bg, inputs):
+def _warp_windows(model, small_fg, small_alpha, small_bg, inputs) -> ClipMap:
     """`WarpMap` of a clip held in memory at the Composer's size."""
     forced = mirror_choice(mirror_policy(inputs.options), inputs.options.get("placement", "model"), inputs.prompt,
                            matte_centres(small_alpha), small_alpha.shape[-1])
@@ -153,26 +169,37 @@ def _warp_windows(model, small_fg, small_alpha, small_bg, inputs):
     return warp.result()
 
 
-def render_warp(parameters: torch.Tensor, flip: float, layer: np.ndarray, alpha: np.ndarray,
-                background: np.ndarray, chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """The subject layer (T, H, W, 3) premultiplied uint8 with its matte (T, H, W), moved and re-tinted by the
-    map `parameters` (WARP_CHANNELS, T) at the background's own resolution, `chunk` frames at a time, over the
-    background (exact outside the matte). Returns (result (T, H, W, 3) uint8, matte (T, H, W) float32)."""
+def render_warp(clip_map: ClipMap, layer: np.ndarray, alpha: np.ndarray, background: np.ndarray, chunk: int = 4,
+                effects: bool = False, relight: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The subject layer (T, H, W, 3) premultiplied uint8 with its matte (T, H, W), moved and re-tinted by
+    `clip_map` (its frames match the layer's) at the background's own resolution, `chunk` frames at a time, over
+    the background (exact outside the matte and, with `effects`, outside the subject's drawn cast shadow); with
+    `relight`, the drawn light ramp multiplies the moved subject. Returns (result (T, H, W, 3) uint8, matte
+    (T, H, W) float32, the shadow's gain (T, H, W) float32 (1 = untouched) or None without `effects`)."""
     result = np.empty(background.shape, np.uint8)
     matte = np.empty(alpha.shape, np.float32)
-    mirror = torch.tensor([flip])
+    gains = np.empty(alpha.shape, np.float32) if effects else None
+    mirror = torch.tensor([clip_map.flip])
     for start in range(0, len(background), chunk):
         end = min(start + chunk, len(background))
+        parameters = clip_map.parameters[None, :, start:end]
         colour = torch.from_numpy(layer[start:end].astype(np.float32) / 255).permute(3, 0, 1, 2)[None]
-        moved, moved_alpha = apply_warp(parameters[None, :, start:end], mirror, colour,
-                                        torch.from_numpy(alpha[start:end])[None, None], hard=True)
+        moved, moved_alpha = apply_warp(parameters, mirror, colour, torch.from_numpy(alpha[start:end])[None, None],
+                                        hard=True)
+        values = light_values(parameters) if (effects or relight) else None
+        if relight:
+            moved = torch.minimum(moved * relight_gain(moved_alpha, values), moved_alpha)
+        gain = None
+        if effects:
+            gain = effects_gain(moved_alpha, values, floor=True)[0, 0].numpy()
+            gains[start:end] = gain
         moved = moved[0].permute(1, 2, 3, 0).numpy() * 255
         a = moved_alpha[0, 0].numpy()
         a = np.where(a < 1 / 255, 0, a)
         moved = np.where(a[..., None] > 0, moved, 0)  # exactly the background where there is no subject
-        result[start:end] = np.rint(moved + (1 - a[..., None]) * background[start:end]).clip(0, 255)
+        result[start:end] = composite(moved, a, background[start:end], gain)
         matte[start:end] = a
-    return result, matte
+    return result, matte, gains
 
 
 def stm_model(options: dict):
@@ -196,19 +223,37 @@ def warp_meta(model, path: Path, count: int, inputs: ComposeInputs, mirrored: li
 @register_method("stm", options=("mirror", "preserve_background"))
 def stm(inputs: ComposeInputs) -> Composite:
     model, path = stm_model(inputs.options)
+    if model.config.output == "warp":
+        return _stm_warp(inputs, model, path)
+    return _stm_generated(inputs, model, path)
+
+
+def _stm_warp(inputs: ComposeInputs, model, path: Path) -> Composite:
+    """A warp Composer: each subject placed by a map of its own, in order, over the result so far, rendered at
+    the background's resolution (with a drawn Composer's effects and relighting)."""
+    size = tuple(model.config.sample_size)
+    background = inputs.background
+    result, union, mirrored = background, np.zeros(background.shape[:3], np.float32), []
+    shading = np.ones(background.shape[:3], np.float32) if model.config.effects_layer else None
+    small_bg = resize_frames(background, size)
+    for layer, alpha in inputs.subjects:
+        clip_map = _warp_windows(model, resize_frames(layer, size), resize_frames(alpha, size), small_bg, inputs)
+        result, matte, gain = render_warp(clip_map, layer, alpha, result, effects=model.config.effects_layer,
+                                          relight=model.config.relight)
+        union, small_bg = matte + (1 - matte) * union, resize_frames(result, size)
+        if shading is not None:
+            shading = shading * gain
+        mirrored.append(bool(clip_map.flip > 0))
+    meta = warp_meta(model, path, len(background), inputs, mirrored)
+    return Composite(result, inputs.fps, union, background, meta, shading)
+
+
+def _stm_generated(inputs: ComposeInputs, model, path: Path) -> Composite:
+    """Other Composers generate the clip at their size, window by window; the background is kept outside what
+    they changed (module docstring)."""
     window, size = int(model.config.sample_frames), tuple(model.config.sample_size)
     background = inputs.background
     count, height, width = background.shape[:3]
-    if model.config.output == "warp":  # each subject placed by a map of its own, in order, over the result so far
-        result, union, mirrored = background, np.zeros(background.shape[:3], np.float32), []
-        small_bg = resize_frames(background, size)
-        for layer, alpha in inputs.subjects:
-            parameters, flip = _warp_windows(model, resize_frames(layer, size), resize_frames(alpha, size), small_bg,
-                                             inputs)
-            result, matte = render_warp(parameters, flip, layer, alpha, result)
-            union, small_bg = matte + (1 - matte) * union, resize_frames(result, size)
-            mirrored.append(bool(flip > 0))
-        return Composite(result, inputs.fps, union, background, warp_meta(model, path, count, inputs, mirrored))
     generator = torch.Generator().manual_seed(inputs.seed)
     overlap = int(window * OVERLAP)
     starts = window_starts(count, window, overlap)

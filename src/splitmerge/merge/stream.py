@@ -14,6 +14,7 @@ Passes over the inputs, each reading `chunk` frames at a time:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from ..errors import MediaError, OptionError
 from ..video.geometry import resize_frames
 from ..video.io import VideoReader, VideoWriter, iter_chunks, probe
-from ..video.layers import LayersStream, LayersWriter, composite
+from ..video.layers import LayersStream, LayersWriter, composite, uncomposite
 from ..video.rates import frame_rate
 from ..video.transforms import SUBJECT_THRESHOLD, place, subject_center
 from .compose import (ComposeInputs, Placement, check_compose_outputs, check_options, check_sampling, compose_meta,
@@ -97,15 +98,16 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
             raise empty_matte(index)
         anchors.append(subject_center(present.astype(np.float32)))
 
-    maps, meta = [], {}
+    maps, meta, drawn = [], {}, {}
     if method == "stm":
         from .stm import stm_model, warp_meta
 
         composer, path = stm_model(inputs.options)
+        job = StreamJob(composer, inputs, subjects, anchors, plan, size, count, chunk, background)
         for index in range(len(subjects)):  # each over the background with the ones before it rendered
-            maps.append(_sample_map(composer, inputs, subjects, anchors, plan, size, count, chunk, index,
-                                    background, maps))
-        meta = warp_meta(composer, path, count, inputs, [bool(flip > 0) for _, flip in maps])
+            maps.append(_sample_map(job, index, maps))
+        meta = warp_meta(composer, path, count, inputs, [bool(clip_map.flip > 0) for clip_map in maps])
+        drawn = {"effects": composer.config.effects_layer, "relight": composer.config.relight}
     else:
         for index, subject in enumerate(subjects):
             if not any(bool((alpha > 0).any()) for _, _, alpha in
@@ -120,12 +122,13 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
         with VideoWriter(output, rate) as writer:
             streams = [_placed(s, anchors[i], plan, size, count, chunk) for i, s in enumerate(subjects)]
             for plate, *placed in zip(_frames(background, count, chunk), *streams, strict=False):
-                result, union = _render(plate, placed, maps)
+                result, union, shading = _render(plate, placed, maps, **drawn)
                 for t in range(len(plate)):
                     writer.write(result[t])
                     if layers is not None:
-                        foreground = np.clip(np.rint(result[t] - (1 - union[t][..., None]) * plate[t]), 0, 255)
-                        layers.write(result[t], union[t], foreground.astype(np.uint8), plate[t])
+                        gain = None if shading is None else shading[t]
+                        layers.write(result[t], union[t], uncomposite(result[t], union[t], plate[t], gain), plate[t],
+                                     gain)
                 written += len(plate)
             if written < count:
                 raise MediaError(f"{background}: ended after {written} frames; its header says {info.frames}")
@@ -138,43 +141,72 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
     return {**compose_meta(method, text, seed, count, plan), **meta, "streamed": True}
 
 
-def _render(plate: np.ndarray, placed: list, maps: list) -> tuple[np.ndarray, np.ndarray]:
+def _render(plate: np.ndarray, placed: list, maps: list, effects: bool = False, relight: bool = False
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One chunk: the subjects (frames, placed fg, placed alpha) over `plate` in order, warped by their `maps`
-    (stm) or pasted (copy-paste). Returns (result (n, H, W, 3) uint8, union matte (n, H, W))."""
+    (stm `ClipMap`s; a drawn Composer's `effects` and `relight` applied) or pasted (copy-paste). Returns
+    (result (n, H, W, 3) uint8, union matte (n, H, W), the effects gain (n, H, W) or None without `effects`)."""
     from .stm import render_warp
 
     result, union = plate, np.zeros(plate.shape[:3], np.float32)
+    shading = np.ones(plate.shape[:3], np.float32) if maps and effects else None
     for index, (frames, foreground, alpha) in enumerate(placed):
         if maps:
-            parameters, flip = maps[index]
-            result, matte = render_warp(parameters[:, frames], flip, foreground, alpha, result)
+            result, matte, gain = render_warp(maps[index].frames(frames), foreground, alpha, result, effects=effects,
+                                              relight=relight)
+            if shading is not None:
+                shading = shading * gain
         else:
             result, matte = composite(foreground, alpha, result), alpha
         union = matte + (1 - matte) * union
-    return result, union
+    return result, union, shading
 
 
-def _sample_map(composer, inputs, subjects, anchors, plan, size, count, chunk, index, background, maps):
+@dataclass
+class StreamJob:
+    """What every pass of a streamed stm composition reads: the Composer, the inputs, the subjects' folders
+    with their anchors and placement plan, the output size (H, W), the frame count, the chunk, the background
+    video's path."""
+
+    composer: object
+    inputs: ComposeInputs
+    subjects: list
+    anchors: list
+    plan: Placement
+    size: tuple[int, int]
+    count: int
+    chunk: int
+    background: object
+
+    def placed(self, index: int, colour: bool = True):
+        """Subject `index` placed, chunk by chunk (`_placed`)."""
+        return _placed(self.subjects[index], self.anchors[index], self.plan, self.size, self.count, self.chunk,
+                       colour)
+
+
+def _sample_map(job: StreamJob, index: int, maps: list):
     """Pass 2 for subject `index`: its mirror choice, then its map window by window (`stm.WarpMap`) over the
     Composer-size frames of it and of the background with subjects 0..index-1 rendered by their `maps`."""
     from .stm import WarpMap, mirror_choice, mirror_policy
 
+    composer, inputs, count = job.composer, job.inputs, job.count
     small_size = tuple(composer.config.sample_size)
     centres, inside = [], False
-    for _, _, alpha in _placed(subjects[index], anchors[index], plan, size, count, chunk, colour=False):
+    for _, _, alpha in job.placed(index, colour=False):
         inside = inside or bool((alpha > 0).any())
         centres.append(matte_centres(resize_frames(alpha, small_size)))
     if not inside:
-        raise placed_outside(index, size, plan)
-    forced = mirror_choice(mirror_policy(inputs.options), plan.by, inputs.prompt, np.concatenate(centres),
+        raise placed_outside(index, job.size, job.plan)
+    forced = mirror_choice(mirror_policy(inputs.options), job.plan.by, inputs.prompt, np.concatenate(centres),
                            small_size[1])
     warp = WarpMap(composer, count, inputs, forced)
     buffer: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     window = 0
-    streams = [_placed(s, anchors[i], plan, size, count, chunk) for i, s in enumerate(subjects[:index + 1])]
-    for plate, *placed in zip(_frames(background, count, chunk), *streams, strict=False):
+    streams = [job.placed(i) for i in range(index + 1)]
+    drawn = {"effects": composer.config.effects_layer, "relight": composer.config.relight}
+    for plate, *placed in zip(_frames(job.background, count, job.chunk), *streams, strict=False):
         earlier, (frames, foreground, alpha) = placed[:-1], placed[-1]
-        behind, _ = _render(plate, earlier, maps) if earlier else (plate, None)
+        behind = _render(plate, earlier, maps, **drawn)[0] if earlier else plate
         for t, (fg, a, bg) in enumerate(zip(resize_frames(foreground, small_size), resize_frames(alpha, small_size),
                                             resize_frames(behind, small_size), strict=True)):
             buffer[frames.start + t] = (fg, a, bg)
@@ -188,5 +220,5 @@ def _sample_map(composer, inputs, subjects, anchors, plan, size, count, chunk, i
             for frame in [f for f in buffer if f < keep_from]:
                 del buffer[frame]
     if window < len(warp.starts):
-        raise MediaError(f"{background}: ended before frame {count}")
+        raise MediaError(f"{job.background}: ended before frame {count}")
     return warp.result()

@@ -14,11 +14,24 @@ probability p (a soft mix keeps the choice trainable; `hard=True` picks one side
 Composer chooses it once at the first step and holds it: `flip` replaces the pooled logit). A zero backbone
 output is the identity: the layer as given, unmirrored (p = sigmoid(`FLIP_OFFSET`)), colours unchanged.
 
-Shapes: raw (B, WARP_CHANNELS, t, h, w) with t the latent frames; layers (B, 3, T, H, W) premultiplied in
-[0, 1]; mattes (B, 1, T, H, W) in [0, 1].
+A drawn Composer (`DRAWN_CHANNELS` outputs) also draws what a moved copy cannot, from six more clip-wide values
+pooled the same way:
+- its **cast shadow** (the effects layer): the moved matte projected onto the ground from its feet by a distant
+  light, ``x' = x + shear (fy - y)``, ``y' = fy - squash (fy - y)`` (`data.shadows`), blurred and darkened;
+  the network decides shear, squash (the light's direction and height), darkness and softness from the scene
+  (`cast_shadow`, `effects_gain`: the gain over the background, 1 - darkness);
+- its **relighting**: a log-gain ramp across the moved subject's box (its lit side; `relight_gain`).
+The shadow follows the subject wherever the warp puts it and is drawn from its matte at any resolution. (A
+per-cell darkness map was tried first: with the subject's place uncertain it learnt one faint darkening of the
+whole ground, docs/training.md.)
+
+Shapes: raw (B, WARP_CHANNELS or DRAWN_CHANNELS, t, h, w) with t the latent frames; layers (B, 3, T, H, W)
+premultiplied in [0, 1]; mattes (B, 1, T, H, W) in [0, 1].
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +39,16 @@ import torch.nn.functional as F
 POOL, LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, FLIP = range(6)
 GAIN, OFFSET = slice(6, 9), slice(9, 12)
 WARP_CHANNELS = 12
+SHADOW_SHEAR, SHADOW_SQUASH, SHADOW_DARK, SHADOW_BLUR, LIGHT_X, LIGHT_Y = range(12, 18)
+DRAWN_CHANNELS = 18
+SHEAR_LIMIT, SQUASH_LIMIT = 1.5, 0.6   # shadow lean and length per px of the subject's height
+MIN_SQUASH = 0.05         # the projection's inverse divides by sign(squash) sqrt(squash^2 + MIN_SQUASH^2)
+SQUASH_OFFSET = 0.5       # a fresh shadow falls behind the subject (squash 0.28): away from 0, it can learn to turn
+EFFECTS_OFFSET = -4.0     # the shadow starts near empty: darkness DARK_MAX * sigmoid(-4) = 0.016
+DARK_MAX = 0.9            # the darkest shadow keeps a tenth of the light
+DARK_FLOOR = 0.02         # sampled darkness below this is exactly 0: the background there is exact
+BLUR_RANGE = (0.005, 0.05)  # the shadow's Gaussian softness, in frame heights
+LOG_RELIGHT_LIMIT = 0.4   # the relighting ramp's gain stays within exp(+-0.4) at the subject's edges
 FLIP_OFFSET = -3.0        # the layer starts unmirrored (p = 0.05)
 LOG_ZOOM_LIMIT = 0.7      # inverse zoom within 0.5-2.0 (the paper's crop areas reach 0.71-1.41)
 LOG_GAIN_LIMIT = 0.7
@@ -113,6 +136,139 @@ def apply_warp(parameters: torch.Tensor, flip: torch.Tensor, layer: torch.Tensor
     offset = parameters[:, OFFSET]
     colour = gain[..., None, None] * colour + offset[..., None, None] * matte
     return torch.minimum(colour.clamp(min=0), matte), matte
+
+
+def light_values(parameters: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A drawn Composer's per-frame shadow and light from its pooled map parameters (B, DRAWN_CHANNELS, T), each
+    (B, T): {"shear", "squash", "darkness" in [0, DARK_MAX], "blur" (frame heights), "light_x", "light_y"
+    (log-gains)}."""
+    return {"shear": SHEAR_LIMIT * torch.tanh(parameters[:, SHADOW_SHEAR]),
+            "squash": SQUASH_LIMIT * torch.tanh(parameters[:, SHADOW_SQUASH] + SQUASH_OFFSET),
+            "darkness": DARK_MAX * torch.sigmoid(parameters[:, SHADOW_DARK] + EFFECTS_OFFSET),
+            "blur": BLUR_RANGE[0] + (BLUR_RANGE[1] - BLUR_RANGE[0]) * torch.sigmoid(parameters[:, SHADOW_BLUR]),
+            "light_x": LOG_RELIGHT_LIMIT * torch.tanh(parameters[:, LIGHT_X]),
+            "light_y": LOG_RELIGHT_LIMIT * torch.tanh(parameters[:, LIGHT_Y])}
+
+
+def drawn_values(raw: torch.Tensor, frames: int) -> dict[str, torch.Tensor]:
+    """`light_values` of a drawn raw output (B, DRAWN_CHANNELS, t, h, w), per frame of `frames`, (B, frames)."""
+    return light_values(pool_parameters(raw, frames)[0])
+
+
+def _feet_rows(matte: torch.Tensor) -> torch.Tensor:
+    """(B, T) the lowest row (px) where each frame's matte (B, 1, T, H, W) exceeds 0.5; -1 where it never does."""
+    rows = torch.arange(matte.shape[-2], device=matte.device, dtype=torch.float32)
+    present = (matte[:, 0] > 0.5).any(dim=-1)  # (B, T, H)
+    return torch.where(present, rows, torch.full_like(rows, -1.0)).amax(dim=-1)
+
+
+def _gaussian_blur(maps: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur (N, 1, H, W) maps by a Gaussian of `sigma` (N,) px each, separably (differentiable in sigma). The
+    kernel reaches 3 of the largest sigma the light allows (`BLUR_RANGE`), whatever the batch: a frame blurs
+    the same alone or with others (streamed and in-memory results agree)."""
+    radius = max(1, math.ceil(3 * BLUR_RANGE[1] * maps.shape[-2]))
+    offsets = torch.arange(-radius, radius + 1, device=maps.device, dtype=torch.float32)
+    kernels = torch.exp(-0.5 * (offsets[None] / sigma[:, None].clamp(min=0.3)) ** 2)
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)  # (N, K)
+    n, _, h, w = maps.shape
+    flat = maps.reshape(1, n, h, w)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius)), kernels[:, None, :, None], groups=n)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0)), kernels[:, None, None, :], groups=n)
+    return flat.reshape(n, 1, h, w)
+
+
+def cast_shadow(matte: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The darkness (B, 1, T, H, W) in [0, DARK_MAX] that a subject with matte (B, 1, T, H, W) casts on the
+    ground under the per-frame light `values` (`light_values`, each (B, T)): each frame's matte projected from
+    its feet (its lowest row) along the light (module docstring), blurred, times the darkness. Nothing where a
+    frame has no subject."""
+    b, _, t, h, w = matte.shape
+    per_frame = {name: value.reshape(b * t, 1, 1) for name, value in values.items()}
+    feet = _feet_rows(matte.detach()).reshape(b * t, 1, 1)
+    squash = per_frame["squash"]
+    squash = torch.where(squash < 0, -1.0, 1.0) * torch.sqrt(squash ** 2 + MIN_SQUASH ** 2)
+    ys = torch.arange(h, device=matte.device, dtype=torch.float32).reshape(1, h, 1)
+    xs = torch.arange(w, device=matte.device, dtype=torch.float32).reshape(1, 1, w)
+    height_above = (feet - ys) / squash  # how high above the feet the point casting onto (x', y') is
+    source_y = (feet - height_above).expand(-1, h, w)
+    source_x = xs - per_frame["shear"] * height_above
+    grid = torch.stack([(source_x + 0.5) / w * 2 - 1, (source_y + 0.5) / h * 2 - 1], dim=-1)
+    frames = matte.float().transpose(1, 2).reshape(b * t, 1, h, w)
+    cast = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    cast = cast * ((height_above >= 0) & (feet >= 0)).float()[:, None]  # only what stands above its feet
+    cast = _gaussian_blur(cast, per_frame["blur"].reshape(-1) * h).clamp(0, 1)
+    darkness = per_frame["darkness"].reshape(b * t, 1, 1, 1) * cast
+    return darkness.reshape(b, t, 1, h, w).transpose(1, 2)
+
+
+def effects_gain(matte: torch.Tensor, values: dict[str, torch.Tensor], floor: bool = False) -> torch.Tensor:
+    """The gain (B, 1, T, H, W) the subject's cast shadow puts on the background, 1 - `cast_shadow`. With `floor`
+    (sampling), darkness below `DARK_FLOOR` is 0, so the background is exact where no shadow falls."""
+    darkness = cast_shadow(matte, values)
+    if floor:
+        darkness = torch.where(darkness < DARK_FLOOR, torch.zeros_like(darkness), darkness)
+    return 1 - darkness
+
+
+def relight_gain(matte: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The subject's relighting, (B, 1, T, H, W): exp(light_x u + light_y v) per frame, with (u, v) running from
+    -1 to 1 across the frame's box of the matte (B, 1, T, H, W) > 0.5 (1 where a frame has no subject): one
+    side lit, the other in shade."""
+    b, _, t, h, w = matte.shape
+    solid = matte.detach()[:, 0] > 0.5  # (B, T, H, W)
+    log_gain = torch.zeros(b, t, h, w, device=matte.device)
+    for name, size, reduced, shape in (("light_x", w, -2, (b, t, 1, w)), ("light_y", h, -1, (b, t, h, 1))):
+        present = solid.any(dim=reduced)  # (B, T, size)
+        index = torch.arange(size, device=matte.device, dtype=torch.float32)
+        first = torch.where(present, index, torch.full_like(index, float(size))).amin(dim=-1, keepdim=True)
+        last = torch.where(present, index, torch.full_like(index, -1.0)).amax(dim=-1, keepdim=True)
+        across = ((index - (first + last) / 2) / ((last - first) / 2).clamp(min=1)).clamp(-1, 1)
+        across = across * (last >= first).float()  # (B, T, size)
+        log_gain = log_gain + values[name].reshape(b, t, 1, 1) * across.reshape(shape)
+    return torch.exp(log_gain)[:, None]
+
+
+def shadow_error(raw: torch.Tensor, alpha_target: torch.Tensor, effects: torch.Tensor) -> torch.Tensor:
+    """The drawn shadow against the true effects `effects` (B, 1, T, H, W) (gains, 1 = untouched): the shadow the
+    *true* matte `alpha_target` would cast under the drawn light (`cast_shadow`) against the true darkness
+    (1 - gain), compared blurred at three scales (`placement_error`: a shadow falling the wrong way still learns
+    which way to turn), x 100 (shadows are a small part of the frame). Judged on the true matte, the light is
+    learnt apart from the placement. A scalar."""
+    from .composer import placement_error
+
+    drawn = cast_shadow(alpha_target.float(), drawn_values(raw, alpha_target.shape[2]))
+    return 100 * placement_error(drawn, (1 - effects.float()).clamp(0, 1))
+
+
+def inverse_targets(transforms: list[dict], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, ...]:
+    """The exact inverse of each clip's augmentation (`video.transforms.apply_params`: flip, then the resized
+    crop x' = s (x - c) + c + d) as the map this module applies: u_in = m k u_out + b, in grid_sample's
+    normalised coordinates. Returns (log k (B,), b_x (B,), b_y (B,), flipped (B,) bool); the colour jitter
+    has no exact gain-and-offset inverse and is left out."""
+    log_zoom, shift_x, shift_y, flipped = [], [], [], []
+    for record in transforms:
+        crop = record.get("crop") or {"scale": 1.0, "center": [0.0, 0.0], "shift": [0.0, 0.0]}
+        s = float(crop["scale"])
+        (cx, cy), (dx, dy) = crop["center"], crop["shift"]
+        log_zoom.append(math.log(s))
+        shift_x.append(s - 1 + 2 / width * ((1 - s) * (cx + 0.5) + dx))
+        shift_y.append(s - 1 + 2 / height * ((1 - s) * (cy + 0.5) + dy))
+        flipped.append(bool(record.get("flip")))
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.float32)  # noqa: E731
+    return as_tensor(log_zoom), as_tensor(shift_x), as_tensor(shift_y), torch.tensor(flipped)
+
+
+def inverse_error(raw: torch.Tensor, transforms: list[dict], height: int, width: int) -> torch.Tensor:
+    """Squared error of the pooled per-frame map (zoom in log, shifts in normalised units; the shift of the side
+    the truth needs: mirrored for a flipped input) against the augmentation's exact inverse (`inverse_targets`).
+    The augmentation is known for every training sample: this regresses it directly. A scalar."""
+    parameters, _ = pool_parameters(raw, raw.shape[2])  # (B, C, t)
+    log_zoom, shift_x, shift_y, flipped = (value.to(raw.device) for value in inverse_targets(transforms, height,
+                                                                                            width))
+    zoom = LOG_ZOOM_LIMIT * torch.tanh(parameters[:, LOG_ZOOM] / LOG_ZOOM_LIMIT)
+    side = torch.where(flipped[:, None], parameters[:, SHIFT_X_MIRRORED], parameters[:, SHIFT_X])
+    return ((zoom - log_zoom[:, None]).pow(2) + (side - shift_x[:, None]).pow(2)
+            + (parameters[:, SHIFT_Y] - shift_y[:, None]).pow(2)).mean()
 
 
 def zero_output(backbone: torch.nn.Module) -> None:

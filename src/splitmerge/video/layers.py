@@ -218,6 +218,17 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray,
     return out
 
 
+def uncomposite(frames: np.ndarray, alpha: np.ndarray, background: np.ndarray,
+                effects: np.ndarray | None = None) -> np.ndarray:
+    """The premultiplied foreground a composite was made with: ``frames - (1 - alpha) * effects * background``
+    (the inverse of `composite`; effects None = 1), (..., H, W, 3) uint8 rounded and clipped. Shapes as
+    `composite`, effects shaped like alpha."""
+    plate = background.astype(np.float32)
+    if effects is not None:
+        plate = plate * effects[..., None]
+    return np.clip(np.rint(frames - (1 - alpha[..., None]) * plate), 0, 255).astype(np.uint8)
+
+
 # -------------------------------------------------------------------------------------------------------- Layers
 
 
