@@ -1,12 +1,15 @@
 """Training throughput of the Composer presets: step time, samples/s and model FLOP utilisation (MFU).
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 10] [--presets cpu-tiny,cpu-small]
+                                                    [--precisions fp32,bf16]
 
 Measures in this one run: the machine's matmul peak (best of several 2048x2048 fp32 and bf16 matmuls), then per
 preset a training step on a batch of the preset's shape (random clips, so data loading is not counted: see
 `splitmerge train`'s log for end-to-end seconds): forward + backward + AdamW, best and median of `--steps` after
-2 warm-up steps. FLOPs per step are counted by torch's FlopCounterMode on one step; MFU = FLOPs per second of
-the median step / the fp32 peak (the presets train in fp32 on CPU).
+2 warm-up steps, in each of `--precisions` (fp32; bf16: the same step under CPU bf16 autocast, what
+`mixed_precision: bf16` runs). FLOPs per step are counted by torch's FlopCounterMode on one fp32 step; MFU = FLOPs
+per second of the median step / the fp32 peak (the presets train in fp32 on CPU), and for bf16 also / the bf16
+peak.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def fake_batch(config: TrainConfig) -> dict:
             "caption": ["a subject walks across the ground"] * b}
 
 
-def measure(name: str, steps: int, peak: float) -> dict:
+def measure(name: str, steps: int, peak: float, precision: str = "fp32", bf16_peak: float | None = None) -> dict:
     config = TrainConfig.load(preset_path(name))
     torch.manual_seed(0)
     model = Composer(ComposerConfig(**config.composer))
@@ -51,8 +54,9 @@ def measure(name: str, steps: int, peak: float) -> dict:
     batch = fake_batch(config)
     generator = torch.Generator().manual_seed(0)
 
-    def step():
-        out = model.loss(batch, generator)
+    def step(autocast: bool = precision == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model.loss(batch, generator)
         optimizer.zero_grad()
         out["loss"].backward()
         optimizer.step()
@@ -60,7 +64,7 @@ def measure(name: str, steps: int, peak: float) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        step()
+        step(autocast=False)
     flops = counter.get_total_flops()
     step()
     times = []
@@ -72,28 +76,34 @@ def measure(name: str, steps: int, peak: float) -> dict:
     tokens = model.codec.latent_shape(config.frames, *config.size)
     patch = config.composer["backbone_config"].get("patch_size", [1, 2, 2])
     sequence = tokens[1] // patch[0] * (tokens[2] // patch[1]) * (tokens[3] // patch[2])
-    return {"preset": name, "batch": config.batch_size, "frames": config.frames, "size": list(config.size),
+    return {"preset": name, "precision": precision, "batch": config.batch_size, "frames": config.frames,
+            "size": list(config.size),
             "tokens_per_clip": sequence, "parameters": sum(p.numel() for p in model.parameters()),
             "step_seconds_median": median, "step_seconds_best": min(times),
             "samples_per_second": config.batch_size / median, "gflop_per_step": flops / 1e9,
-            "mfu_fp32": flops / median / 1e9 / peak}
+            "mfu_fp32": flops / median / 1e9 / peak,
+            "mfu_bf16": flops / median / 1e9 / bf16_peak if precision == "bf16" and bf16_peak else None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--presets", default="cpu-tiny,cpu-small")
+    parser.add_argument("--precisions", default="fp32,bf16")
     args = parser.parse_args()
     fp32, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     print(f"matmul peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s (2048^2, best of 5)", flush=True)
-    rows = [measure(name, args.steps, fp32) for name in args.presets.split(",")]
+    rows = [measure(name, args.steps, fp32, precision, bf16) for name in args.presets.split(",")
+            for precision in args.precisions.split(",")]
     print(json.dumps({"peak_gflops": {"fp32": fp32, "bf16": bf16}, "presets": rows}, indent=2))
-    print("\n| preset | batch x frames x size | tokens/clip | params | step (s) | samples/s | GFLOP/step | MFU fp32 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| preset | precision | batch x frames x size | tokens/clip | params | step (s) | samples/s | GFLOP/step "
+          "| MFU vs fp32 peak | MFU vs bf16 peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['preset']} | {r['batch']} x {r['frames']} x {r['size'][0]}x{r['size'][1]} | "
+        bf16_mfu = f"{100 * r['mfu_bf16']:.1f}%" if r["mfu_bf16"] is not None else "-"
+        print(f"| {r['preset']} | {r['precision']} | {r['batch']} x {r['frames']} x {r['size'][0]}x{r['size'][1]} | "
               f"{r['tokens_per_clip']} | {r['parameters'] / 1e6:.2f} M | {r['step_seconds_median']:.3f} | "
-              f"{r['samples_per_second']:.2f} | {r['gflop_per_step']:.1f} | {100 * r['mfu_fp32']:.1f}% |")
+              f"{r['samples_per_second']:.2f} | {r['gflop_per_step']:.1f} | {100 * r['mfu_fp32']:.1f}% | {bf16_mfu} |")
 
 
 if __name__ == "__main__":
