@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
 
@@ -44,23 +43,11 @@ from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
 from .warp import (DRAWN_CHANNELS, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, mirror_error,
-                   pool_parameters, relight_gain, shadow_error, warp_layer, zero_output)
+                   placement_error, pool_parameters, relight_gain, shadow_error, warp_layer, zero_output)
 
 TEXT_DIM = {"minilm": 384}
 MATTE_OFFSET = -3.0   # a layer's matte starts near empty (sigmoid(-3) = 0.05): the background shows until learnt
 MATTE_FLOOR = 0.02    # sampled matte values below this are exactly 0, so the background there is exact
-
-
-def placement_error(matte: torch.Tensor, truth: torch.Tensor, scales=(4, 8, 16)) -> torch.Tensor:
-    """Mean squared difference of two mattes (B, 1, T, H, W), each box-blurred per frame at each scale (kernel k,
-    stride k / 2), averaged over the scales: a scalar that still falls as a matte moves towards the truth when
-    the two do not overlap (a plain pixel error has no gradient then)."""
-    total = matte.new_zeros(())
-    for k in scales:
-        kernel, stride = (1, k, k), (1, max(k // 2, 1), max(k // 2, 1))
-        total = total + (F.avg_pool3d(matte.float(), kernel, stride, ceil_mode=True)
-                         - F.avg_pool3d(truth.float(), kernel, stride, ceil_mode=True)).pow(2).mean()
-    return total / len(scales)
 
 
 def _default_backbone() -> dict:

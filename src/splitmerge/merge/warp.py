@@ -228,14 +228,24 @@ def relight_gain(matte: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.
     return torch.exp(log_gain)[:, None]
 
 
+def placement_error(matte: torch.Tensor, truth: torch.Tensor, scales=(4, 8, 16)) -> torch.Tensor:
+    """Mean squared difference of two mattes (B, 1, T, H, W), each box-blurred per frame at each scale (kernel k,
+    stride k / 2), averaged over the scales: a scalar that still falls as a matte moves towards the truth when
+    the two do not overlap (a plain pixel error has no gradient then)."""
+    total = matte.new_zeros(())
+    for k in scales:
+        kernel, stride = (1, k, k), (1, max(k // 2, 1), max(k // 2, 1))
+        total = total + (F.avg_pool3d(matte.float(), kernel, stride, ceil_mode=True)
+                         - F.avg_pool3d(truth.float(), kernel, stride, ceil_mode=True)).pow(2).mean()
+    return total / len(scales)
+
+
 def shadow_error(raw: torch.Tensor, alpha_target: torch.Tensor, effects: torch.Tensor) -> torch.Tensor:
     """The drawn shadow against the true effects `effects` (B, 1, T, H, W) (gains, 1 = untouched): the shadow the
     *true* matte `alpha_target` would cast under the drawn light (`cast_shadow`) against the true darkness
     (1 - gain), compared blurred at three scales (`placement_error`: a shadow falling the wrong way still learns
     which way to turn), x 100 (shadows are a small part of the frame). Judged on the true matte, the light is
     learnt apart from the placement. A scalar."""
-    from .composer import placement_error
-
     drawn = cast_shadow(alpha_target.float(), drawn_values(raw, alpha_target.shape[2]))
     return 100 * placement_error(drawn, (1 - effects.float()).clamp(0, 1))
 
