@@ -169,6 +169,11 @@ def _warp_windows(model, small_fg, small_alpha, small_bg, inputs) -> ClipMap:
     return warp.result()
 
 
+def drawn_options(config) -> dict:
+    """`render_warp`'s `effects` and `relight` for a Composer of `config` (what it draws beside its warp)."""
+    return {"effects": config.effects_layer, "relight": config.relight}
+
+
 def render_warp(clip_map: ClipMap, layer: np.ndarray, alpha: np.ndarray, background: np.ndarray, chunk: int = 4,
                 effects: bool = False, relight: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The subject layer (T, H, W, 3) premultiplied uint8 with its matte (T, H, W), moved and re-tinted by
@@ -238,8 +243,7 @@ def _stm_warp(inputs: ComposeInputs, model, path: Path) -> Composite:
     small_bg = resize_frames(background, size)
     for layer, alpha in inputs.subjects:
         clip_map = _warp_windows(model, resize_frames(layer, size), resize_frames(alpha, size), small_bg, inputs)
-        result, matte, gain = render_warp(clip_map, layer, alpha, result, effects=model.config.effects_layer,
-                                          relight=model.config.relight)
+        result, matte, gain = render_warp(clip_map, layer, alpha, result, **drawn_options(model.config))
         union, small_bg = matte + (1 - matte) * union, resize_frames(result, size)
         if shading is not None:
             shading = shading * gain

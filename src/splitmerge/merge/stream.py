@@ -100,14 +100,14 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
 
     maps, meta, drawn = [], {}, {}
     if method == "stm":
-        from .stm import stm_model, warp_meta
+        from .stm import drawn_options, stm_model, warp_meta
 
         composer, path = stm_model(inputs.options)
         job = StreamJob(composer, inputs, subjects, anchors, plan, size, count, chunk, background)
         for index in range(len(subjects)):  # each over the background with the ones before it rendered
             maps.append(_sample_map(job, index, maps))
         meta = warp_meta(composer, path, count, inputs, [bool(clip_map.flip > 0) for clip_map in maps])
-        drawn = {"effects": composer.config.effects_layer, "relight": composer.config.relight}
+        drawn = drawn_options(composer.config)
     else:
         for index, subject in enumerate(subjects):
             if not any(bool((alpha > 0).any()) for _, _, alpha in
@@ -187,7 +187,7 @@ class StreamJob:
 def _sample_map(job: StreamJob, index: int, maps: list):
     """Pass 2 for subject `index`: its mirror choice, then its map window by window (`stm.WarpMap`) over the
     Composer-size frames of it and of the background with subjects 0..index-1 rendered by their `maps`."""
-    from .stm import WarpMap, mirror_choice, mirror_policy
+    from .stm import WarpMap, drawn_options, mirror_choice, mirror_policy
 
     composer, inputs, count = job.composer, job.inputs, job.count
     small_size = tuple(composer.config.sample_size)
@@ -203,7 +203,7 @@ def _sample_map(job: StreamJob, index: int, maps: list):
     buffer: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     window = 0
     streams = [job.placed(i) for i in range(index + 1)]
-    drawn = {"effects": composer.config.effects_layer, "relight": composer.config.relight}
+    drawn = drawn_options(composer.config)
     for plate, *placed in zip(_frames(job.background, count, job.chunk), *streams, strict=False):
         earlier, (frames, foreground, alpha) = placed[:-1], placed[-1]
         behind = _render(plate, earlier, maps, **drawn)[0] if earlier else plate

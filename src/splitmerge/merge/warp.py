@@ -250,7 +250,8 @@ def shadow_error(raw: torch.Tensor, alpha_target: torch.Tensor, effects: torch.T
     return 100 * placement_error(drawn, (1 - effects.float()).clamp(0, 1))
 
 
-def inverse_targets(transforms: list[dict], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, ...]:
+def inverse_targets(transforms: list[dict], height: int, width: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The exact inverse of each clip's augmentation (`video.transforms.apply_params`: flip, then the resized
     crop x' = s (x - c) + c + d) as the map this module applies: u_in = m k u_out + b, in grid_sample's
     normalised coordinates. Returns (log k (B,), b_x (B,), b_y (B,), flipped (B,) bool); the colour jitter
