@@ -6,14 +6,15 @@
 
 Builds synthetic training scenes (at the preset's size; or takes --data) and a synthetic benchmark of held-out
 seeds, trains the preset (default cpu-small) in each variant (the full recipe, without augmentation, without
-the identity loss, without the drawn effects layer) on the preset's own schedule and stops every one after the
-same step (`train --stop-at`), then scores the raw weights of that step's checkpoint with `splitmerge evaluate
---method stm --option stm.mirror=keep` (plain prompts, no mirror rule: the network alone) next to the two
+the identity loss, without the drawn effects layer, without the scene reader) on the preset's own schedule and
+stops every one after the same step (`train --stop-at`), then scores the raw weights of that step's checkpoint
+with `splitmerge evaluate --method stm --option stm.mirror=M` (plain prompts, no mirror rule: the network alone;
+M is `model`, the network's own choice, for a preset with a scene reader, else `keep`) next to the two
 copy-paste baselines (evaluated once), and prints each metric's mean with its 95% bootstrap interval and the
 paired difference against copy-paste. The paper's claim to check: with transformed inputs, the full recipe
 beats "no augmentation" on placement IoU and colour error; this project's: the effects layer is what raises the
-effects ring. A variant whose run folder already holds that checkpoint is not trained again, nor one whose
-evaluation of that checkpoint is already there.
+effects ring, and the scene reader is what places the subject. A variant whose run folder already holds that
+checkpoint is not trained again, nor one whose evaluation of that checkpoint is already there.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import sys
 from pathlib import Path
 
 VARIANTS = {"full": [], "no-augment": ["--no-augment"], "no-identity-loss": ["--no-identity-loss"],
-            "no-effects-layer": ["--no-effects-layer"]}
+            "no-effects-layer": ["--no-effects-layer"], "no-reader": ["--no-reader"]}
+NEEDS = {"no-effects-layer": "effects_layer", "no-reader": "reader_width"}  # variants only some presets have
 
 
 def run(*command: str) -> None:
@@ -41,7 +43,11 @@ def main() -> None:
     parser.add_argument("--data", help="an existing training Dataset at the preset's size (default: build one)")
     parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
-                        help="default: every variant the preset has (no-effects-layer only for a drawn one)")
+                        help="default: every variant the preset has (no-effects-layer only for a drawn one, "
+                             "no-reader for one with a scene reader)")
+    parser.add_argument("--mirror", choices=["keep", "model"],
+                        help="stm.mirror when scoring (default: model for a preset with a scene reader, which "
+                             "learnt the choice; else keep)")
     parser.add_argument("--out", default="bench_out/ablation")
     args = parser.parse_args()
     import yaml
@@ -50,11 +56,13 @@ def main() -> None:
 
     preset = yaml.safe_load(preset_path(args.preset).read_text())
     frames, (height, width) = preset["frames"], preset["size"]
-    drawn = bool(preset["composer"].get("effects_layer"))
+    has = {name: bool(preset["composer"].get(field)) for name, field in NEEDS.items()}
     if args.variants is None:
-        args.variants = [name for name in VARIANTS if drawn or name != "no-effects-layer"]
-    elif "no-effects-layer" in args.variants and not drawn:
-        parser.error(f"variant no-effects-layer: preset {args.preset} casts no shadow (try cpu-small-drawn)")
+        args.variants = [name for name in VARIANTS if has.get(name, True)]
+    for name in args.variants:
+        if not has.get(name, True):
+            parser.error(f"variant {name}: preset {args.preset} has no {NEEDS[name]} (try cpu-small-drawn)")
+    args.mirror = args.mirror or ("model" if has["no-reader"] else "keep")
     out = Path(args.out)
     data, bench = Path(args.data) if args.data else out / "scenes", out / "bench"
     if not (data / "manifest.parquet").exists():
@@ -78,22 +86,22 @@ def main() -> None:
             run("train", "--preset", args.preset, "--data", str(data), "-o", str(folder), "--stop-at",
                 str(args.steps), *VARIANTS[name])
         evaluation = out / "eval" / name
-        if not _evaluated(evaluation, checkpoint):
+        if not _evaluated(evaluation, checkpoint, args.mirror):
             shutil.rmtree(evaluation, ignore_errors=True)
             run("evaluate", "--bench", str(bench), "--method", "stm", "--model", str(checkpoint), "--option",
-                "stm.mirror=keep", "-o", str(evaluation))
+                f"stm.mirror={args.mirror}", "-o", str(evaluation))
         results[name] = json.loads((evaluation / "metrics.json").read_text())
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, args)
 
 
-def _evaluated(evaluation: Path, checkpoint: Path) -> bool:
+def _evaluated(evaluation: Path, checkpoint: Path, mirror: str) -> bool:
     """Whether `evaluation` already holds this checkpoint's scores, by the protocol above (then it is kept)."""
     path = evaluation / "metrics.json"
     if not path.is_file():
         return False
     options = json.loads(path.read_text()).get("options", {}).get("stm", {})
-    return options.get("model") == str(checkpoint) and options.get("mirror") == "keep"
+    return options.get("model") == str(checkpoint) and options.get("mirror") == mirror
 
 
 def _cell(entry: dict) -> str:
@@ -106,7 +114,8 @@ def print_table(results: dict, args) -> None:
     from splitmerge.eval.evaluate import paired_difference
 
     metrics = ("placement_iou", "depth_scale_error", "colour_error", "ring_psnr", "bg_psnr")
-    print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases, plain prompts) | "
+    print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases, plain prompts, "
+          f"stm.mirror={args.mirror}) | "
           + " | ".join(metrics) + " | IoU - copy-paste | colour - copy-paste |")
     print("|---" * (len(metrics) + 3) + "|")
     baselines = results["baselines"]

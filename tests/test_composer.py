@@ -3,6 +3,8 @@ the identity-preservation loss, both objectives, sampling and save/load."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -308,3 +310,75 @@ def test_the_effects_layer_learns_the_light_a_shadow_falls_by():
     ground = batch["alpha"] == 0
     assert float(drawn[(dark > 0.1).expand_as(drawn) & ground].mean()) > 0.1
     assert float(drawn[(dark == 0).expand_as(drawn) & ground].abs().max()) == 0.0
+
+
+def lit_scenes(count: int, generator: torch.Generator, size=(2, 16, 24)) -> tuple[dict, torch.Tensor]:
+    """Scenes lit from one side (a bright band down that edge of the background), a box standing somewhere,
+    shaded bright on its lit side; the input layer is the whole frame mirrored for about half of them, so only
+    the box's lit side against the scene's tells whether it was (an exclusive or). Returns (batch, flipped (B,))."""
+    t, h, w = size
+    from_right = torch.rand(count, generator=generator) < 0.5
+    flipped = torch.rand(count, generator=generator) < 0.5
+    background = torch.rand(count, 3, t, h, w, generator=generator) * 0.6 - 0.8
+    band = torch.zeros(count, 1, 1, 1, w)
+    band[from_right, ..., -3:] = 1.0
+    band[~from_right, ..., :3] = 1.0
+    background = torch.maximum(background, band * 0.9)
+    alpha, shade = torch.zeros(count, 1, t, h, w), torch.zeros(count, 1, t, h, w)
+    for i in range(count):
+        left = int(torch.randint(4, w - 12, (1,), generator=generator))
+        top = int(torch.randint(2, h - 10, (1,), generator=generator))
+        alpha[i, ..., top:top + 8, left:left + 8] = 1
+        shade[i, ..., top:top + 8, left:left + 8] = torch.linspace(-0.8, 0.8, 8) * (1 if from_right[i] else -1)
+    video = alpha * shade + (1 - alpha) * background
+    mirror = lambda x: torch.where(flipped.view(-1, 1, 1, 1, 1), x.flip(-1), x)  # noqa: E731
+    return {"video": video, "foreground": mirror(video * alpha - (1 - alpha)), "alpha": mirror(alpha),
+            "alpha_target": alpha, "background": background, "caption": ["a box"] * count,
+            "transform": [{"flip": bool(value)} for value in flipped]}, flipped
+
+
+def test_the_scene_reader_tells_a_mirrored_subject_from_the_light_in_scenes_it_has_not_seen(tmp_path):
+    """A warp Composer with a scene reader (reader_width 8), trained 600 steps on fresh lit scenes (batches of
+    8), chooses the mirror at pure noise right on 64 held-out scenes: the box mirrored exactly when its lit side
+    disagrees with the scene's light. A fresh reader votes nothing (the same raw output as without one); saved
+    and loaded, the model is the same. Seeds 0-7 (1 thread): held-out accuracy 1.0 for every one; asserted
+    >= 0.85 (at 400 steps seed 5 was at 0.70). Without the reader (the transformer's pooled vote alone), seeds
+    0 and 1 stay at 0.50 and 0.61; without the reader's own loss (`Composer.reader_error`) seed 1 was at 0.55
+    after 400 steps."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = tiny(output="warp", placement_weight=1.0, mirror_weight=1.0, inverse_weight=1.0, reader_width=8,
+                  codec={"kind": "pixel", "spatial": 2, "temporal": 1})
+    model = Composer(config)
+    plain = Composer(dataclasses.replace(config, reader_width=0))
+    plain.transformer.load_state_dict(model.transformer.state_dict())
+    generator = torch.Generator().manual_seed(0)
+    batch, _ = lit_scenes(8, generator)
+    conditions = model.conditions(batch["foreground"], batch["alpha"], batch["background"])
+    noisy, level, text = torch.randn(8, 12, 2, 8, 12), torch.full((8,), 500.0), model.encode_text(batch["caption"])
+    assert torch.equal(model.predict(noisy, conditions, level, text), plain.predict(noisy, conditions, level, text))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(600):
+        batch, _ = lit_scenes(8, generator)
+        out = model.loss(batch, generator)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    held_out, flipped = lit_scenes(64, torch.Generator().manual_seed(1000))
+    choose = lambda m: m.mirror_logit(held_out["foreground"], held_out["alpha"], held_out["background"],  # noqa
+                                      held_out["caption"], torch.Generator().manual_seed(5))
+    logits = choose(model)
+    assert float(((logits > 0) == flipped).float().mean()) >= 0.85
+    model.save_pretrained(tmp := tmp_path / "composer")
+    assert (tmp / "reader.safetensors").is_file()
+    loaded = Composer.from_pretrained(tmp)
+    assert torch.equal(choose(loaded), logits)
+    (tmp / "reader.safetensors").unlink()
+    with pytest.raises(MissingFileError, match="reader.safetensors"):
+        Composer.from_pretrained(tmp)
+    save_file({"nonsense": torch.zeros(1)}, str(tmp / "reader.safetensors"))
+    with pytest.raises(OptionError, match="cannot load"):
+        Composer.from_pretrained(tmp)
+    with pytest.raises(OptionError, match="output warp"):
+        ComposerConfig(reader_width=8)

@@ -354,6 +354,11 @@ def test_a_fresh_warp_composer_composes_exactly_a_copy_paste_at_full_resolution(
     chosen = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
                         mirror="model")
     assert chosen.meta["mirrored"] == [True] and np.allclose(chosen.alpha, layers.alpha[:, :, ::-1], atol=1e-6)
+    # mirror="auto" (the default) is the model's choice for a Composer with a scene reader, which learnt it.
+    Composer(ComposerConfig(**{**record, "text_encoder": "none", "sample_frames": 8, "sample_size": [32, 48],
+                               "reader_width": 4})).save_pretrained(tmp_path / "reader")
+    auto = sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "reader"), steps=2)
+    assert auto.meta["mirror"] == "model" and auto.meta["mirrored"] == [True]
     assert sm.compose(fg=layers, background=background, method="stm", model=str(tmp_path / "fresh"), steps=2,
                       mirror=False).meta["mirrored"] == [False]
     with pytest.raises(OptionError, match="mirror 'sideways'"):
@@ -453,16 +458,19 @@ def test_a_drawn_composer_casts_its_shadow_at_full_resolution_streamed_as_in_mem
     assert rebuilt.mean() < 1.5
 
 
-def test_the_drawn_preset_builds_and_its_ablation_flag_switches_the_shadow_off(tmp_path, monkeypatch):
-    """`cpu-small-drawn` is `cpu-small` plus the drawn outputs (18: the warp's 12, the light's 6) and their
-    losses; `--no-effects-layer` trains it without the cast shadow (the ablation), nothing else changed."""
+def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_the_reader_off(tmp_path,
+                                                                                             monkeypatch):
+    """`cpu-small-drawn` is `cpu-small` plus the drawn outputs (18: the warp's 12, the light's 6), a scene
+    reader and their losses, under bf16 autocast; `--no-effects-layer` trains it without the cast shadow and
+    `--no-reader` without the reader (the ablations), nothing else changed."""
     from splitmerge.merge.composer import ComposerConfig
 
     drawn = TrainConfig.load(preset_path("cpu-small-drawn"))
     plain = TrainConfig.load(preset_path("cpu-small"))
     added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
-    assert added == {"inverse_weight": 1.0, "mirror_weight": 0.2, "effects_layer": True, "effects_weight": 1.0,
-                     "relight": True}
+    assert added == {"inverse_weight": 1.0, "mirror_weight": 1.0, "effects_layer": True, "effects_weight": 1.0,
+                     "relight": True, "reader_width": 32}
+    assert drawn.mixed_precision == "bf16" and plain.mixed_precision == "no"
     assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
                                       "backbone_config": {**drawn.composer["backbone_config"],
                                                           "num_layers": 1}})).out_channels == 18
@@ -472,4 +480,44 @@ def test_the_drawn_preset_builds_and_its_ablation_flag_switches_the_shadow_off(t
     main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
           "--no-effects-layer"])
     assert seen["composer"]["effects_layer"] is False and seen["composer"]["effects_weight"] == 0.0
-    assert seen["composer"]["relight"] is True
+    assert seen["composer"]["relight"] is True and seen["composer"]["reader_width"] == 32
+    main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
+          "--no-reader"])
+    assert seen["composer"]["reader_width"] == 0 and seen["composer"]["effects_layer"] is True
+
+
+def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_resume(dataset, tmp_path,
+                                                                                     monkeypatch):
+    """`reader_warmup`: the reader trains alone first (its own loss on cached single frames, logged to
+    reader_warmup.jsonl), then the Composer's steps start from it; the same seed gives the same reader; a resumed
+    run keeps its checkpoint's reader instead of warming up again; a config without a reader is refused."""
+    import math
+
+    import torch
+
+    from splitmerge.merge.train import build_composer, warm_up_reader
+
+    record = yaml.safe_load(preset_path("cpu-tiny").read_text())
+    composer = {**record["composer"], "reader_width": 4, "inverse_weight": 1.0, "mirror_weight": 1.0}
+    config = small_config(tmp_path, composer=composer, max_steps=4, checkpoint_every=2, validate_every=4,
+                          reader_warmup=40, reader_samples=24, reader_batch=8)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run), "--stop-at", "2"]) == 0
+    logged = [json.loads(line) for line in (run / "reader_warmup.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged] == [40] and math.isfinite(logged[0]["loss"])
+
+    def warmed():
+        settings = TrainConfig.load(config, data=str(dataset))
+        torch.manual_seed(settings.seed)
+        model = build_composer(settings)
+        assert warm_up_reader(model, settings)["step"] == 40
+        return model.reader.state_dict()
+
+    first, second = warmed(), warmed()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert float(first["vote.weight"].abs().sum()) > 0  # it learnt (a fresh reader votes 0)
+    monkeypatch.setattr("splitmerge.merge.train.warm_up_reader", lambda *args: pytest.fail("warmed up again"))
+    assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run), "--resume"]) == 0
+    assert Composer.from_pretrained(run / "model").reader is not None
+    with pytest.raises(OptionError, match="no scene reader"):
+        TrainConfig.load(small_config(tmp_path, reader_warmup=10))

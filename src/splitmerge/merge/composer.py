@@ -42,8 +42,10 @@ from ..config_types import check_field_types
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
-from .warp import (DRAWN_CHANNELS, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, mirror_error,
-                   placement_error, pool_parameters, relight_gain, shadow_error, warp_layer, zero_output)
+from .reader import SceneReader
+from .warp import (DRAWN_CHANNELS, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, inverse_targets,
+                   mirror_error, placement_error, pool_parameters, relight_gain, shadow_error, warp_layer,
+                   zero_output)
 
 TEXT_DIM = {"minilm": 384}
 MATTE_OFFSET = -3.0   # a layer's matte starts near empty (sigmoid(-3) = 0.05): the background shows until learnt
@@ -77,6 +79,8 @@ class ComposerConfig:
     relight: bool = False             # warp: also draw a relighting ramp across the moved subject
     effects_weight: float = 0.0       # effects layer: + w * its shadow's error against the true effects
     inverse_weight: float = 0.0       # warp: + w * the map's error against the augmentation's exact inverse
+    reader_width: int = 0             # warp: a `SceneReader` of this width votes on the map from the clean
+    #                                   inputs alone (0: none; merge/reader.py)
     caption_dropout: float = 0.1
     flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
     noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
@@ -99,6 +103,10 @@ class ComposerConfig:
             raise OptionError(f"output {self.output} trains with the flow objective only")
         if self.output == "warp" and self.codec.get("kind", "pixel") != "pixel":
             raise OptionError("output warp moves pixels: it needs the pixel codec")
+        if self.reader_width and self.output != "warp":
+            raise OptionError("reader_width: a scene reader votes on a warp map (output warp)")
+        if self.reader_width < 0:
+            raise OptionError(f"reader_width {self.reader_width}: must be >= 0")
         if self.text_encoder not in ("minilm", "t5", "none"):
             raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm, t5 or none")
         if self.text_encoder == "t5" and not self.text_encoder_path:
@@ -148,6 +156,8 @@ class Composer(nn.Module):
             if self.config.output == "warp":
                 zero_output(backbone)
         self.transformer = backbone
+        self.reader = (SceneReader(self.in_channels - channels, self.out_channels, self.config.reader_width)
+                       if self.config.reader_width else None)
         backbone_settings = self.transformer.config
         self.text_dim = int(getattr(backbone_settings, "text_dim", None) or backbone_settings.text_embed_dim)
         if self.config.text_encoder == "minilm" and self.text_dim != TEXT_DIM["minilm"]:
@@ -223,10 +233,14 @@ class Composer(nn.Module):
         return torch.cat(parts, dim=1)
 
     def predict(self, noisy: torch.Tensor, conditions: torch.Tensor, timestep: torch.Tensor,
-                text: torch.Tensor) -> torch.Tensor:
-        """The backbone's raw output: (B, out_channels, t, h, w)."""
-        return run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
-                            timestep, text)
+                text: torch.Tensor, votes: torch.Tensor | None = None) -> torch.Tensor:
+        """The backbone's raw output: (B, out_channels, t, h, w), plus the scene reader's votes (B, out_channels,
+        t, 1, 1) when there is one (given, or read off `conditions`)."""
+        raw = run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
+                           timestep, text)
+        if self.reader is None:
+            return raw
+        return raw + (self.reader(conditions) if votes is None else votes).to(raw.dtype)
 
     def layer_estimate(self, raw: torch.Tensor, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``layer``: the raw output (B, C + m, t, h, w) read as a layer and its matte, composited over
@@ -303,9 +317,10 @@ class Composer(nn.Module):
         the two warps, the choice settles on the prior (mirror every subject at flip p 0.7). `inverse_weight`
         (warp) adds the map's error against the augmentation's exact inverse (`merge.warp.inverse_error`), and
         `effects_weight` (effects layer) the error of the shadow the true matte casts under the drawn light
-        against ``batch["effects"]`` (the true effects, `merge.warp.shadow_error`).
+        against ``batch["effects"]`` (the true effects, `merge.warp.shadow_error`). A scene reader's votes alone
+        are also regressed onto the inverse and the flip (`reader_error`).
         Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"][, "loss_mirror"][, "loss_inverse"][,
-        "loss_effects"]} (scalars; the parts are for logging)."""
+        "loss_effects"][, "loss_reader"]} (scalars; the parts are for logging)."""
         device = next(self.parameters()).device
         video = batch["video"].to(device)
         target = self.codec.encode(video)
@@ -324,8 +339,11 @@ class Composer(nn.Module):
             steps = torch.randint(0, self.config.train_timesteps, (count,), generator=generator)
             noisy = scheduler.add_noise(target, noise, steps.to(device))
             goal, timestep = scheduler.get_velocity(target, noise, steps.to(device)), steps.to(device).float()
-        prediction = self.predict(noisy, conditions, timestep, text)
+        votes, cue = self.reader.read(conditions) if self.reader is not None else (None, None)
+        prediction = self.predict(noisy, conditions, timestep, text, votes)
         parts = {}
+        if votes is not None and "transform" in batch:
+            parts["loss_reader"] = self.reader_error(votes, cue, batch["transform"], *video.shape[-2:])
         if self.config.output == "warp" and self.config.mirror_weight and "transform" in batch:
             level = sigma if self.config.objective == "flow" else timestep / self.config.train_timesteps
             parts["loss_mirror"] = mirror_error(prediction, batch["transform"], level)
@@ -354,11 +372,23 @@ class Composer(nn.Module):
         if "loss_place" in parts:
             loss = loss + self.config.placement_weight * parts["loss_place"]
         for name, weight in (("loss_mirror", self.config.mirror_weight), ("loss_inverse", self.config.inverse_weight),
-                             ("loss_effects", self.config.effects_weight)):
+                             ("loss_effects", self.config.effects_weight), ("loss_reader", 1.0)):
             if name in parts:
                 loss = loss + weight * parts[name]
         return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach(),
                 **{key: value.detach() for key, value in parts.items()}}
+
+    def reader_error(self, votes: torch.Tensor, cue: torch.Tensor, transforms: list[dict], height: int,
+                     width: int) -> torch.Tensor:
+        """The scene reader's own votes (B, C, t, 1, 1) and cue (B, t) against the augmentation's exact inverse
+        and flip: a map of one cell pools to itself, so `inverse_error` and `mirror_error` (unweighted: the reader
+        sees no noisy draft, every level teaches it alike) read the votes as a map; the cue is regressed onto the
+        unmirrored shift b_x of every sample (merge/reader.py). Weighted like the full map's. A scalar."""
+        level = torch.ones(votes.shape[0], device=votes.device)
+        shift_x = inverse_targets(transforms, height, width)[1].to(cue.device)
+        return (self.config.inverse_weight * (inverse_error(votes, transforms, height, width)
+                                              + (cue.float() - shift_x[:, None]).pow(2).mean())
+                + self.config.mirror_weight * mirror_error(votes, transforms, level))
 
     def _background_of(self, conditions: torch.Tensor) -> torch.Tensor:
         channels = self.codec.channels
@@ -510,12 +540,17 @@ class Composer(nn.Module):
                           str(temporary / "input_projection.safetensors"))
             else:
                 self.transformer.save_pretrained(temporary / "transformer", safe_serialization=True)
+            if self.reader is not None:
+                save_file({k: v.detach().contiguous() for k, v in self.reader.state_dict().items()},
+                          str(temporary / "reader.safetensors"))
         return Path(folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "Composer":
         folder = Path(folder)
         config = _read_config(folder)
+        if config.reader_width and not (folder / "reader.safetensors").is_file():
+            raise MissingFileError(f"{folder}: no reader.safetensors (its config has a scene reader)")
         try:
             return cls._load(folder, config)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
@@ -524,6 +559,15 @@ class Composer(nn.Module):
 
     @classmethod
     def _load(cls, folder: Path, config: ComposerConfig) -> "Composer":
+        model = cls._load_backbone_part(folder, config)
+        if model.reader is not None:
+            from safetensors.torch import load_file
+
+            model.reader.load_state_dict(load_file(str(folder / "reader.safetensors")))
+        return model
+
+    @classmethod
+    def _load_backbone_part(cls, folder: Path, config: ComposerConfig) -> "Composer":
         if not config.lora_rank:
             return cls(config, backbone=load_backbone(config.backbone, folder / "transformer"))
         from peft import set_peft_model_state_dict

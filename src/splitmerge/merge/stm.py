@@ -9,11 +9,13 @@ A ``warp`` Composer (the CPU presets) decides at its training size only *where a
 map (per-frame zoom, shift, colour gains, and one mirror choice for the clip; the windows' maps cross-faded) is
 applied to the subject layer at the background's own resolution, so the subject keeps its full-resolution pixels
 and the background is exact outside the moved matte (``preserve_background`` changes nothing there).
-Which way each subject faces follows option ``mirror``: ``caption`` (default) mirrors it when the prompt's stated
+Which way each subject faces follows option ``mirror``: ``caption`` mirrors it when the prompt's stated
 direction of motion disagrees with the layer's own (`merge.orientation`), ``model`` lets the Composer choose at
-its first sampling step, ``keep`` never mirrors; ``placement="given"`` keeps orientation, place and size, so only
-the colours are the model's. Several subjects are placed one after another, each by its
-own map, over the result so far. Other Composers take all subjects as one layer.
+its first sampling step, ``keep`` never mirrors; ``auto`` (default) is ``model`` for a Composer with a scene
+reader (it learnt the choice from the scene, merge/reader.py) and ``caption`` for one without;
+``placement="given"`` keeps orientation, place and size, so only the colours are the model's. Several subjects
+are placed one after another, each by its own map, over the result so far. Other Composers take all subjects
+as one layer.
 
 Otherwise, with ``preserve_background`` (the default) the result keeps the given background exactly outside the
 region the model changed for the subject, which is the result's matte: a ``layer`` Composer gives its own (the
@@ -79,15 +81,18 @@ def window_weights(window: int, overlap: int, first: bool, last: bool) -> np.nda
     return weights
 
 
-MIRRORS = ("caption", "model", "keep")
+MIRRORS = ("auto", "caption", "model", "keep")
 
 
-def mirror_policy(options: dict) -> str:
-    """The ``mirror`` option as one of `MIRRORS` (True and False, as before: ``model`` and ``keep``)."""
-    value = options.get("mirror", "caption")
+def mirror_policy(options: dict, model=None) -> str:
+    """The ``mirror`` option as one of `MIRRORS` (True and False, as before: ``model`` and ``keep``); with the
+    Composer `model` given, ``auto`` is resolved: ``model`` when it has a scene reader, else ``caption``."""
+    value = options.get("mirror", "auto")
     value = {True: "model", False: "keep"}.get(value, value) if isinstance(value, bool) else value
     if value not in MIRRORS:
         raise OptionError(f"mirror {value!r}: expected one of {', '.join(MIRRORS)}")
+    if value == "auto" and model is not None:
+        return "model" if getattr(model, "reader", None) is not None else "caption"
     return value
 
 
@@ -160,8 +165,8 @@ class WarpMap:
 
 def _warp_windows(model, small_fg, small_alpha, small_bg, inputs) -> ClipMap:
     """`WarpMap` of a clip held in memory at the Composer's size."""
-    forced = mirror_choice(mirror_policy(inputs.options), inputs.options.get("placement", "model"), inputs.prompt,
-                           matte_centres(small_alpha), small_alpha.shape[-1])
+    forced = mirror_choice(mirror_policy(inputs.options, model), inputs.options.get("placement", "model"),
+                           inputs.prompt, matte_centres(small_alpha), small_alpha.shape[-1])
     warp = WarpMap(model, len(small_bg), inputs, forced)
     for index in range(len(warp.starts)):
         picks = warp.picks(index)
@@ -222,7 +227,7 @@ def warp_meta(model, path: Path, count: int, inputs: ComposeInputs, mirrored: li
     return {"model": str(path), "preserved": True, "window": window,
             "windows": len(window_starts(count, window, int(window * OVERLAP))),
             "size": list(model.config.sample_size), "matte": "model", "mirrored": mirrored,
-            "mirror": mirror_policy(inputs.options), "rendered": "the input layer warped at full resolution"}
+            "mirror": mirror_policy(inputs.options, model), "rendered": "the input layer warped at full resolution"}
 
 
 @register_method("stm", options=("mirror", "preserve_background"))

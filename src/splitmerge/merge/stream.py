@@ -197,7 +197,7 @@ def _sample_map(job: StreamJob, index: int, maps: list):
         centres.append(matte_centres(resize_frames(alpha, small_size)))
     if not inside:
         raise placed_outside(index, job.size, job.plan)
-    forced = mirror_choice(mirror_policy(inputs.options), job.plan.by, inputs.prompt, np.concatenate(centres),
+    forced = mirror_choice(mirror_policy(inputs.options, composer), job.plan.by, inputs.prompt, np.concatenate(centres),
                            small_size[1])
     warp = WarpMap(composer, count, inputs, forced)
     buffer: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}

@@ -48,6 +48,10 @@ class TrainConfig:
     size: tuple[int, int] = (32, 48)
     batch_size: int = 2
     learning_rate: float = 1e-3
+    reader_warmup: int = 0                               # steps of the scene reader alone first (`warm_up_reader`)
+    reader_samples: int = 4000                           # its cached training frames, one per augmented clip
+    reader_batch: int = 32
+    reader_learning_rate: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 10
     schedule: str = "cosine"                             # cosine or constant (after warm-up)
@@ -73,9 +77,14 @@ class TrainConfig:
         self.size = tuple(int(v) for v in self.size)
         if self.schedule not in ("cosine", "constant"):
             raise OptionError(f"schedule {self.schedule!r}: expected cosine or constant")
-        for name in ("frames", "batch_size", "max_steps", "checkpoint_every", "validate_every"):
+        for name in ("frames", "batch_size", "max_steps", "checkpoint_every", "validate_every", "reader_samples",
+                     "reader_batch"):
             if int(getattr(self, name)) < 1:
                 raise OptionError(f"{name} must be a positive integer")
+        if self.reader_warmup < 0:
+            raise OptionError(f"reader_warmup {self.reader_warmup}: must be >= 0")
+        if self.reader_warmup and not self.composer.get("reader_width"):
+            raise OptionError("reader_warmup: the Composer has no scene reader (composer: {reader_width: W})")
         if self.stop_at is not None and not 1 <= int(self.stop_at) <= self.max_steps:
             raise OptionError(f"stop_at {self.stop_at}: must be between 1 and max_steps ({self.max_steps})")
         augment_settings(self)  # a malformed augment dict fails here, before any run folder exists
@@ -150,6 +159,52 @@ def preset_path(name: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------ pieces
+
+
+def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None) -> dict:
+    """Train the Composer's scene reader alone before the Composer's steps: on `reader_samples` single frames
+    (one per clip of the training split, each clip with a fresh augmentation, cycling through the clips), batches
+    of `reader_batch` at `reader_learning_rate` (one-cycle schedule), `reader_warmup` steps, on its own loss
+    (`Composer.reader_error`: the augmentation's inverse and flip, known for every sample). Inside the joint
+    training its batch is the Composer's (4 clips on the CPU presets) at the transformer's rate, and in 500 steps
+    it had not moved off chance (docs/training.md). Deterministic from `config.seed`; every process computes the
+    same weights. Logs to ``RUN/reader_warmup.jsonl`` when `run` is given. Returns the last record."""
+    from ..data.torch_dataset import StmDataset, collate_samples
+
+    frames = StmDataset(config.data, split=config.split, frames=1, size=config.size,
+                        augment=augment_settings(config) if config.augment else None, seed=config.seed)
+    parts, transforms = [], []
+    for first in range(0, config.reader_samples, 256):  # conditions (K, 1, h, w) per frame; the samples dropped
+        chosen = range(first, min(first + 256, config.reader_samples))
+        samples = []
+        for index in chosen:
+            frames.set_epoch(index // len(frames))
+            samples.append(frames[index % len(frames)])
+        batch = collate_samples(samples)
+        with torch.no_grad():
+            parts.append(model.conditions(batch["foreground"], batch["alpha"], batch["background"]))
+        transforms += batch["transform"]
+    conditions, (height, width), reader = torch.cat(parts), config.size, model.reader
+    optimizer = torch.optim.AdamW(reader.parameters(), lr=config.reader_learning_rate)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reader_learning_rate,
+                                                   total_steps=config.reader_warmup)
+    generator = torch.Generator().manual_seed(config.seed)
+    records, started = [], time.perf_counter()
+    for step in range(config.reader_warmup):
+        picks = torch.randint(0, len(transforms), (config.reader_batch,), generator=generator)
+        loss = model.reader_error(*reader.read(conditions[picks]), [transforms[i] for i in picks.tolist()], height,
+                                  width)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 50 == 49 or step + 1 == config.reader_warmup:
+            records.append({"step": step + 1, "loss": round(loss.item(), 6),
+                            "seconds": round(time.perf_counter() - started, 3)})
+    if run is not None:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "reader_warmup.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    return records[-1]
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -322,6 +377,8 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
 
         ema.shadow = _checkpoint_part(checkpoint / "ema.safetensors", lambda: load_file(str(checkpoint /
                                                                                            "ema.safetensors")))
+    if config.reader_warmup and checkpoint is None:
+        warm_up_reader(model, config, run if accelerator.is_main_process else None)
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)
     noise = NoiseConfig(enabled=config.input_noise)

@@ -1,0 +1,75 @@
+"""The scene reader of a warp Composer: a small convolutional network that reads each frame of the conditions (the
+transformed subject, the background and the matte, at latent resolution) and votes one value per output channel
+of the warp map (`merge.warp`), added to every cell of the backbone's raw output.
+
+Why a second reader beside the transformer: the map's placement (which way the subject faces, its size, its
+height in the frame) is a function of the clean inputs alone, and the facts it rests on are local patterns
+compared across the frame (the side a subject is lit from against the side props cast their shadows; its height
+against the props' at the same depth). A throwaway probe (docs/training.md) found a conv net reads the mirror off
+one frame at 73% held out where the transformer's softmax-pooled head, which also sees the noisy draft, stayed at
+the training prior. The reader sees no noise and no timestep: it gives the same votes at every sampling step.
+
+Adding a constant to every cell of a channel adds exactly that constant to its softmax-pooled value (the pool
+weights sum to 1; the pool channel itself is left alone), so the reader needs nothing downstream changed. Its
+last layer starts at zero: a fresh reader is the identity.
+
+Beside its votes the reader gives one more value per frame, its *cue*: trained to regress the shift the
+unmirrored map would need whatever the flip (`merge.warp.inverse_targets`' b_x for every sample), a target that
+depends on the flip and so shapes features that see it. Measured (docs/training.md): trained on the votes' own
+targets alone (each side's shift only where that side is right, the flip by its cross-entropy) the reader's
+mirror stayed at chance on held-out scenes; with the cue, 78-81%.
+
+Shapes: conditions (B, K, t, h, w) -> votes (B, out_channels, t, 1, 1), K = 2C + 1 with the matte channel;
+cue (B, t).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .warp import POOL
+
+
+class SceneReader(nn.Module):
+    """Conv layers over each latent frame (with two coordinate channels, so a vote can depend on where things
+    are), mean and max pooled over the frame, then a two-layer perceptron votes per output channel (the pooled
+    features must be combined non-linearly: a mirror is "the subject lit from the left XOR the scene's light
+    from the left").
+
+    Args:
+        in_channels: K, the conditions' channels; out_channels: the warp map's channels.
+        width: the first layer's channels (later layers 2x and 4x).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32):
+        super().__init__()
+        self.out_channels = out_channels
+        w = int(width)
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels + 2, w, 3, padding=1), nn.GELU(),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.GELU(),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.GELU(),
+            nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1), nn.GELU())
+        self.combine = nn.Sequential(nn.Linear(8 * w, 4 * w), nn.GELU())
+        self.vote = nn.Linear(4 * w, out_channels + 1)  # the votes and the cue
+        nn.init.zeros_(self.vote.weight)
+        nn.init.zeros_(self.vote.bias)
+
+    def forward(self, conditions: torch.Tensor) -> torch.Tensor:
+        """conditions (B, K, t, h, w) -> votes (B, out_channels, t, 1, 1), 0 on the pool channel."""
+        return self.read(conditions)[0]
+
+    def read(self, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """conditions (B, K, t, h, w) -> (votes (B, out_channels, t, 1, 1), 0 on the pool channel; cue (B, t))."""
+        b, k, t, h, w = conditions.shape
+        frames = conditions.transpose(1, 2).reshape(b * t, k, h, w).to(self.vote.weight.dtype)
+        ys = torch.linspace(-1, 1, h, device=frames.device, dtype=frames.dtype).view(1, 1, h, 1).expand(b * t, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=frames.device, dtype=frames.dtype).view(1, 1, 1, w).expand(b * t, 1, h, w)
+        features = self.body(torch.cat([frames, ys, xs], dim=1))
+        votes = self.vote(self.combine(torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)))
+        votes, cue = votes[:, :-1], votes[:, -1]
+        keep = torch.ones(self.out_channels, device=votes.device, dtype=votes.dtype)
+        keep[POOL] = 0
+        return (votes * keep).reshape(b, t, self.out_channels).transpose(1, 2)[..., None, None], cue.reshape(b, t)
