@@ -1,0 +1,122 @@
+"""What a Composer's scene reader can read, and what reading it is worth, on a synthetic benchmark.
+
+    .venv/bin/python benchmarks/scene_reader.py --data DATASET --bench BENCH [--preset cpu-small-drawn]
+                                                [--model RUN/model] [--steps 3000] [--samples 4000]
+
+1. Ceilings: the placement IoU of the benchmark's input matte moved by parts of the *true* inverse of its
+   augmentation (`merge.warp.inverse_targets`): none (copy-paste), the mirror alone, + the vertical shift,
+   + the zoom, the whole inverse. What a perfect reader of each part would gain.
+2. The reader: a fresh Composer of the preset (seeded) has its scene reader warmed up alone exactly as training
+   does (`merge.train.warm_up_reader`, the preset's settings unless overridden), or a trained Composer's reader
+   is read (`--model`); then how often its mirror vote (the clip's mean, with the map's flip offset) is right on
+   the benchmark's cases, the baseline being the better constant answer (always or never mirror) on the same
+   cases. Deterministic from the seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def case_tensors(case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A benchmark case's transformed subject (1, 3, T, H, W) in [-1, 1] premultiplied, its matte (1, 1, T, H, W)
+    and the background (1, 3, T, H, W)."""
+    from splitmerge.data.torch_dataset import to_signed
+
+    layers, background = case.foreground(), case.background()
+    count = min(len(layers.alpha), len(background.frames))
+    return (to_signed(layers.foreground[:count])[None], torch.from_numpy(layers.alpha[:count])[None, None].float(),
+            to_signed(background.frames[:count])[None])
+
+
+def matte_iou(moved: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over frames (with a subject in either) of the IoU of two mattes (T, H, W) above 0.5."""
+    a, b = moved > 0.5, truth > 0.5
+    scores = [(x & y).sum() / (x | y).sum() for x, y in zip(a, b, strict=True) if (x | y).any()]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def ceilings(cases) -> dict[str, float]:
+    """Mean placement IoU of each case's input matte moved by parts of its true inverse."""
+    from splitmerge.merge.warp import (LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, WARP_CHANNELS, apply_warp,
+                                       inverse_targets)
+
+    parts = {"copy-paste": (), "mirror": ("flip",), "mirror + vertical shift": ("flip", "y"),
+             "mirror + vertical shift + zoom": ("flip", "y", "zoom"), "exact inverse": ("flip", "y", "zoom", "x")}
+    scores = {name: [] for name in parts}
+    for case in cases:
+        _, alpha, _ = case_tensors(case)
+        _, _, count, height, width = alpha.shape
+        log_zoom, shift_x, shift_y, flipped = inverse_targets([case.transform], height, width)
+        truth = case.truth_alpha()[:count]
+        for name, used in parts.items():
+            parameters = torch.zeros(1, WARP_CHANNELS, count)
+            parameters[:, LOG_ZOOM] = float(log_zoom[0]) if "zoom" in used else 0.0
+            parameters[:, [SHIFT_X, SHIFT_X_MIRRORED]] = float(shift_x[0]) if "x" in used else 0.0
+            parameters[:, SHIFT_Y] = float(shift_y[0]) if "y" in used else 0.0
+            mirror = torch.tensor([10.0 if ("flip" in used and bool(flipped[0])) else -10.0])
+            _, moved = apply_warp(parameters, mirror, alpha.expand(1, 3, -1, -1, -1).clone(), alpha, hard=True)
+            scores[name].append(matte_iou(moved[0, 0].numpy(), truth))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def mirror_votes(model, cases) -> np.ndarray:
+    """(N,) each case's mirror logit from the reader alone: its flip votes' clip mean plus the map's offset."""
+    from splitmerge.merge.warp import FLIP, FLIP_OFFSET
+
+    logits = []
+    with torch.no_grad():
+        for case in cases:
+            conditions = model.conditions(*case_tensors(case))
+            logits.append(float(model.reader(conditions)[0, FLIP].mean()) + FLIP_OFFSET)
+    return np.array(logits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", required=True, help="a synthetic benchmark (splitmerge bench make synthetic)")
+    parser.add_argument("--data", help="the training Dataset to warm a fresh reader up on")
+    parser.add_argument("--preset", default="cpu-small-drawn")
+    parser.add_argument("--model", help="read a trained Composer's reader instead of warming one up")
+    parser.add_argument("--steps", type=int, help="warm-up steps (default: the preset's reader_warmup)")
+    parser.add_argument("--samples", type=int, help="cached frames (default: the preset's reader_samples)")
+    args = parser.parse_args()
+    from splitmerge.eval.bench import load_bench
+    from splitmerge.merge.train import TrainConfig, build_composer, preset_path, warm_up_reader
+
+    _, cases = load_bench(args.bench)
+    started = time.perf_counter()
+    print(f"ceilings on {len(cases)} cases (placement IoU, the input matte moved by the true inverse's parts):")
+    for name, score in ceilings(cases).items():
+        print(f"  {name:32s} {score:.3f}")
+    if args.model:
+        from splitmerge.merge.composer import Composer
+
+        model, source = Composer.from_pretrained(args.model), args.model
+    else:
+        if not args.data:
+            parser.error("give --data (to warm a reader up) or --model (a trained Composer with a reader)")
+        config = TrainConfig.load(preset_path(args.preset), data=args.data)
+        config.reader_warmup = args.steps or config.reader_warmup or 3000
+        config.reader_samples = args.samples or config.reader_samples
+        config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
+        torch.manual_seed(config.seed)
+        model = build_composer(config)
+        record = warm_up_reader(model, config)
+        source = (f"a fresh {args.preset} reader warmed up {config.reader_warmup} steps on {config.reader_samples}"
+                  f" frames of {args.data} (last batch loss {record['loss']:.3f})")
+    if model.reader is None:
+        parser.error(f"{args.model}: this Composer has no scene reader")
+    flipped = np.array([bool(case.transform.get("flip")) for case in cases])
+    right = (mirror_votes(model, cases) > 0) == flipped
+    constant = max(flipped.mean(), 1 - flipped.mean())
+    print(f"mirror read right on {right.mean():.3f} of {len(cases)} cases ({right.sum()}); the better constant "
+          f"answer {constant:.3f}; {source}; {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
