@@ -521,3 +521,5 @@ def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_re
     assert Composer.from_pretrained(run / "model").reader is not None
     with pytest.raises(OptionError, match="no scene reader"):
         TrainConfig.load(small_config(tmp_path, reader_warmup=10))
+    with pytest.raises(OptionError, match="reader_augment"):
+        TrainConfig(reader_augment={"flop": 0.5})

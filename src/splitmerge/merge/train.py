@@ -52,6 +52,7 @@ class TrainConfig:
     reader_samples: int = 4000                           # its cached training frames, one per augmented clip
     reader_batch: int = 32
     reader_learning_rate: float = 2e-3
+    reader_augment: dict = field(default_factory=lambda: {"flip_p": 0.5, "crop_p": 1.0})  # its frames' changes
     weight_decay: float = 0.0
     warmup_steps: int = 10
     schedule: str = "cosine"                             # cosine or constant (after warm-up)
@@ -88,6 +89,10 @@ class TrainConfig:
         if self.stop_at is not None and not 1 <= int(self.stop_at) <= self.max_steps:
             raise OptionError(f"stop_at {self.stop_at}: must be between 1 and max_steps ({self.max_steps})")
         augment_settings(self)  # a malformed augment dict fails here, before any run folder exists
+        try:
+            replace(augment_settings(self), **self.reader_augment)
+        except TypeError as error:
+            raise OptionError(f"reader_augment: {error}") from None
         unknown = sorted(set(self.composer) - {item.name for item in fields(ComposerConfig)})
         if unknown:
             raise OptionError(f"composer: unknown fields {', '.join(unknown)}")
@@ -163,7 +168,9 @@ def preset_path(name: str) -> Path:
 
 def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None) -> dict:
     """Train the Composer's scene reader alone before the Composer's steps: on `reader_samples` single frames
-    (one per clip of the training split, each clip with a fresh augmentation, cycling through the clips), batches
+    (one per clip of the training split, each clip with a fresh augmentation, cycling through the clips; the
+    run's augmentation with `reader_augment`'s changes: by default every frame cropped and mirrored at p 0.5, so
+    the reader learns the evidence, not the training prior: at the paper's p 0.7 it learnt to mirror all), batches
     of `reader_batch` at `reader_learning_rate` (one-cycle schedule), `reader_warmup` steps, on its own loss
     (`Composer.reader_error`: the augmentation's inverse and flip, known for every sample). Inside the joint
     training its batch is the Composer's (4 clips on the CPU presets) at the transformer's rate, and in 500 steps
@@ -171,8 +178,9 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     same weights. Logs to ``RUN/reader_warmup.jsonl`` when `run` is given. Returns the last record."""
     from ..data.torch_dataset import StmDataset, collate_samples
 
-    frames = StmDataset(config.data, split=config.split, frames=1, size=config.size,
-                        augment=augment_settings(config) if config.augment else None, seed=config.seed)
+    augment = replace(augment_settings(config), **config.reader_augment) if config.augment else None
+    frames = StmDataset(config.data, split=config.split, frames=1, size=config.size, augment=augment,
+                        seed=config.seed)
     parts, transforms = [], []
     for first in range(0, config.reader_samples, 256):  # conditions (K, 1, h, w) per frame; the samples dropped
         chosen = range(first, min(first + 256, config.reader_samples))
