@@ -464,6 +464,7 @@ class Composer(nn.Module):
         device = next(self.parameters()).device
         foreground, alpha, background = foreground.to(device), alpha.to(device), background.to(device)
         conditions = self.conditions(foreground, alpha, background)
+        votes = self.reader(conditions) if self.reader is not None else None  # the same at every step
         count = conditions.shape[0]
         text = self.encode_text(captions)
         empty = self.encode_text([""] * count) if guidance != 1.0 else None
@@ -476,7 +477,7 @@ class Composer(nn.Module):
         estimate = matte = raw = first_flip = None
         for index, t in enumerate(scheduler.timesteps):
             timestep = t.expand(count).float().to(device)
-            raw = self._guided(latent, conditions, timestep, text, empty, guidance)
+            raw = self._guided(latent, conditions, timestep, text, empty, guidance, votes)
             if index == 0 and self.config.output == "warp":
                 # The mirror is chosen once, at pure noise, from the inputs and the caption alone; later steps
                 # would otherwise read it off their own noisy draft and flip at random where the inputs do not say.
@@ -492,12 +493,13 @@ class Composer(nn.Module):
             latent = estimate
         return latent, matte, (raw, first_flip), conditions
 
-    def _guided(self, latent, conditions, timestep, text, empty, guidance: float):
-        """The raw prediction, guided against the empty caption when `empty` is given."""
-        conditional = self.predict(latent, conditions, timestep, text)
+    def _guided(self, latent, conditions, timestep, text, empty, guidance: float, votes=None):
+        """The raw prediction, guided against the empty caption when `empty` is given (`votes`: the scene
+        reader's, read once per sampling run)."""
+        conditional = self.predict(latent, conditions, timestep, text, votes)
         if empty is None:
             return conditional
-        unconditional = self.predict(latent, conditions, timestep, empty)
+        unconditional = self.predict(latent, conditions, timestep, empty, votes)
         return unconditional + guidance * (conditional - unconditional)
 
     def _sampler(self):
