@@ -341,7 +341,7 @@ def test_the_scene_reader_tells_a_mirrored_subject_from_the_light_in_scenes_it_h
     """A warp Composer with a scene reader (reader_width 8), trained 600 steps on fresh lit scenes (batches of
     8), chooses the mirror at pure noise right on 64 held-out scenes: the box mirrored exactly when its lit side
     disagrees with the scene's light. A fresh reader votes nothing (the same raw output as without one); saved
-    and loaded, the model is the same. Seeds 0-7 (1 thread): held-out accuracy 1.0 for every one; asserted
+    and loaded, the model is the same. Seeds 0-7 (1 thread; again with 2, cue included): 1.0 for every one; asserted
     >= 0.85 (at 400 steps seed 5 was at 0.70). Without the reader (the transformer's pooled vote alone), seeds
     0 and 1 stay at 0.50 and 0.61; without the reader's own loss (`Composer.reader_error`) seed 1 was at 0.55
     after 400 steps."""
