@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -275,7 +276,6 @@ def test_lora_fine_tune_trains_adapters_only_and_saves_a_peft_adapter(dataset, t
 
 
 def test_a_trained_composer_composes_through_sm_compose(dataset, tmp_path):
-    import numpy as np
 
     import splitmerge as sm
     from splitmerge.data.synthetic import render_scene
@@ -309,7 +309,6 @@ def test_a_trained_composer_composes_through_sm_compose(dataset, tmp_path):
 def test_a_fresh_warp_composer_composes_exactly_a_copy_paste_at_full_resolution(tmp_path, monkeypatch):
     """The warp map is applied to the subject at the background's own size: an untrained warp Composer (the
     identity map) gives exactly copy-paste, pixel for pixel, though it runs at 32x48 on a 48x64 clip."""
-    import numpy as np
     import torch
 
     import splitmerge as sm
@@ -367,7 +366,7 @@ def test_a_fresh_warp_composer_composes_exactly_a_copy_paste_at_full_resolution(
 
 
 def test_windows_cover_the_clip_and_cross_fade():
-    from splitmerge.merge.stm import window_starts, window_weights
+    from splitmerge.merge.windows import CrossFade, window_starts, window_weights
 
     assert window_starts(5, 8, 2) == [0] and window_starts(8, 8, 2) == [0]
     assert window_starts(21, 8, 2) == [0, 4, 9, 13] and window_starts(14, 8, 2) == [0, 6]
@@ -376,6 +375,17 @@ def test_windows_cover_the_clip_and_cross_fade():
     middle = window_weights(8, 2, first=False, last=False)
     assert list(middle[:2]) == pytest.approx([1 / 3, 2 / 3]) and list(middle[-2:]) == pytest.approx([2 / 3, 1 / 3])
     assert window_weights(8, 2, first=True, last=True).tolist() == [1.0] * 8
+    # Windows that agree on every frame (a ramp, sampled as each window sees it) join into exactly that ramp; the
+    # frames past the clip's end (the last one repeated) are dropped.
+    fade = CrossFade(21, 8)
+    assert fade.starts == window_starts(21, 8, 2) and fade.picks(3).tolist() == list(range(13, 21))
+    for index in range(len(fade)):
+        fade.add(index, np.stack([fade.picks(index), -fade.picks(index)], axis=1).astype(np.float32))
+    assert np.allclose(fade.result(), np.stack([np.arange(21), -np.arange(21)], axis=1))
+    short = CrossFade(5, 8)
+    assert short.picks(0).tolist() == [0, 1, 2, 3, 4, 4, 4, 4] and short.kept(0) == 5
+    with pytest.raises(RuntimeError, match="not every frame"):
+        short.result()
 
 
 def test_ema_weights_become_the_final_model(dataset, tmp_path):
@@ -415,7 +425,6 @@ def test_a_drawn_composer_casts_its_shadow_at_full_resolution_streamed_as_in_mem
     """A drawn warp Composer (effects_layer, relight) whose output bias casts a dark shadow: `sm.compose` gives
     its gain as `Composite.effects`, darkens the background only there (exact elsewhere), and the streamed
     `compose_to_file` writes the same frames and a version 2 Layers folder with the same effects."""
-    import numpy as np
     import torch
 
     import splitmerge as sm

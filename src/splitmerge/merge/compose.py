@@ -23,7 +23,7 @@ from ..config_types import is_integer
 from ..errors import OptionError, ShapeError
 from ..paths import check_output
 from ..video.io import read_video, write_video
-from ..video.layers import Layers, Video, composite, uncomposite
+from ..video.layers import Layers, Video, composite, uncomposite, union_matte
 from ..video.transforms import place
 
 _METHODS: dict[str, Callable[["ComposeInputs"], "Composite"]] = {}
@@ -127,7 +127,7 @@ def over(inputs: ComposeInputs, subjects: list[tuple[np.ndarray, np.ndarray]] | 
     union = np.zeros(frames.shape[:3], np.float32)
     for foreground, alpha in subjects if subjects is not None else inputs.subjects:
         frames = composite(foreground, alpha, frames)
-        union = union + alpha * (1 - union)
+        union = union_matte(union, alpha)
     return Composite(frames, inputs.fps, union, inputs.background)
 
 

@@ -15,11 +15,10 @@ import inspect
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import MissingFileError, OptionError
-from ..video.geometry import working_size
+from ..video.geometry import resize_frames, working_size
 from .compose import ComposeInputs, Composite, over, register_method
 
 MULTIPLE = 16
@@ -54,7 +53,7 @@ def copy_paste_i2v(inputs: ComposeInputs) -> Composite:
     pasted = over(inputs).frames
     count, height, width = pasted.shape[:3]
     size = working_size(height, width, MULTIPLE, MAX_AREA)
-    first = Image.fromarray(cv2.resize(pasted[0], (size[1], size[0]), interpolation=cv2.INTER_AREA))
+    first = Image.fromarray(resize_frames(pasted[:1], size)[0])
     settings = {"image": first, "prompt": inputs.prompt, "height": size[0], "width": size[1], "num_frames": count,
                 "num_inference_steps": inputs.steps or DEFAULT_STEPS,
                 "guidance_scale": inputs.guidance or DEFAULT_GUIDANCE,
@@ -64,7 +63,7 @@ def copy_paste_i2v(inputs: ComposeInputs) -> Composite:
     frames = np.asarray(output.frames[0], dtype=np.float32)   # (F, h, w, 3) in [0, 1]
     frames = np.rint(frames * 255).clip(0, 255).astype(np.uint8)
     picks = np.minimum(np.arange(count), len(frames) - 1)     # trimmed, or the last frame held
-    video = np.stack([cv2.resize(frames[i], (width, height), interpolation=cv2.INTER_LINEAR) for i in picks])
+    video = resize_frames(frames[picks], (height, width))
     return Composite(video, inputs.fps, None, inputs.background,
                      {"model": str(model), "pipeline": type(pipeline).__name__, "size": list(size),
                       "generated_frames": len(frames)})

@@ -3,7 +3,8 @@
 The Composer runs at the clip length and size it was trained at (``sample_frames``, ``sample_size`` in its
 ``composer.json``): the inputs are resized to that size and cut into windows of that many frames overlapping
 by a quarter window (the last one ends on the last frame; a clip shorter than a window is padded by repeating
-its final frame); each window is sampled, the overlaps are cross-faded, and the result is resized back.
+its final frame); each window is sampled, the overlaps are cross-faded (`merge.windows`), and the result is resized
+back.
 
 A ``warp`` Composer (the CPU presets) decides at its training size only *where and how* the subject goes: its
 map (per-frame zoom, shift, colour gains, and one mirror choice for the clip; the windows' maps cross-faded) is
@@ -27,7 +28,6 @@ ask for; ``preserve_background=False`` returns the raw generation.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,14 +39,14 @@ import torch
 from ..data.torch_dataset import from_signed, to_signed
 from ..errors import OptionError
 from ..video.geometry import resize_frames
-from ..video.layers import composite
+from ..video.layers import composite, union_matte
 from .compose import ComposeInputs, Composite, register_method
 from .orientation import matte_centres, mirror_for
+from .windows import CrossFade
 from .warp import LOG_ZOOM, SHIFT_X, SHIFT_Y, apply_warp, effects_gain, light_values, relight_gain
 
 CHANGE_LEVEL = 0.08   # mean absolute difference (colours in [0, 1]) above which a pixel counts as changed
 GROW = 3              # px
-OVERLAP = 0.25        # of a window, cross-faded between neighbouring windows
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
@@ -58,27 +58,6 @@ def load_composer(path: str):
     if not model.config.sample_frames or not model.config.sample_size:
         raise OptionError(f"{path}: the Composer records no training clip size (sample_frames/sample_size)")
     return model
-
-
-def window_starts(count: int, window: int, overlap: int) -> list[int]:
-    """First frames of the fewest windows of `window` frames that cover `count` frames overlapping by at least
-    `overlap`, spread evenly (the first starts at 0, the last ends on the last frame)."""
-    if count <= window:
-        return [0]
-    windows = math.ceil((count - overlap) / max(1, window - overlap))
-    return sorted({round(i * (count - window) / (windows - 1)) for i in range(windows)})
-
-
-def window_weights(window: int, overlap: int, first: bool, last: bool) -> np.ndarray:
-    """(window,) cross-fade weights: ramps of `overlap` frames up at the start (unless first) and down at the end
-    (unless last), 1 elsewhere; never 0, so normalising by the summed weights joins windows smoothly."""
-    weights = np.ones(window, np.float32)
-    ramp = (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
-    if overlap and not first:
-        weights[:overlap] = np.minimum(weights[:overlap], ramp)
-    if overlap and not last:
-        weights[window - overlap:] = np.minimum(weights[window - overlap:], ramp[::-1])
-    return weights
 
 
 MIRRORS = ("auto", "caption", "model", "keep")
@@ -122,42 +101,30 @@ class ClipMap:
 
 
 class WarpMap:
-    """A warp Composer's map for a whole clip, sampled window by window (`window_starts`): per-frame parameters
-    (out_channels, T) cross-faded over the overlaps like pixels, and one mirror logit for the clip (the forced
-    choice, or the windows' weighted mean of the Composer's own)."""
+    """A warp Composer's map for a whole clip, sampled window by window (`merge.windows.CrossFade`): per-frame
+    parameters (out_channels, T) cross-faded over the overlaps like pixels, and one mirror logit for the clip (the
+    forced choice, or the windows' weighted mean of the Composer's own)."""
 
     def __init__(self, model, count: int, inputs: ComposeInputs, forced: torch.Tensor | None):
         self.model, self.count, self.inputs, self.forced = model, count, inputs, forced
-        self.window = int(model.config.sample_frames)
-        self.overlap = int(self.window * OVERLAP)
-        self.starts = window_starts(count, self.window, self.overlap)
+        self.windows = CrossFade(count, int(model.config.sample_frames))
         self.generator = torch.Generator().manual_seed(inputs.seed)
-        self.parameters = torch.zeros(model.out_channels, count)
-        self.total = np.zeros(count, np.float32)
         self.flips: list[tuple[float, float]] = []
-
-    def picks(self, index: int) -> np.ndarray:
-        """The clip frames window `index` samples (the last frame repeated past the end)."""
-        start = self.starts[index]
-        return np.minimum(np.arange(start, start + self.window), self.count - 1)
 
     def sample(self, index: int, small_fg: np.ndarray, small_alpha: np.ndarray, small_bg: np.ndarray) -> None:
         """Sample window `index` from its frames at the Composer's size ((window, h, w, 3) uint8, (window, h, w))."""
-        inputs, start = self.inputs, self.starts[index]
+        inputs = self.inputs
         found, flip = self.model.warp_parameters(
             to_signed(small_fg)[None], torch.from_numpy(small_alpha)[None, None], to_signed(small_bg)[None],
             [inputs.prompt], steps=inputs.steps or 20, guidance=inputs.guidance or 1.0, generator=self.generator,
             flip=self.forced)
-        keep = min(self.window, self.count - start)
-        weights = window_weights(self.window, self.overlap, index == 0, index == len(self.starts) - 1)[:keep]
-        self.parameters[:, start:start + keep] += torch.from_numpy(weights) * found[0, :, :keep]
-        self.flips.append((float(weights.sum()), float(flip[0])))
-        self.total[start:start + keep] += weights
+        weight = self.windows.add(index, found[0].T.numpy())
+        self.flips.append((weight, float(flip[0])))
 
     def result(self) -> ClipMap:
         """The clip's map, once every window is sampled."""
         flip = sum(w * f for w, f in self.flips) / sum(w for w, _ in self.flips)
-        parameters = self.parameters / torch.from_numpy(self.total)
+        parameters = torch.from_numpy(self.windows.result().T.copy())
         if self.inputs.options.get("placement") == "given":  # where the caller put it: only the colour is ours
             parameters[[LOG_ZOOM, SHIFT_X, SHIFT_Y]] = 0.0
         return ClipMap(parameters, flip)
@@ -168,8 +135,8 @@ def _warp_windows(model, small_fg, small_alpha, small_bg, inputs) -> ClipMap:
     forced = mirror_choice(mirror_policy(inputs.options, model), inputs.options.get("placement", "model"),
                            inputs.prompt, matte_centres(small_alpha), small_alpha.shape[-1])
     warp = WarpMap(model, len(small_bg), inputs, forced)
-    for index in range(len(warp.starts)):
-        picks = warp.picks(index)
+    for index in range(len(warp.windows)):
+        picks = warp.windows.picks(index)
         warp.sample(index, small_fg[picks], small_alpha[picks], small_bg[picks])
     return warp.result()
 
@@ -212,6 +179,28 @@ def render_warp(clip_map: ClipMap, layer: np.ndarray, alpha: np.ndarray, backgro
     return result, matte, gains
 
 
+class RenderedStack:
+    """Subjects rendered one over another on a plate (T, H, W, 3) uint8: the result so far, the union of their
+    mattes (T, H, W) and, with `effects`, the product of their shadows' gains (T, H, W) (1 = untouched)."""
+
+    def __init__(self, plate: np.ndarray, effects: bool = False):
+        self.result = plate
+        self.union = np.zeros(plate.shape[:3], np.float32)
+        self.shading = np.ones(plate.shape[:3], np.float32) if effects else None
+
+    def add(self, result: np.ndarray, matte: np.ndarray, gain: np.ndarray | None = None) -> None:
+        """The next subject's rendering over `result` so far: the new result, its matte and its shadow's gain."""
+        self.result, self.union = result, union_matte(self.union, matte)
+        if self.shading is not None and gain is not None:
+            self.shading = self.shading * gain
+
+    def warped(self, clip_map: ClipMap, layer: np.ndarray, alpha: np.ndarray, drawn: dict) -> bool:
+        """Render a subject layer moved by `clip_map` (`render_warp`, `drawn`: `drawn_options`) over the result so
+        far. Returns whether it was mirrored."""
+        self.add(*render_warp(clip_map, layer, alpha, self.result, **drawn))
+        return bool(clip_map.flip > 0)
+
+
 def stm_model(options: dict):
     """(the Composer named by option ``model`` ("default": the bundled one), its folder)."""
     model_dir = options.get("model", "default")
@@ -224,8 +213,7 @@ def stm_model(options: dict):
 def warp_meta(model, path: Path, count: int, inputs: ComposeInputs, mirrored: list[bool]) -> dict:
     """What a warp Composer's result records (the same in memory and streamed)."""
     window = int(model.config.sample_frames)
-    return {"model": str(path), "preserved": True, "window": window,
-            "windows": len(window_starts(count, window, int(window * OVERLAP))),
+    return {"model": str(path), "preserved": True, "window": window, "windows": len(CrossFade(count, window)),
             "size": list(model.config.sample_size), "matte": "model", "mirrored": mirrored,
             "mirror": mirror_policy(inputs.options, model), "rendered": "the input layer warped at full resolution"}
 
@@ -243,18 +231,13 @@ def _stm_warp(inputs: ComposeInputs, model, path: Path) -> Composite:
     the background's resolution (with a drawn Composer's effects and relighting)."""
     size = tuple(model.config.sample_size)
     background = inputs.background
-    result, union, mirrored = background, np.zeros(background.shape[:3], np.float32), []
-    shading = np.ones(background.shape[:3], np.float32) if model.config.effects_layer else None
-    small_bg = resize_frames(background, size)
-    for layer, alpha in inputs.subjects:
+    stack, mirrored = RenderedStack(background, model.config.effects_layer), []
+    for layer, alpha in inputs.subjects:  # each placed over the background with the ones before it rendered
+        small_bg = resize_frames(stack.result, size)
         clip_map = _warp_windows(model, resize_frames(layer, size), resize_frames(alpha, size), small_bg, inputs)
-        result, matte, gain = render_warp(clip_map, layer, alpha, result, **drawn_options(model.config))
-        union, small_bg = matte + (1 - matte) * union, resize_frames(result, size)
-        if shading is not None:
-            shading = shading * gain
-        mirrored.append(bool(clip_map.flip > 0))
+        mirrored.append(stack.warped(clip_map, layer, alpha, drawn_options(model.config)))
     meta = warp_meta(model, path, len(background), inputs, mirrored)
-    return Composite(result, inputs.fps, union, background, meta, shading)
+    return Composite(stack.result, inputs.fps, stack.union, background, meta, stack.shading)
 
 
 def _stm_generated(inputs: ComposeInputs, model, path: Path) -> Composite:
@@ -264,50 +247,42 @@ def _stm_generated(inputs: ComposeInputs, model, path: Path) -> Composite:
     background = inputs.background
     count, height, width = background.shape[:3]
     generator = torch.Generator().manual_seed(inputs.seed)
-    overlap = int(window * OVERLAP)
-    starts = window_starts(count, window, overlap)
+    windows = CrossFade(count, window)
     # All subjects as one layer, drawn in order over black; the model draws them where it sees fit (the given
     # placement is where its input layer is: only a warp Composer can hold it).
-    layer = np.zeros(background.shape, np.float32)
+    layer = np.zeros(background.shape, np.uint8)
     alpha = np.zeros(background.shape[:3], np.float32)
     for foreground, matte in inputs.subjects:
-        layer = foreground + (1 - matte[..., None]) * layer
-        alpha = matte + (1 - matte) * alpha
-    small_bg = resize_frames(background, size)
-    small_fg = resize_frames(np.clip(layer, 0, 255).astype(np.uint8), size)
-    small_alpha = resize_frames(alpha, size)
+        layer, alpha = composite(foreground, matte, layer), union_matte(alpha, matte)
+    small_bg, small_fg, small_alpha = (resize_frames(frames, size) for frames in (background, layer, alpha))
     layered = model.layered
-    made = np.zeros((count, *size, 3), np.float32)
-    mattes = np.zeros((count, *size), np.float32)
-    total = np.zeros(count, np.float32)
-    for index, start in enumerate(starts):
-        picks = np.minimum(np.arange(start, start + window), count - 1)
+    for index in range(len(windows)):
+        picks = windows.picks(index)
         out = model.sample(to_signed(small_fg[picks])[None], torch.from_numpy(small_alpha[picks])[None, None],
                            to_signed(small_bg[picks])[None], [inputs.prompt], steps=inputs.steps or 20,
                            guidance=inputs.guidance or 1.0, generator=generator, with_matte=layered)
-        keep = min(window, count - start)
-        weights = window_weights(window, overlap, index == 0, index == len(starts) - 1)[:keep]
-        if layered:
-            out, matte = out
-            mattes[start:start + keep] += weights[:, None, None] * matte[0, 0, :keep].numpy()
-        made[start:start + keep] += weights[:, None, None, None] * from_signed(out[0])[:keep]
-        total[start:start + keep] += weights
-    generated = np.rint(made / total[:, None, None, None]).clip(0, 255).astype(np.uint8)
-    mattes /= total[:, None, None]
+        out, matte = out if layered else (out, torch.zeros(1, 1, window, *size))
+        # The matte rides as a fourth channel: both are cross-faded alike.
+        windows.add(index, np.concatenate([from_signed(out[0]), matte[0, 0, ..., None].numpy()], axis=-1))
+    faded = windows.result()
+    generated = np.rint(faded[..., :3]).clip(0, 255).astype(np.uint8)
     if size != (height, width):
         generated = resize_frames(generated, (height, width))
     if not inputs.options.get("preserve_background", True):
         return Composite(generated, inputs.fps, None, background, {"model": str(path), "preserved": False})
-    if layered:
-        matte = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in mattes]).clip(0, 1)
-    else:
-        changed = np.abs(generated.astype(np.float32) - background.astype(np.float32)).mean(axis=-1) / 255
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1))
-        matte = np.stack([cv2.GaussianBlur(cv2.dilate((c > CHANGE_LEVEL).astype(np.float32), kernel), (0, 0), 1.0)
-                          for c in changed]).clip(0, 1)
+    matte = resize_frames(faded[..., 3], (height, width)).clip(0, 1) if layered else changed_region(generated,
+                                                                                                    background)
     matte[matte < 1 / 255] = 0
-    result = np.rint(matte[..., None] * generated + (1 - matte[..., None]) * background).astype(np.uint8)
+    result = composite(matte[..., None] * generated, matte, background)
     return Composite(result, inputs.fps, matte.astype(np.float32), background,
-                     {"model": str(path), "preserved": True, "window": window, "windows": len(starts),
-                      "size": list(size),
-                      "matte": "model" if layered else "changed region"})
+                     {"model": str(path), "preserved": True, "window": window, "windows": len(windows),
+                      "size": list(size), "matte": "model" if layered else "changed region"})
+
+
+def changed_region(generated: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """(T, H, W) float32 in [0, 1]: where the generation (T, H, W, 3) uint8 differs from the background by more
+    than `CHANGE_LEVEL`, grown by `GROW` px and feathered."""
+    changed = np.abs(generated.astype(np.float32) - background.astype(np.float32)).mean(axis=-1) / 255
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * GROW + 1, 2 * GROW + 1))
+    return np.stack([cv2.GaussianBlur(cv2.dilate((c > CHANGE_LEVEL).astype(np.float32), kernel), (0, 0), 1.0)
+                     for c in changed]).clip(0, 1)

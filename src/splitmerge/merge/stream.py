@@ -146,20 +146,15 @@ def _render(plate: np.ndarray, placed: list, maps: list, effects: bool = False, 
     """One chunk: the subjects (frames, placed fg, placed alpha) over `plate` in order, warped by their `maps`
     (stm `ClipMap`s; a drawn Composer's `effects` and `relight` applied) or pasted (copy-paste). Returns
     (result (n, H, W, 3) uint8, union matte (n, H, W), the effects gain (n, H, W) or None without `effects`)."""
-    from .stm import render_warp
+    from .stm import RenderedStack
 
-    result, union = plate, np.zeros(plate.shape[:3], np.float32)
-    shading = np.ones(plate.shape[:3], np.float32) if maps and effects else None
+    stack = RenderedStack(plate, bool(maps) and effects)
     for index, (frames, foreground, alpha) in enumerate(placed):
         if maps:
-            result, matte, gain = render_warp(maps[index].frames(frames), foreground, alpha, result, effects=effects,
-                                              relight=relight)
-            if shading is not None:
-                shading = shading * gain
+            stack.warped(maps[index].frames(frames), foreground, alpha, {"effects": effects, "relight": relight})
         else:
-            result, matte = composite(foreground, alpha, result), alpha
-        union = matte + (1 - matte) * union
-    return result, union, shading
+            stack.add(composite(foreground, alpha, stack.result), alpha)
+    return stack.result, stack.union, stack.shading
 
 
 @dataclass
@@ -210,15 +205,15 @@ def _sample_map(job: StreamJob, index: int, maps: list):
         for t, (fg, a, bg) in enumerate(zip(resize_frames(foreground, small_size), resize_frames(alpha, small_size),
                                             resize_frames(behind, small_size), strict=True)):
             buffer[frames.start + t] = (fg, a, bg)
-        last = frames.stop - 1
-        while window < len(warp.starts) and min(warp.starts[window] + warp.window, count) - 1 <= last:
-            picks = warp.picks(window)
+        last, windows = frames.stop - 1, warp.windows
+        while window < len(windows) and windows.starts[window] + windows.kept(window) - 1 <= last:
+            picks = windows.picks(window)
             fg, a, bg = (np.stack([buffer[p][k] for p in picks]) for k in range(3))
             warp.sample(window, fg, a, bg)
             window += 1
-            keep_from = warp.starts[window] if window < len(warp.starts) else count
+            keep_from = windows.starts[window] if window < len(windows) else count
             for frame in [f for f in buffer if f < keep_from]:
                 del buffer[frame]
-    if window < len(warp.starts):
+    if window < len(warp.windows):
         raise MediaError(f"{job.background}: ended before frame {count}")
     return warp.result()

@@ -139,6 +139,10 @@ def capped_size(height: int, width: int, max_height: int) -> tuple[int, int] | N
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Every frame of (T, H, W[, C]) to `size` (H', W') as it is (no crop), by area averaging."""
+    """Every frame of (T, H, W[, C]) (uint8 pixels or float mattes) to `size` (H', W') as it is (no crop): by area
+    averaging where it shrinks (no aliasing), bilinear where it enlarges (area interpolation would enlarge in
+    blocks)."""
     height, width = size
-    return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])
+    enlarging = height > frames.shape[1] or width > frames.shape[2]
+    interpolation = cv2.INTER_LINEAR if enlarging else cv2.INTER_AREA
+    return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])

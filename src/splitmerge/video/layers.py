@@ -218,6 +218,12 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray,
     return out
 
 
+def union_matte(below: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """The matte of a layer with matte `above` composited over layers whose matte is `below` (float, same shape,
+    in [0, 1]): ``above + (1 - above) * below``, where any of them covers the frame."""
+    return above + (1 - above) * below
+
+
 def uncomposite(frames: np.ndarray, alpha: np.ndarray, background: np.ndarray,
                 effects: np.ndarray | None = None) -> np.ndarray:
     """The premultiplied foreground a composite was made with: ``frames - (1 - alpha) * effects * background``
