@@ -71,8 +71,8 @@ def mirror_votes(model, cases) -> np.ndarray:
     logits = []
     with torch.no_grad():
         for case in cases:
-            conditions = model.conditions(*case_tensors(case))
-            logits.append(float(model.reader(conditions)[0, FLIP].mean()) + FLIP_OFFSET)
+            votes, _ = model.read_scene(*case_tensors(case))
+            logits.append(float(votes[0, FLIP].mean()) + FLIP_OFFSET)
     return np.array(logits)
 
 
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--model", help="read a trained Composer's reader instead of warming one up")
     parser.add_argument("--steps", type=int, help="warm-up steps (default: the preset's reader_warmup)")
     parser.add_argument("--samples", type=int, help="cached frames (default: the preset's reader_samples)")
+    parser.add_argument("--symmetric", choices=("on", "off"), help="override the preset's reader_symmetric")
     args = parser.parse_args()
     from splitmerge.eval.bench import load_bench
     from splitmerge.merge.train import TrainConfig, build_composer, preset_path, warm_up_reader
@@ -104,6 +105,8 @@ def main() -> None:
         config.reader_warmup = args.steps or config.reader_warmup or 3000
         config.reader_samples = args.samples or config.reader_samples
         config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
+        if args.symmetric:
+            config.composer["reader_symmetric"] = args.symmetric == "on"
         torch.manual_seed(config.seed)
         model = build_composer(config)
         record = warm_up_reader(model, config)

@@ -382,3 +382,28 @@ def test_the_scene_reader_tells_a_mirrored_subject_from_the_light_in_scenes_it_h
         Composer.from_pretrained(tmp)
     with pytest.raises(OptionError, match="output warp"):
         ComposerConfig(reader_width=8)
+
+
+def test_a_symmetric_reader_votes_the_opposite_mirror_for_the_mirrored_subject():
+    """With `reader_symmetric`, mirroring the input layer (over the same background) negates the reader's mirror
+    vote exactly, whatever its weights, and leaves its other votes to the first view; a symmetric reader without
+    a reader is refused."""
+    from splitmerge.merge.warp import FLIP
+
+    torch.manual_seed(0)
+    config = tiny(output="warp", reader_width=4, reader_symmetric=True, codec={"kind": "pixel", "spatial": 2,
+                                                                                 "temporal": 1})
+    model = Composer(config)
+    torch.nn.init.normal_(model.reader.vote.weight)  # a fresh reader votes 0: give it something to say
+    batch, _ = lit_scenes(3, torch.Generator().manual_seed(0))
+    inputs = batch["foreground"], batch["alpha"], batch["background"]
+    votes, cue = model.read_scene(*inputs)
+    mirrored, _ = model.read_scene(batch["foreground"].flip(-1), batch["alpha"].flip(-1), batch["background"])
+    # (a random reader tells the two views apart only a little: the vote is small but not 0, and exactly odd)
+    assert votes[:, FLIP].abs().min() > 1e-6 and torch.allclose(mirrored[:, FLIP], -votes[:, FLIP], rtol=1e-4, atol=0)
+    plain, plain_cue = model.reader.read(model.conditions(*inputs))
+    others = [c for c in range(model.out_channels) if c != FLIP]
+    assert torch.equal(votes[:, others], plain[:, others]) and torch.equal(cue, plain_cue)
+    assert not torch.allclose(plain[:, FLIP], votes[:, FLIP])
+    with pytest.raises(OptionError, match="reader_symmetric"):
+        ComposerConfig(output="warp", reader_symmetric=True)

@@ -478,7 +478,7 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     plain = TrainConfig.load(preset_path("cpu-small"))
     added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
     assert added == {"inverse_weight": 1.0, "mirror_weight": 0.3, "effects_layer": True, "effects_weight": 1.0,
-                     "relight": True, "reader_width": 32}
+                     "relight": True, "reader_width": 32, "reader_symmetric": True}
     assert drawn.mixed_precision == "bf16" and plain.mixed_precision == "no"
     assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
                                       "backbone_config": {**drawn.composer["backbone_config"],
@@ -493,6 +493,7 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
           "--no-reader"])
     assert seen["composer"]["reader_width"] == 0 and seen["composer"]["effects_layer"] is True
+    assert seen["composer"]["reader_symmetric"] is False
 
 
 def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_resume(dataset, tmp_path,
@@ -507,7 +508,8 @@ def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_re
     from splitmerge.merge.train import build_composer, warm_up_reader
 
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())
-    composer = {**record["composer"], "reader_width": 4, "inverse_weight": 1.0, "mirror_weight": 1.0}
+    composer = {**record["composer"], "reader_width": 4, "reader_symmetric": True, "inverse_weight": 1.0,
+                "mirror_weight": 1.0}
     config = small_config(tmp_path, composer=composer, max_steps=4, checkpoint_every=2, validate_every=4,
                           reader_warmup=40, reader_samples=24, reader_batch=8)
     run = tmp_path / "run"

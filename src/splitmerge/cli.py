@@ -244,7 +244,7 @@ def _cmd_train(args) -> int:
     if args.no_effects_layer:
         config.composer = {**config.composer, "effects_layer": False, "effects_weight": 0.0}
     if args.no_reader:
-        config.composer = {**config.composer, "reader_width": 0}
+        config.composer = {**config.composer, "reader_width": 0, "reader_symmetric": False}
         config.reader_warmup = 0
     summary = train(config, args.output, resume=args.resume)
     if not summary["main_process"]:

@@ -81,6 +81,7 @@ class ComposerConfig:
     inverse_weight: float = 0.0       # warp: + w * the map's error against the augmentation's exact inverse
     reader_width: int = 0             # warp: a `SceneReader` of this width votes on the map from the clean
     #                                   inputs alone (0: none; merge/reader.py)
+    reader_symmetric: bool = False    # its mirror vote odd under mirroring the subject (merge/reader.py)
     caption_dropout: float = 0.1
     flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
     noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
@@ -107,6 +108,8 @@ class ComposerConfig:
             raise OptionError("reader_width: a scene reader votes on a warp map (output warp)")
         if self.reader_width < 0:
             raise OptionError(f"reader_width {self.reader_width}: must be >= 0")
+        if self.reader_symmetric and not self.reader_width:
+            raise OptionError("reader_symmetric: needs a scene reader (reader_width > 0)")
         if self.text_encoder not in ("minilm", "t5", "none"):
             raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm, t5 or none")
         if self.text_encoder == "t5" and not self.text_encoder_path:
@@ -234,13 +237,27 @@ class Composer(nn.Module):
 
     def predict(self, noisy: torch.Tensor, conditions: torch.Tensor, timestep: torch.Tensor,
                 text: torch.Tensor, votes: torch.Tensor | None = None) -> torch.Tensor:
-        """The backbone's raw output: (B, out_channels, t, h, w), plus the scene reader's votes (B, out_channels,
-        t, 1, 1) when there is one (given, or read off `conditions`)."""
+        """The backbone's raw output: (B, out_channels, t, h, w), plus the scene reader's `votes` (B, out_channels,
+        t, 1, 1; `read_scene`) when there is one (without them, the reader's votes on `conditions` alone, which
+        for a symmetric reader lack the mirrored view: give them)."""
         raw = run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
                            timestep, text)
         if self.reader is None:
             return raw
         return raw + (self.reader(conditions) if votes is None else votes).to(raw.dtype)
+
+    def read_scene(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
+                   conditions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """The scene reader's (votes (B, out_channels, t, 1, 1), cue (B, t)) on these pixel inputs (as
+        `conditions`, which may be given), or (None, None) without a reader. With `reader_symmetric` it also reads
+        the subject mirrored (over the same background) for its odd mirror vote (merge/reader.py)."""
+        if self.reader is None:
+            return None, None
+        if conditions is None:
+            conditions = self.conditions(foreground, alpha, background)
+        mirrored = (self.conditions(foreground.flip(-1), alpha.flip(-1), background)
+                    if self.config.reader_symmetric else None)
+        return self.reader.read(conditions, mirrored)
 
     def layer_estimate(self, raw: torch.Tensor, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``layer``: the raw output (B, C + m, t, h, w) read as a layer and its matte, composited over
@@ -339,7 +356,8 @@ class Composer(nn.Module):
             steps = torch.randint(0, self.config.train_timesteps, (count,), generator=generator)
             noisy = scheduler.add_noise(target, noise, steps.to(device))
             goal, timestep = scheduler.get_velocity(target, noise, steps.to(device)), steps.to(device).float()
-        votes, cue = self.reader.read(conditions) if self.reader is not None else (None, None)
+        votes, cue = self.read_scene(batch["foreground"].to(device), batch["alpha"].to(device),
+                                     batch["background"].to(device), conditions)
         prediction = self.predict(noisy, conditions, timestep, text, votes)
         parts = {}
         if votes is not None and "transform" in batch:
@@ -454,7 +472,8 @@ class Composer(nn.Module):
         shape = (conditions.shape[0], self.codec.channels, *conditions.shape[2:])
         noise = torch.randn(shape, generator=generator).to(device)
         level = torch.full((shape[0],), float(self.config.train_timesteps), device=device)
-        raw = self.predict(noise, conditions, level, self.encode_text(captions))
+        votes, _ = self.read_scene(foreground.to(device), alpha.to(device), background.to(device), conditions)
+        raw = self.predict(noise, conditions, level, self.encode_text(captions), votes)
         return pool_parameters(raw, foreground.shape[2])[1]
 
     def _denoise(self, foreground, alpha, background, captions, steps, guidance, generator, flip=None):
@@ -464,7 +483,7 @@ class Composer(nn.Module):
         device = next(self.parameters()).device
         foreground, alpha, background = foreground.to(device), alpha.to(device), background.to(device)
         conditions = self.conditions(foreground, alpha, background)
-        votes = self.reader(conditions) if self.reader is not None else None  # the same at every step
+        votes, _ = self.read_scene(foreground, alpha, background, conditions)  # the same at every step
         count = conditions.shape[0]
         text = self.encode_text(captions)
         empty = self.encode_text([""] * count) if guidance != 1.0 else None

@@ -19,6 +19,12 @@ depends on the flip and so shapes features that see it. Measured (docs/training.
 targets alone (each side's shift only where that side is right, the flip by its cross-entropy) the reader's
 mirror stayed at chance on held-out scenes; with the cue, 78-81%.
 
+A *symmetric* reader (`ComposerConfig.reader_symmetric`) also reads the same inputs with the subject layer and
+its matte mirrored (the background as it is) and votes on the mirror with half the difference of its two raw
+mirror votes. Mirroring the input layer exactly swaps the right answer (a subject that needs mirroring back
+needs none once mirrored), so the vote is odd by construction: each sample teaches both views, and no prior over
+flips (training's p 0.7, a benchmark's 0.5) can be learnt by the reader; the transformer's own vote still can.
+
 Shapes: conditions (B, K, t, h, w) -> votes (B, out_channels, t, 1, 1), K = 2C + 1 with the matte channel;
 cue (B, t).
 """
@@ -28,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .warp import POOL
+from .warp import FLIP, POOL
 
 
 class SceneReader(nn.Module):
@@ -57,12 +63,23 @@ class SceneReader(nn.Module):
         nn.init.zeros_(self.vote.weight)
         nn.init.zeros_(self.vote.bias)
 
-    def forward(self, conditions: torch.Tensor) -> torch.Tensor:
-        """conditions (B, K, t, h, w) -> votes (B, out_channels, t, 1, 1), 0 on the pool channel."""
-        return self.read(conditions)[0]
+    def forward(self, conditions: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
+        """The votes of `read`."""
+        return self.read(conditions, mirrored)[0]
 
-    def read(self, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """conditions (B, K, t, h, w) -> (votes (B, out_channels, t, 1, 1), 0 on the pool channel; cue (B, t))."""
+    def read(self, conditions: torch.Tensor, mirrored: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """conditions (B, K, t, h, w) -> (votes (B, out_channels, t, 1, 1), 0 on the pool channel; cue (B, t)).
+        With `mirrored` (the conditions of the mirrored subject over the same background, same shape), the
+        mirror vote is half the difference of the two views' (module docstring); the rest are the first view's."""
+        if mirrored is None:
+            return self._read(conditions)
+        votes, cue = self._read(torch.cat([conditions, mirrored]))
+        ours, theirs = votes.chunk(2)
+        flip = (ours[:, FLIP] - theirs[:, FLIP]) / 2
+        return torch.cat([ours[:, :FLIP], flip[:, None], ours[:, FLIP + 1:]], dim=1), cue.chunk(2)[0]
+
+    def _read(self, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k, t, h, w = conditions.shape
         frames = conditions.transpose(1, 2).reshape(b * t, k, h, w).to(self.vote.weight.dtype)
         ys = torch.linspace(-1, 1, h, device=frames.device, dtype=frames.dtype).view(1, 1, h, 1).expand(b * t, 1, h, w)

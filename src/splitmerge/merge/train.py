@@ -181,8 +181,8 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     augment = replace(augment_settings(config), **config.reader_augment) if config.augment else None
     frames = StmDataset(config.data, split=config.split, frames=1, size=config.size, augment=augment,
                         seed=config.seed)
-    parts, transforms = [], []
-    for first in range(0, config.reader_samples, 256):  # conditions (K, 1, h, w) per frame; the samples dropped
+    views, transforms = [], []  # per chunk: conditions (n, K, 1, h, w) [, of the mirrored subject]; no samples kept
+    for first in range(0, config.reader_samples, 256):
         chosen = range(first, min(first + 256, config.reader_samples))
         samples = []
         for index in chosen:
@@ -190,9 +190,10 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
             samples.append(frames[index % len(frames)])
         batch = collate_samples(samples)
         with torch.no_grad():
-            parts.append(model.conditions(batch["foreground"], batch["alpha"], batch["background"]))
+            views.append(_reader_views(model, batch))
         transforms += batch["transform"]
-    conditions, (height, width), reader = torch.cat(parts), config.size, model.reader
+    conditions = [torch.cat(parts) for parts in zip(*views, strict=True)]
+    (height, width), reader = config.size, model.reader
     optimizer = torch.optim.AdamW(reader.parameters(), lr=config.reader_learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reader_learning_rate,
                                                    total_steps=config.reader_warmup)
@@ -200,8 +201,8 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     records, started = [], time.perf_counter()
     for step in range(config.reader_warmup):
         picks = torch.randint(0, len(transforms), (config.reader_batch,), generator=generator)
-        loss = model.reader_error(*reader.read(conditions[picks]), [transforms[i] for i in picks.tolist()], height,
-                                  width)
+        loss = model.reader_error(*reader.read(*(view[picks] for view in conditions)),
+                                  [transforms[i] for i in picks.tolist()], height, width)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -213,6 +214,15 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
         run.mkdir(parents=True, exist_ok=True)
         (run / "reader_warmup.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     return records[-1]
+
+
+def _reader_views(model: Composer, batch: dict) -> tuple[torch.Tensor, ...]:
+    """What the scene reader reads of a batch: its conditions, and for a symmetric reader those of the mirrored
+    subject too (`Composer.read_scene`)."""
+    conditions = model.conditions(batch["foreground"], batch["alpha"], batch["background"])
+    if not model.config.reader_symmetric:
+        return (conditions,)
+    return conditions, model.conditions(batch["foreground"].flip(-1), batch["alpha"].flip(-1), batch["background"])
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
