@@ -403,8 +403,9 @@ class Composer(nn.Module):
         sees no noisy draft, every level teaches it alike) read the votes as a map; the cue is regressed onto the
         unmirrored shift b_x of every sample (merge/reader.py). Weighted like the full map's. A scalar."""
         level = torch.ones(votes.shape[0], device=votes.device)
-        shift_x = inverse_targets(transforms, height, width)[1].to(cue.device)
-        return (self.config.inverse_weight * (inverse_error(votes, transforms, height, width)
+        targets = inverse_targets(transforms, height, width)
+        shift_x = targets[1].to(cue.device)
+        return (self.config.inverse_weight * (inverse_error(votes, transforms, height, width, targets)
                                               + (cue.float() - shift_x[:, None]).pow(2).mean())
                 + self.config.mirror_weight * mirror_error(votes, transforms, level))
 

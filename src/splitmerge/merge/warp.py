@@ -269,13 +269,15 @@ def inverse_targets(transforms: list[dict], height: int, width: int
     return as_tensor(log_zoom), as_tensor(shift_x), as_tensor(shift_y), torch.tensor(flipped)
 
 
-def inverse_error(raw: torch.Tensor, transforms: list[dict], height: int, width: int) -> torch.Tensor:
+def inverse_error(raw: torch.Tensor, transforms: list[dict], height: int, width: int,
+                  targets: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
     """Squared error of the pooled per-frame map (zoom in log, shifts in normalised units; the shift of the side
-    the truth needs: mirrored for a flipped input) against the augmentation's exact inverse (`inverse_targets`).
-    The augmentation is known for every training sample: this regresses it directly. A scalar."""
+    the truth needs: mirrored for a flipped input) against the augmentation's exact inverse (`inverse_targets`,
+    computed unless `targets` gives it). The augmentation is known for every training sample: this regresses it
+    directly. A scalar."""
     parameters, _ = pool_parameters(raw, raw.shape[2])  # (B, C, t)
-    log_zoom, shift_x, shift_y, flipped = (value.to(raw.device) for value in inverse_targets(transforms, height,
-                                                                                            width))
+    targets = targets if targets is not None else inverse_targets(transforms, height, width)
+    log_zoom, shift_x, shift_y, flipped = (value.to(raw.device) for value in targets)
     zoom = LOG_ZOOM_LIMIT * torch.tanh(parameters[:, LOG_ZOOM] / LOG_ZOOM_LIMIT)
     side = torch.where(flipped[:, None], parameters[:, SHIFT_X_MIRRORED], parameters[:, SHIFT_X])
     return ((zoom - log_zoom[:, None]).pow(2) + (side - shift_x[:, None]).pow(2)
