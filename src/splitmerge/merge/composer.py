@@ -253,11 +253,17 @@ class Composer(nn.Module):
         the subject mirrored (over the same background) for its odd mirror vote (merge/reader.py)."""
         if self.reader is None:
             return None, None
+        return self.reader.read(*self.reader_views(foreground, alpha, background, conditions))
+
+    def reader_views(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
+                     conditions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the scene reader reads of these pixel inputs: their conditions (computed unless given) and, for a
+        symmetric reader, those of the subject mirrored over the same background (else None)."""
         if conditions is None:
             conditions = self.conditions(foreground, alpha, background)
-        mirrored = (self.conditions(foreground.flip(-1), alpha.flip(-1), background)
-                    if self.config.reader_symmetric else None)
-        return self.reader.read(conditions, mirrored)
+        if not self.config.reader_symmetric:
+            return conditions, None
+        return conditions, self.conditions(foreground.flip(-1), alpha.flip(-1), background)
 
     def layer_estimate(self, raw: torch.Tensor, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``layer``: the raw output (B, C + m, t, h, w) read as a layer and its matte, composited over

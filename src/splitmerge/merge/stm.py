@@ -106,7 +106,7 @@ class WarpMap:
     forced choice, or the windows' weighted mean of the Composer's own)."""
 
     def __init__(self, model, count: int, inputs: ComposeInputs, forced: torch.Tensor | None):
-        self.model, self.count, self.inputs, self.forced = model, count, inputs, forced
+        self.model, self.inputs, self.forced = model, inputs, forced
         self.windows = CrossFade(count, int(model.config.sample_frames))
         self.generator = torch.Generator().manual_seed(inputs.seed)
         self.flips: list[tuple[float, float]] = []

@@ -190,7 +190,8 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
             samples.append(frames[index % len(frames)])
         batch = collate_samples(samples)
         with torch.no_grad():
-            views.append(_reader_views(model, batch))
+            views.append([view for view in model.reader_views(batch["foreground"], batch["alpha"],
+                                                              batch["background"]) if view is not None])
         transforms += batch["transform"]
     conditions = [torch.cat(parts) for parts in zip(*views, strict=True)]
     (height, width), reader = config.size, model.reader
@@ -214,15 +215,6 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
         run.mkdir(parents=True, exist_ok=True)
         (run / "reader_warmup.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     return records[-1]
-
-
-def _reader_views(model: Composer, batch: dict) -> tuple[torch.Tensor, ...]:
-    """What the scene reader reads of a batch: its conditions, and for a symmetric reader those of the mirrored
-    subject too (`Composer.read_scene`)."""
-    conditions = model.conditions(batch["foreground"], batch["alpha"], batch["background"])
-    if not model.config.reader_symmetric:
-        return (conditions,)
-    return conditions, model.conditions(batch["foreground"].flip(-1), batch["alpha"].flip(-1), batch["background"])
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
