@@ -175,7 +175,7 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     (`Composer.reader_error`: the augmentation's inverse and flip, known for every sample). Inside the joint
     training its batch is the Composer's (4 clips on the CPU presets) at the transformer's rate, and in 500 steps
     it had not moved off chance (docs/training.md). Deterministic from `config.seed`; every process computes the
-    same weights. Logs to ``RUN/reader_warmup.jsonl`` when `run` is given. Returns the last record."""
+    same weights. Logs to ``RUN/reader_warmup.jsonl`` as it goes when `run` is given. Returns the last record."""
     from ..data.torch_dataset import StmDataset, collate_samples
 
     augment = replace(augment_settings(config), **config.reader_augment) if config.augment else None
@@ -199,22 +199,30 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reader_learning_rate,
                                                    total_steps=config.reader_warmup)
     generator = torch.Generator().manual_seed(config.seed)
-    records, started = [], time.perf_counter()
-    for step in range(config.reader_warmup):
-        picks = torch.randint(0, len(transforms), (config.reader_batch,), generator=generator)
-        loss = model.reader_error(*reader.read(*(view[picks] for view in conditions)),
-                                  [transforms[i] for i in picks.tolist()], height, width)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 50 == 49 or step + 1 == config.reader_warmup:
-            records.append({"step": step + 1, "loss": round(loss.item(), 6),
-                            "seconds": round(time.perf_counter() - started, 3)})
-    if run is not None:
+    record, started = {}, time.perf_counter()
+    log = None
+    if run is not None:  # written as it goes (a warm-up of minutes should show progress), from the start again
         run.mkdir(parents=True, exist_ok=True)
-        (run / "reader_warmup.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
-    return records[-1]
+        log = (run / "reader_warmup.jsonl").open("w")
+    try:
+        for step in range(config.reader_warmup):
+            picks = torch.randint(0, len(transforms), (config.reader_batch,), generator=generator)
+            loss = model.reader_error(*reader.read(*(view[picks] for view in conditions)),
+                                      [transforms[i] for i in picks.tolist()], height, width)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step % 50 == 49 or step + 1 == config.reader_warmup:
+                record = {"step": step + 1, "loss": round(loss.item(), 6),
+                          "seconds": round(time.perf_counter() - started, 3)}
+                if log is not None:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+    finally:
+        if log is not None:
+            log.close()
+    return record
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
