@@ -47,6 +47,7 @@ def main() -> None:
     rows = []
     with torch.no_grad():
         conditions = model.conditions(batch["foreground"], batch["alpha"], batch["background"])
+        votes, _ = model.read_scene(batch["foreground"], batch["alpha"], batch["background"], conditions)
         estimator = model.estimator(batch["foreground"], batch["alpha"], batch["background"], hard=True) \
             if layered else None
         text = model.encode_text(list(batch["caption"]))
@@ -58,7 +59,8 @@ def main() -> None:
         target = batch["alpha_target"][:, 0].numpy()
         for level in (0.95, 0.8, 0.6, 0.4, 0.2, 0.1, 0.05, 0.02):
             noisy = (1 - level) * truth + level * noise
-            raw = model.predict(noisy, conditions, torch.full((count,), level * model.config.train_timesteps), text)
+            raw = model.predict(noisy, conditions, torch.full((count,), level * model.config.train_timesteps), text,
+                                votes)
             if layered:
                 estimate, matte = estimator(raw)
                 pixels = model.matte_pixels(matte)[:, 0].numpy()

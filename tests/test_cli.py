@@ -66,6 +66,9 @@ def test_demo_writes_real_outputs(tmp_path, capsys):
     assert layers.frames.shape == (16, 240, 426, 3)
     assert layers.meta["filters"]["passed"] and 0.01 < layers.fg_ratio < 0.45
     assert layers.meta["backends"]["segmenter"]["name"] == "motion" and "subject" in layers.caption
+    # The prompt is what a user would write for the pair as given: no left or right, the street's light.
+    prompt = printed.split("prompt: ", 1)[1].splitlines()[0]
+    assert "subject" in prompt and not {"left", "right"} & set(prompt.lower().replace(".", " ").split())
     # Copy-paste is the split subject placed over the bikes street where the demo starts it: it differs from the
     # street only where the placed matte is (both are lossy encodes, so "unchanged" means within codec noise).
     street = sm.read_video(sm.sample_path("bikes"), start=137, max_frames=16)

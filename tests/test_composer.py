@@ -406,5 +406,34 @@ def test_a_symmetric_reader_votes_the_opposite_mirror_for_the_mirrored_subject()
     # (read in one batch with the mirrored view: the same values up to the batch's float order)
     assert torch.allclose(votes[:, others], plain[:, others], atol=1e-6) and torch.allclose(cue, plain_cue, atol=1e-6)
     assert not torch.allclose(plain[:, FLIP], votes[:, FLIP])
+    noisy = torch.randn(3, model.codec.channels, *model.conditions(*inputs).shape[2:])
+    with pytest.raises(OptionError, match="symmetric scene reader needs its votes"):
+        model.predict(noisy, model.conditions(*inputs), torch.full((3,), 500.0), model.encode_text(batch["caption"]))
     with pytest.raises(OptionError, match="reader_symmetric"):
         ComposerConfig(output="warp", reader_symmetric=True)
+
+
+def test_a_mirror_margin_decides_on_the_odd_part_of_the_logit():
+    """With `mirror_margin`, the mirror decision is odd under mirroring the subject (a learnt flip prior cancels):
+    the decisions for a layer and for its mirror image sum to -2 x the margin, in `mirror_logit` and in
+    sampling alike; without it the first step's logit decides as before. Negative margins are refused."""
+    torch.manual_seed(0)
+    config = tiny(output="warp", reader_width=4, reader_symmetric=True, mirror_margin=0.5,
+                  codec={"kind": "pixel", "spatial": 2, "temporal": 1})
+    model = Composer(config).eval()
+    torch.nn.init.normal_(model.reader.vote.weight)  # (FLIP_OFFSET: a flip prior the odd part must cancel)
+    batch, _ = lit_scenes(3, torch.Generator().manual_seed(0))
+    inputs = batch["foreground"], batch["alpha"], batch["background"]
+    mirrored = batch["foreground"].flip(-1), batch["alpha"].flip(-1), batch["background"]
+    captions = list(batch["caption"])
+    decide = lambda *x: model.mirror_logit(*x, captions, torch.Generator().manual_seed(1))  # noqa: E731
+    first, second = decide(*inputs), decide(*mirrored)
+    assert torch.allclose(first + second, torch.full_like(first, -1.0), atol=1e-4)
+    sampled = lambda *x: model.warp_parameters(*x, captions, steps=2, generator=torch.Generator().manual_seed(1))[1]  # noqa
+    assert torch.allclose(sampled(*inputs) + sampled(*mirrored), torch.full_like(first, -1.0), atol=1e-4)
+    model.config.mirror_margin = None  # the whole logit: the prior counts for both views
+    plain_first, plain_second = decide(*inputs), decide(*mirrored)
+    assert (plain_first + plain_second).abs().min() > 0.1
+    for bad in ({"mirror_margin": -1.0, "output": "warp"}, {"mirror_margin": 1.0}):
+        with pytest.raises(OptionError, match="mirror_margin"):
+            ComposerConfig(**bad)

@@ -58,6 +58,15 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     shadowed[ring] = (shadowed[ring] * 0.5).astype(np.uint8)
     unshadowed = truth_metrics(truth, alpha, shadowed, alpha)
     assert unshadowed["ring_psnr"] < 25 and unshadowed["colour_error"] == 0.0 and unshadowed["bg_psnr"] is None
+    assert unshadowed["effects_psnr"] == unshadowed["ring_psnr"]  # no subject of the result's over the ring
+
+    # A misplaced subject over the ring: re-tinting it moves ring_psnr, not effects_psnr (its pixels left out).
+    tinted_moved = composite((moved_fg * 0.6).astype(np.uint8), moved_alpha, bg)
+    plain_scores = truth_metrics(moved, moved_alpha, shadowed, alpha)
+    tinted_scores = truth_metrics(tinted_moved, moved_alpha, shadowed, alpha)
+    assert tinted_scores["ring_psnr"] != pytest.approx(plain_scores["ring_psnr"], abs=0.1)
+    assert tinted_scores["effects_psnr"] == pytest.approx(plain_scores["effects_psnr"], abs=0.01)  # (soft edges)
+    assert plain_scores["effects_psnr"] < 25
 
     # A colour-shifted subject raises the colour error and lowers FG identity.
     tinted_fg, _ = color_jitter(fg, alpha, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.3)

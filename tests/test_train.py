@@ -478,7 +478,7 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     plain = TrainConfig.load(preset_path("cpu-small"))
     added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
     assert added == {"inverse_weight": 1.0, "mirror_weight": 0.3, "effects_layer": True, "effects_weight": 1.0,
-                     "relight": True, "reader_width": 32, "reader_symmetric": True}
+                     "relight": True, "reader_width": 32, "reader_symmetric": True, "mirror_margin": 4.0}
     assert drawn.mixed_precision == "bf16" and plain.mixed_precision == "no"
     assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
                                       "backbone_config": {**drawn.composer["backbone_config"],

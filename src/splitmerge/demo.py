@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config_types import is_integer
+from .decompose.caption import plain_caption
 from .decompose.pipeline import split_to_folder
 from .errors import OptionError
 from .eval.bench import pair_bench
@@ -78,9 +79,13 @@ def _run(out: Path, frames: int, model: str) -> dict:
     count = min(len(background.frames), layers.num_frames)
     street = Video(background.frames[:count], background.fps, dict(background.meta))
     foreground, alpha = place(layers.foreground[:count], layers.alpha[:count], street.frames.shape[1:3], **START)
-    subject = Layers(composite(foreground, alpha, street.frames), alpha, foreground, street.frames, street.fps,
-                     layers.caption)
-    bench = pair_bench(out / "bench", subject, street, layers.caption, key=CASE)
+    pasted = composite(foreground, alpha, street.frames)
+    # what a user would write for the pair as given (the benchmarks' plain prompt): the subject where it starts
+    # and the street's light, not the light of the burrow it was cut from
+    prompt = plain_caption(pasted, alpha, street.fps)
+    subject = Layers(pasted, alpha, foreground, street.frames, street.fps, prompt)
+    bench = pair_bench(out / "bench", subject, street, prompt, key=CASE)
+    print(f"  prompt: {prompt}")
     print(f"composing into {name} with {', '.join(METHODS)} and scoring them...")
     metrics = evaluate(bench, list(METHODS), out / "evaluation", model=model)
     videos = {method: read_video(out / "evaluation" / "videos" / method / f"{CASE}.mp4").frames

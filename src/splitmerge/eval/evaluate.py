@@ -40,7 +40,7 @@ from .report import case_video, write_report
 
 # Which way is better, per metric; a metric with a backend tag (``fg_identity@clip-vit``) goes by its base name.
 HIGHER_IS_BETTER = {"placement_iou": True, "depth_scale_error": False, "colour_error": False, "ring_psnr": True,
-                    "bg_psnr": True, "psnr": True, "ssim": True, "warp_error": False,
+                    "effects_psnr": True, "bg_psnr": True, "psnr": True, "ssim": True, "warp_error": False,
                     "fg_identity": True, "bg_identity": True, "fg_motion": False, "bg_motion": False,
                     "text_alignment": True}
 RING = 12  # px: the effects ring outside the true matte (shadow, contact), and the margin of "far from both"
@@ -74,7 +74,10 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
     - ``placement_iou``: J of the result's matte and the true one (where the subject is, how big);
     - ``colour_error``: mean CIEDE2000 where both mattes are above 0.5 (the subject's colour, wherever it landed;
       absent when they do not overlap);
-    - ``ring_psnr``: PSNR over the pixels within `RING` px outside the true matte (shadow, contact);
+    - ``ring_psnr``: PSNR over the pixels within `RING` px outside the true matte (shadow, contact; a misplaced
+      subject over the ring counts too, so a tint alone moves it);
+    - ``effects_psnr``: the same ring where the result shows no subject (its matte <= 0.01): what the method did
+      to the background next to the subject (a cast shadow, contact), the subject's own pixels left out;
     - ``bg_psnr``: PSNR over the pixels farther than `RING` px from both mattes (the background kept);
     - ``psnr``, ``ssim``: the whole frame; ``warp_error``: temporal steadiness (flow from the truth).
     None where a region is empty or a PSNR is infinite."""
@@ -87,6 +90,9 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
     ring = near_truth & ~(truth_alpha > 0.01)
     if ring.any():
         scores["ring_psnr"] = masked_psnr(truth, result, ring)
+    effects = ring & ~(result_alpha > 0.01)
+    if effects.any():
+        scores["effects_psnr"] = masked_psnr(truth, result, effects)
     far = ~(near_truth | grown(result_alpha))
     if far.any():
         scores["bg_psnr"] = masked_psnr(truth, result, far)

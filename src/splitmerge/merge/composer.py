@@ -82,6 +82,9 @@ class ComposerConfig:
     reader_width: int = 0             # warp: a `SceneReader` of this width votes on the map from the clean
     #                                   inputs alone (0: none; merge/reader.py)
     reader_symmetric: bool = False    # its mirror vote odd under mirroring the subject (merge/reader.py)
+    mirror_margin: float | None = None  # warp sampling: None mirrors the layer when the first step's logit is
+    #                                   > 0; a number when its odd part (the logit minus the mirrored input's,
+    #                                   halved: no learnt flip prior) is > the margin (`Composer.mirror_logit`)
     caption_dropout: float = 0.1
     flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
     noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
@@ -110,6 +113,8 @@ class ComposerConfig:
             raise OptionError(f"reader_width {self.reader_width}: must be >= 0")
         if self.reader_symmetric and not self.reader_width:
             raise OptionError("reader_symmetric: needs a scene reader (reader_width > 0)")
+        if self.mirror_margin is not None and (self.output != "warp" or self.mirror_margin < 0):
+            raise OptionError(f"mirror_margin {self.mirror_margin}: a margin >= 0 on a warp Composer's mirror logit")
         if self.text_encoder not in ("minilm", "t5", "none"):
             raise OptionError(f"text encoder {self.text_encoder!r}: expected minilm, t5 or none")
         if self.text_encoder == "t5" and not self.text_encoder_path:
@@ -238,8 +243,10 @@ class Composer(nn.Module):
     def predict(self, noisy: torch.Tensor, conditions: torch.Tensor, timestep: torch.Tensor,
                 text: torch.Tensor, votes: torch.Tensor | None = None) -> torch.Tensor:
         """The backbone's raw output: (B, out_channels, t, h, w), plus the scene reader's `votes` (B, out_channels,
-        t, 1, 1; `read_scene`) when there is one (without them, the reader's votes on `conditions` alone, which
-        for a symmetric reader lack the mirrored view: give them)."""
+        t, 1, 1; `read_scene`) when there is one (without them, a plain reader's votes on `conditions`; a
+        symmetric reader also reads the mirrored subject, which `conditions` lack: it needs them given)."""
+        if votes is None and self.config.reader_symmetric:
+            raise OptionError("Composer.predict: a symmetric scene reader needs its votes (pass read_scene's)")
         raw = run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
                            timestep, text)
         if self.reader is None:
@@ -470,18 +477,39 @@ class Composer(nn.Module):
     @torch.no_grad()
     def mirror_logit(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
                      captions: list[str], generator: torch.Generator | None = None) -> torch.Tensor:
-        """Output ``warp``: the clip's mirror logit (B,) at pure noise, from the inputs and caption alone (what
-        sampling decides at its first step; > 0 mirrors the layer)."""
+        """Output ``warp``: the clip's mirror decision logit (B,) at pure noise, from the inputs and caption alone
+        (what sampling decides at its first step; > 0 mirrors the layer; see `mirror_margin`)."""
         if self.config.output != "warp":
             raise OptionError("mirror_logit needs a Composer with output warp")
         device = next(self.parameters()).device
-        conditions = self.conditions(foreground.to(device), alpha.to(device), background.to(device))
-        shape = (conditions.shape[0], self.codec.channels, *conditions.shape[2:])
+        foreground, alpha, background = foreground.to(device), alpha.to(device), background.to(device)
+        shape = (foreground.shape[0], *self.codec.latent_shape(*foreground.shape[2:]))
         noise = torch.randn(shape, generator=generator).to(device)
         level = torch.full((shape[0],), float(self.config.train_timesteps), device=device)
-        votes, _ = self.read_scene(foreground.to(device), alpha.to(device), background.to(device), conditions)
-        raw = self.predict(noise, conditions, level, self.encode_text(captions), votes)
+        text = self.encode_text(captions)
+        logit = self._mirror_vote(noise, foreground, alpha, background, level, text)
+        return self._mirror_decision(logit, noise, foreground, alpha, background, level, text)
+
+    def _mirror_vote(self, latent, foreground, alpha, background, timestep, text, empty=None, guidance=1.0
+                     ) -> torch.Tensor:
+        """The raw output's clip-wide mirror logit (B,) for these inputs at this step."""
+        conditions = self.conditions(foreground, alpha, background)
+        votes, _ = self.read_scene(foreground, alpha, background, conditions)
+        raw = self._guided(latent, conditions, timestep, text, empty, guidance, votes)
         return pool_parameters(raw, foreground.shape[2])[1]
+
+    def _mirror_decision(self, logit, latent, foreground, alpha, background, timestep, text, empty=None,
+                         guidance=1.0) -> torch.Tensor:
+        """The decision logit (B,) from the first step's mirror `logit` (B,): itself, or with `mirror_margin`
+        its odd part under mirroring the subject layer, matte and noise (over the same background), less the
+        margin: a prior learnt for every subject (training flips at p 0.7) cancels, and the layer is mirrored
+        only when the network is that sure."""
+        margin = self.config.mirror_margin
+        if margin is None:
+            return logit
+        mirrored = self._mirror_vote(latent.flip(-1), foreground.flip(-1), alpha.flip(-1), background, timestep,
+                                     text, empty, guidance)
+        return (logit - mirrored) / 2 - margin
 
     def _denoise(self, foreground, alpha, background, captions, steps, guidance, generator, flip=None):
         """The sampling loop. Returns (final latent (B, C, t, h, w), matte (layered outputs; see `estimator`)
@@ -507,7 +535,9 @@ class Composer(nn.Module):
             if index == 0 and self.config.output == "warp":
                 # The mirror is chosen once, at pure noise, from the inputs and the caption alone; later steps
                 # would otherwise read it off their own noisy draft and flip at random where the inputs do not say.
-                first_flip = pool_parameters(raw, foreground.shape[2])[1] if flip is None else flip.to(device)
+                first_flip = flip.to(device) if flip is not None else self._mirror_decision(
+                    pool_parameters(raw, foreground.shape[2])[1], latent, foreground, alpha, background, timestep,
+                    text, empty, guidance)
                 estimator = self.estimator(foreground, alpha, background, hard=True, flip=first_flip)
             if estimator is not None:
                 estimate, matte = estimator(raw)

@@ -122,7 +122,7 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
         with VideoWriter(output, rate) as writer:
             streams = [_placed(s, anchors[i], plan, size, count, chunk) for i, s in enumerate(subjects)]
             for plate, *placed in zip(_frames(background, count, chunk), *streams, strict=False):
-                result, union, shading = _render(plate, placed, maps, **drawn)
+                result, union, shading = _render(plate, placed, maps, drawn)
                 for t in range(len(plate)):
                     writer.write(result[t])
                     if layers is not None:
@@ -141,17 +141,19 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
     return {**compose_meta(method, text, seed, count, plan), **meta, "streamed": True}
 
 
-def _render(plate: np.ndarray, placed: list, maps: list, effects: bool = False, relight: bool = False
+def _render(plate: np.ndarray, placed: list, maps: list, drawn: dict | None = None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One chunk: the subjects (frames, placed fg, placed alpha) over `plate` in order, warped by their `maps`
-    (stm `ClipMap`s; a drawn Composer's `effects` and `relight` applied) or pasted (copy-paste). Returns
-    (result (n, H, W, 3) uint8, union matte (n, H, W), the effects gain (n, H, W) or None without `effects`)."""
+    (stm `ClipMap`s; `drawn`: what the Composer draws beside its warp, `stm.drawn_options`) or pasted
+    (copy-paste). Returns (result (n, H, W, 3) uint8, union matte (n, H, W), the effects gain (n, H, W) or None
+    without effects)."""
     from .stm import RenderedStack
 
-    stack = RenderedStack(plate, bool(maps) and effects)
+    drawn = drawn or {"effects": False, "relight": False}
+    stack = RenderedStack(plate, bool(maps) and drawn["effects"])
     for index, (frames, foreground, alpha) in enumerate(placed):
         if maps:
-            stack.warped(maps[index].frames(frames), foreground, alpha, {"effects": effects, "relight": relight})
+            stack.warped(maps[index].frames(frames), foreground, alpha, drawn)
         else:
             stack.add(composite(foreground, alpha, stack.result), alpha)
     return stack.result, stack.union, stack.shading
@@ -201,7 +203,7 @@ def _sample_map(job: StreamJob, index: int, maps: list):
     drawn = drawn_options(composer.config)
     for plate, *placed in zip(_frames(job.background, count, job.chunk), *streams, strict=False):
         earlier, (frames, foreground, alpha) = placed[:-1], placed[-1]
-        behind = _render(plate, earlier, maps, **drawn)[0] if earlier else plate
+        behind = _render(plate, earlier, maps, drawn)[0] if earlier else plate
         for t, (fg, a, bg) in enumerate(zip(resize_frames(foreground, small_size), resize_frames(alpha, small_size),
                                             resize_frames(behind, small_size), strict=True)):
             buffer[frames.start + t] = (fg, a, bg)
