@@ -56,17 +56,21 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     ring = grown(alpha, 6) & ~(alpha > 0.01)
     shadowed = truth.copy()
     shadowed[ring] = (shadowed[ring] * 0.5).astype(np.uint8)
-    unshadowed = truth_metrics(truth, alpha, shadowed, alpha)
+    unshadowed = truth_metrics(truth, alpha, shadowed, alpha, bg)
     assert unshadowed["ring_psnr"] < 25 and unshadowed["colour_error"] == 0.0 and unshadowed["bg_psnr"] is None
-    assert unshadowed["effects_psnr"] == unshadowed["ring_psnr"]  # no subject of the result's over the ring
+    # (no subject of the result's over the ring but its faintest edge, taken back to the background)
+    assert unshadowed["effects_psnr"] == pytest.approx(unshadowed["ring_psnr"], abs=0.01)
 
-    # A misplaced subject over the ring: re-tinting it moves ring_psnr, not effects_psnr (its pixels left out).
+    # A misplaced subject over the ring: re-tinting it moves ring_psnr, not effects_psnr (its pixels count as the
+    # bare background); drawing the shadow where the subject is not raises effects_psnr.
     tinted_moved = composite((moved_fg * 0.6).astype(np.uint8), moved_alpha, bg)
-    plain_scores = truth_metrics(moved, moved_alpha, shadowed, alpha)
-    tinted_scores = truth_metrics(tinted_moved, moved_alpha, shadowed, alpha)
+    plain_scores = truth_metrics(moved, moved_alpha, shadowed, alpha, bg)
+    tinted_scores = truth_metrics(tinted_moved, moved_alpha, shadowed, alpha, bg)
     assert tinted_scores["ring_psnr"] != pytest.approx(plain_scores["ring_psnr"], abs=0.1)
-    assert tinted_scores["effects_psnr"] == pytest.approx(plain_scores["effects_psnr"], abs=0.01)  # (soft edges)
-    assert plain_scores["effects_psnr"] < 25
+    assert tinted_scores["effects_psnr"] == plain_scores["effects_psnr"] == unshadowed["effects_psnr"]
+    drawn = np.where((ring & ~(moved_alpha > 0.01))[..., None], shadowed, moved)
+    assert truth_metrics(drawn, moved_alpha, shadowed, alpha, bg)["effects_psnr"] > plain_scores["effects_psnr"] + 3
+    assert "effects_psnr" not in truth_metrics(moved, moved_alpha, shadowed, alpha)  # (needs the background)
 
     # A colour-shifted subject raises the colour error and lowers FG identity.
     tinted_fg, _ = color_jitter(fg, alpha, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.3)

@@ -66,18 +66,20 @@ def grown(alpha: np.ndarray, radius: int = RING) -> np.ndarray:
     return np.stack([cv2.dilate((a > 0.01).astype(np.uint8), disk) > 0 for a in alpha])
 
 
-def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarray, truth_alpha: np.ndarray
-                  ) -> dict:
+def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarray, truth_alpha: np.ndarray,
+                  background: np.ndarray | None = None) -> dict:
     """Ground-truth scores of one result (T, H, W, 3) uint8 with its subject's matte `result_alpha` (T, H, W)
-    against the true clip and the subject's true matte, each measuring one thing:
+    against the true clip and the subject's true matte (and the input `background` (T, H, W, 3) uint8, for
+    ``effects_psnr``), each measuring one thing:
 
     - ``placement_iou``: J of the result's matte and the true one (where the subject is, how big);
     - ``colour_error``: mean CIEDE2000 where both mattes are above 0.5 (the subject's colour, wherever it landed;
       absent when they do not overlap);
     - ``ring_psnr``: PSNR over the pixels within `RING` px outside the true matte (shadow, contact; a misplaced
       subject over the ring counts too, so a tint alone moves it);
-    - ``effects_psnr``: the same ring where the result shows no subject (its matte <= 0.01): what the method did
-      to the background next to the subject (a cast shadow, contact), the subject's own pixels left out;
+    - ``effects_psnr``: the same ring, with the result's own subject (matte > 0) taken back to the input
+      background: what the method drew on the background next to the subject (a cast shadow, contact) alone,
+      over the same pixels for every method (copy-paste, tinted or not, scores the bare background);
     - ``bg_psnr``: PSNR over the pixels farther than `RING` px from both mattes (the background kept);
     - ``psnr``, ``ssim``: the whole frame; ``warp_error``: temporal steadiness (flow from the truth).
     None where a region is empty or a PSNR is infinite."""
@@ -90,9 +92,9 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
     ring = near_truth & ~(truth_alpha > 0.01)
     if ring.any():
         scores["ring_psnr"] = masked_psnr(truth, result, ring)
-    effects = ring & ~(result_alpha > 0.01)
-    if effects.any():
-        scores["effects_psnr"] = masked_psnr(truth, result, effects)
+    if ring.any() and background is not None:
+        drawn = np.where((result_alpha > 0)[..., None], background, result)
+        scores["effects_psnr"] = masked_psnr(truth, drawn, ring)
     far = ~(near_truth | grown(result_alpha))
     if far.any():
         scores["bg_psnr"] = masked_psnr(truth, result, far)
@@ -309,7 +311,7 @@ def _score(out: Path, bench, record: dict, cases: list[BenchCase], everything: l
                 scores.update(model_metrics(identity, action, layer.foreground[:count], background[:count],
                                             premultiply(frames, alpha), keep, frames, flow, text))
             if truth is not None:
-                scores.update(truth_metrics(frames, alpha, truth[0][:count], truth[1][:count]))
+                scores.update(truth_metrics(frames, alpha, truth[0][:count], truth[1][:count], background[:count]))
             ground = ground_of(case.placement)
             if ground is not None:
                 scores["depth_scale_error"] = depth_scale_error(alpha, *ground)

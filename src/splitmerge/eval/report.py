@@ -183,11 +183,11 @@ in each result comes from: {html.escape(', '.join(mattes))} (method = the method
 split again).
 Ground-truth metrics exist only where the benchmark has truth, each measuring one thing: placement_iou (the
 result's matte against the true one), colour_error (mean CIEDE2000 where both mattes overlap), ring_psnr (within
-12 px outside the true matte: shadow, contact, and any misplaced subject there), effects_psnr (that ring where the
-result shows no subject: the shadow and contact drawn on the background alone), bg_psnr (farther than 12 px
-from both mattes), psnr and ssim (the whole frame), warp_error (x1000, temporal steadiness); depth_scale_error
-(synthetic scenes: |ln| of the subject's height against the height its feet's depth on the ground implies)
-scores a plausible place, not the true one.</p>
+12 px outside the true matte: shadow, contact, and any misplaced subject there), effects_psnr (that ring with the
+result's own subject taken back to the input background: the shadow and contact drawn there alone), bg_psnr
+(farther than 12 px from both mattes), psnr and ssim (the whole frame), warp_error (x1000, temporal
+steadiness); depth_scale_error (synthetic scenes: |ln| of the subject's height against the height its feet's
+depth on the ground implies) scores a plausible place, not the true one.</p>
 <table><tr><th>method</th>{header}</tr>{''.join(rows)}</table>
 {_versus_table(metrics.get("versus", {}), metrics["higher_is_better"])}
 {_judge_table(metrics.get("judge"))}
