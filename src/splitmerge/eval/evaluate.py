@@ -92,9 +92,9 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
     ring = near_truth & ~(truth_alpha > 0.01)
     if ring.any():
         scores["ring_psnr"] = masked_psnr(truth, result, ring)
-    if ring.any() and background is not None:
-        drawn = np.where((result_alpha > 0)[..., None], background, result)
-        scores["effects_psnr"] = masked_psnr(truth, drawn, ring)
+        if background is not None:
+            drawn = np.where((result_alpha > 0)[..., None], background, result)
+            scores["effects_psnr"] = masked_psnr(truth, drawn, ring)
     far = ~(near_truth | grown(result_alpha))
     if far.any():
         scores["bg_psnr"] = masked_psnr(truth, result, far)

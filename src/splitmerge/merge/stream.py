@@ -141,15 +141,14 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
     return {**compose_meta(method, text, seed, count, plan), **meta, "streamed": True}
 
 
-def _render(plate: np.ndarray, placed: list, maps: list, drawn: dict | None = None
+def _render(plate: np.ndarray, placed: list, maps: list, drawn: dict
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One chunk: the subjects (frames, placed fg, placed alpha) over `plate` in order, warped by their `maps`
-    (stm `ClipMap`s; `drawn`: what the Composer draws beside its warp, `stm.drawn_options`) or pasted
-    (copy-paste). Returns (result (n, H, W, 3) uint8, union matte (n, H, W), the effects gain (n, H, W) or None
-    without effects)."""
+    (stm `ClipMap`s; `drawn`: what the Composer draws beside its warp, `stm.drawn_options`, read only with
+    maps) or pasted (copy-paste). Returns (result (n, H, W, 3) uint8, union matte (n, H, W), the effects gain
+    (n, H, W) or None without effects)."""
     from .stm import RenderedStack
 
-    drawn = drawn or {"effects": False, "relight": False}
     stack = RenderedStack(plate, bool(maps) and drawn["effects"])
     for index, (frames, foreground, alpha) in enumerate(placed):
         if maps:
