@@ -27,8 +27,10 @@ import sys
 from pathlib import Path
 
 VARIANTS = {"full": [], "no-augment": ["--no-augment"], "no-identity-loss": ["--no-identity-loss"],
-            "no-effects-layer": ["--no-effects-layer"], "no-reader": ["--no-reader"]}
-NEEDS = {"no-effects-layer": "effects_layer", "no-reader": "reader_width"}  # variants only some presets have
+            "no-effects-layer": ["--no-effects-layer"], "no-reader": ["--no-reader"],
+            "no-appearance": ["--no-appearance"]}
+# variants only some presets have
+NEEDS = {"no-effects-layer": "effects_layer", "no-reader": "reader_width", "no-appearance": "appearance_weight"}
 
 
 def run(*command: str) -> None:
@@ -44,7 +46,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
                         help="default: every variant the preset has (no-effects-layer only for a drawn one, "
-                             "no-reader for one with a scene reader)")
+                             "no-reader for one with a scene reader, "
+                             "no-appearance for one that learns appearance on the true geometry)")
     parser.add_argument("--mirror", choices=["keep", "model"],
                         help="stm.mirror when scoring (default: model for a preset with a scene reader, which "
                              "learnt the choice; else keep)")
@@ -113,7 +116,8 @@ def print_table(results: dict, args) -> None:
     copy-paste on placement IoU and colour error."""
     from splitmerge.eval.evaluate import paired_difference
 
-    metrics = ("placement_iou", "depth_scale_error", "colour_error", "ring_psnr", "effects_psnr", "bg_psnr")
+    metrics = ("placement_iou", "depth_scale_error", "colour_error", "light_error", "ring_psnr", "effects_psnr",
+               "bg_psnr")
     print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases, plain prompts, "
           f"stm.mirror={args.mirror}) | "
           + " | ".join(metrics) + " | IoU - copy-paste | colour - copy-paste |")

@@ -49,6 +49,11 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     shifted = truth_metrics(moved, moved_alpha, truth, alpha)
     assert shifted["placement_iou"] < 0.8 and shifted["psnr"] < 30 and shifted["bg_psnr"] is None  # exact there
     assert shifted["colour_error"] < 0.8 * colour_error(truth, moved, alpha > 0.5)
+    assert perfect["light_error"] == 0.0 and shifted["light_error"] < 0.5  # the same subject, elsewhere
+    # Washed towards grey (contrast halved, misplaced): colour_error over the overlap rewards it, light_error not.
+    washed_fg = (0.5 * moved_fg.astype(np.float32) + 0.5 * 128 * moved_alpha[..., None]).astype(np.uint8)
+    washed = truth_metrics(composite(washed_fg, moved_alpha, bg), moved_alpha, truth, alpha)
+    assert washed["colour_error"] < shifted["colour_error"] and washed["light_error"] > shifted["light_error"] + 2
 
     # A missing shadow: the ring just outside the true matte is darker in the truth. Only ring_psnr sees it.
     from splitmerge.eval.evaluate import grown
@@ -76,6 +81,7 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     tinted_fg, _ = color_jitter(fg, alpha, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.3)
     tinted = composite(tinted_fg, alpha, bg)
     assert truth_metrics(tinted, alpha, truth, alpha)["colour_error"] > 10
+    assert truth_metrics(tinted, alpha, truth, alpha)["light_error"] > 5
     assert paper_metrics(fg, alpha, bg, tinted, alpha)["fg_identity@appearance"] < best["fg_identity@appearance"] - 5
 
     # The subject's motion: mirrored and enlarged it is the same motion; frozen it is not.

@@ -470,15 +470,17 @@ def test_a_drawn_composer_casts_its_shadow_at_full_resolution_streamed_as_in_mem
 def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_the_reader_off(tmp_path,
                                                                                              monkeypatch):
     """`cpu-small-drawn` is `cpu-small` plus the drawn outputs (18: the warp's 12, the light's 6), a scene
-    reader and their losses, under bf16 autocast; `--no-effects-layer` trains it without the cast shadow and
-    `--no-reader` without the reader (the ablations), nothing else changed."""
+    reader and their losses, under bf16 autocast; `--no-effects-layer` trains it without the cast shadow,
+    `--no-reader` without the reader, `--no-appearance` its colour through the pixel error too (the ablations),
+    nothing else changed."""
     from splitmerge.merge.composer import ComposerConfig
 
     drawn = TrainConfig.load(preset_path("cpu-small-drawn"))
     plain = TrainConfig.load(preset_path("cpu-small"))
     added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
     assert added == {"inverse_weight": 1.0, "mirror_weight": 0.3, "effects_layer": True, "effects_weight": 1.0,
-                     "relight": True, "reader_width": 32, "reader_symmetric": True, "mirror_margin": 4.0}
+                     "relight": True, "reader_width": 32, "reader_symmetric": True, "mirror_margin": 4.0,
+                     "appearance_weight": 1.0}
     assert drawn.mixed_precision == "bf16" and plain.mixed_precision == "no"
     assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
                                       "backbone_config": {**drawn.composer["backbone_config"],
@@ -494,6 +496,9 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
           "--no-reader"])
     assert seen["composer"]["reader_width"] == 0 and seen["composer"]["effects_layer"] is True
     assert seen["composer"]["reader_symmetric"] is False
+    main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
+          "--no-appearance"])
+    assert seen["composer"]["appearance_weight"] == 0.0 and seen["composer"]["reader_width"] == 32
 
 
 def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_resume(dataset, tmp_path,

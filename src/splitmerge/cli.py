@@ -243,6 +243,8 @@ def _cmd_train(args) -> int:
         config.composer = {**config.composer, "identity_loss": False}
     if args.no_effects_layer:
         config.composer = {**config.composer, "effects_layer": False, "effects_weight": 0.0}
+    if args.no_appearance:
+        config.composer = {**config.composer, "appearance_weight": 0.0}
     if args.no_reader:
         config.composer = {**config.composer, "reader_width": 0, "reader_symmetric": False}
         config.reader_warmup = 0
@@ -525,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                "of the identity-preservation loss")
     train_parser.add_argument("--no-effects-layer", action="store_true",
                               help="ablation: no drawn effects layer (the subject's shadow) beside the warp")
+    train_parser.add_argument("--no-appearance", action="store_true",
+                              help="ablation: colour, light and shadow learnt through the pixel error too, not "
+                                   "on the true geometry alone")
     train_parser.add_argument("--no-reader", action="store_true",
                               help="ablation: no scene reader (the map from the transformer's pooled votes alone)")
     train_parser.set_defaults(run=_cmd_train)

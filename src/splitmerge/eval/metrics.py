@@ -142,6 +142,30 @@ def colour_error(reference: np.ndarray, test: np.ndarray, mask: np.ndarray, samp
     return float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean())
 
 
+def light_error(reference: np.ndarray, reference_mask: np.ndarray, test: np.ndarray, test_mask: np.ndarray
+                ) -> float | None:
+    """CIEDE2000 between the mean CIELAB colour of `reference` (T, H, W, 3) uint8 RGB under `reference_mask`
+    (T, H, W) bool and that of `test` under `test_mask`, frame by frame, averaged over the frames where both
+    masks hold pixels (None when none does). It scores a subject's light and tint wherever each clip has it:
+    where it landed and how much contrast it kept do not enter, so a subject washed towards the scene's mean
+    does not score better than a faithful one (as `colour_error` over the overlap of two misplaced mattes
+    rewards it)."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    if reference.shape != test.shape or not reference_mask.shape == test_mask.shape == reference.shape[:-1]:
+        raise ShapeError(f"light_error: shapes disagree: {reference.shape}, {test.shape}, {reference_mask.shape}, "
+                         f"{test_mask.shape}")
+    means = []
+    for frame in range(len(reference)):
+        if reference_mask[frame].any() and test_mask[frame].any():
+            means.append([rgb2lab(clip[frame][mask[frame]].reshape(-1, 1, 3)).mean(axis=(0, 1))
+                          for clip, mask in ((reference, reference_mask), (test, test_mask))])
+    if not means:
+        return None
+    pairs = np.asarray(means)  # (frames, 2, 3)
+    return float(deltaE_ciede2000(pairs[:, 0], pairs[:, 1]).mean())
+
+
 DEPTH_SCALE_CAP = math.log(4)  # a frame with no subject, or feet above the horizon, counts as a factor of 4
 
 

@@ -163,7 +163,8 @@ def write_report(out: Path, metrics: dict, cases: list[BenchCase]) -> Path:
     blocks = []
     for case in cases:
         scores = [row for row in metrics["rows"] if row["case"] == case.id]
-        shown = ("placement_iou", "depth_scale_error", "colour_error", "ring_psnr", "effects_psnr", "bg_psnr")
+        shown = ("placement_iou", "depth_scale_error", "colour_error", "light_error", "ring_psnr", "effects_psnr",
+                 "bg_psnr")
         line = "; ".join(f"{row['method']} ({row['track']}): " + ", ".join(
             f"{k} {_cell(v)}" for k, v in row["scores"].items() if k in shown) for row in scores)
         prompt = case.prompt_for(metrics["prompt"])
@@ -182,12 +183,13 @@ proxies for the paper's ViCLIP / Video Swin / learned-flow metrics, not the pape
 in each result comes from: {html.escape(', '.join(mattes))} (method = the method's own matte; resplit = the result
 split again).
 Ground-truth metrics exist only where the benchmark has truth, each measuring one thing: placement_iou (the
-result's matte against the true one), colour_error (mean CIEDE2000 where both mattes overlap), ring_psnr (within
-12 px outside the true matte: shadow, contact, and any misplaced subject there), effects_psnr (that ring with the
-result's own subject taken back to the input background: the shadow and contact drawn there alone), bg_psnr
-(farther than 12 px from both mattes), psnr and ssim (the whole frame), warp_error (x1000, temporal
-steadiness); depth_scale_error (synthetic scenes: |ln| of the subject's height against the height its feet's
-depth on the ground implies) scores a plausible place, not the true one.</p>
+result's matte against the true one), colour_error (mean CIEDE2000 where both mattes overlap), light_error
+(CIEDE2000 between the mean colours of the result's subject and the true one: light and tint, wherever it landed),
+ring_psnr (within 12 px outside the true matte: shadow, contact, and any misplaced subject there), effects_psnr
+(that ring with the result's own subject taken back to the input background: the shadow and contact drawn there
+alone), bg_psnr (farther than 12 px from both mattes), psnr and ssim (the whole frame), warp_error (x1000,
+temporal steadiness); depth_scale_error (synthetic scenes: |ln| of the subject's height against the height its
+feet's depth on the ground implies) scores a plausible place, not the true one.</p>
 <table><tr><th>method</th>{header}</tr>{''.join(rows)}</table>
 {_versus_table(metrics.get("versus", {}), metrics["higher_is_better"])}
 {_judge_table(metrics.get("judge"))}

@@ -43,6 +43,7 @@ from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
 from .reader import SceneReader
+from .appearance import appearance_error, geometry_gradient_only
 from .warp import (DRAWN_CHANNELS, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, inverse_targets,
                    mirror_error, placement_error, pool_parameters, relight_gain, shadow_error, warp_layer,
                    zero_output)
@@ -79,6 +80,9 @@ class ComposerConfig:
     relight: bool = False             # warp: also draw a relighting ramp across the moved subject
     effects_weight: float = 0.0       # effects layer: + w * its shadow's error against the true effects
     inverse_weight: float = 0.0       # warp: + w * the map's error against the augmentation's exact inverse
+    appearance_weight: float = 0.0    # warp: > 0 learns colour, light and shadow on the true geometry only:
+    #                                   + w * `appearance_error`, the pixel error trains the geometry alone
+    #                                   (merge/appearance.py)
     reader_width: int = 0             # warp: a `SceneReader` of this width votes on the map from the clean
     #                                   inputs alone (0: none; merge/reader.py)
     reader_symmetric: bool = False    # its mirror vote odd under mirroring the subject (merge/reader.py)
@@ -113,6 +117,9 @@ class ComposerConfig:
             raise OptionError(f"reader_width {self.reader_width}: must be >= 0")
         if self.reader_symmetric and not self.reader_width:
             raise OptionError("reader_symmetric: needs a scene reader (reader_width > 0)")
+        if self.appearance_weight and (self.output != "warp" or self.appearance_weight < 0):
+            raise OptionError(f"appearance_weight {self.appearance_weight}: a weight >= 0 on a warp Composer's "
+                              "colour map")
         if self.mirror_margin is not None and (self.output != "warp" or self.mirror_margin < 0):
             raise OptionError(f"mirror_margin {self.mirror_margin}: a margin >= 0 on a warp Composer's mirror logit")
         if self.text_encoder not in ("minilm", "t5", "none"):
@@ -347,10 +354,13 @@ class Composer(nn.Module):
         the two warps, the choice settles on the prior (mirror every subject at flip p 0.7). `inverse_weight`
         (warp) adds the map's error against the augmentation's exact inverse (`merge.warp.inverse_error`), and
         `effects_weight` (effects layer) the error of the shadow the true matte casts under the drawn light
-        against ``batch["effects"]`` (the true effects, `merge.warp.shadow_error`). A scene reader's votes alone
+        against ``batch["effects"]`` (the true effects, `merge.warp.shadow_error`). `appearance_weight` (warp)
+        adds the colour map's error on the true geometry (`merge.appearance.appearance_error`) and stops the
+        pixel error's gradient into colour, light and shadow (they would learn to hedge a misplaced subject's
+        contrast and a misplaced shadow's darkness). A scene reader's votes alone
         are also regressed onto the inverse and the flip (`reader_error`).
         Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"][, "loss_mirror"][, "loss_inverse"][,
-        "loss_effects"][, "loss_reader"]} (scalars; the parts are for logging)."""
+        "loss_effects"][, "loss_appearance"][, "loss_reader"]} (scalars; the parts are for logging)."""
         device = next(self.parameters()).device
         video = batch["video"].to(device)
         target = self.codec.encode(video)
@@ -383,6 +393,12 @@ class Composer(nn.Module):
         if self.config.effects_layer and self.config.effects_weight and "effects" in batch:
             parts["loss_effects"] = shadow_error(prediction, batch["alpha_target"].to(device),
                                                  batch["effects"].to(device))
+        if self.config.output == "warp" and self.config.appearance_weight and "transform" in batch:
+            parts["loss_appearance"] = appearance_error(
+                prediction, (batch.get("foreground_clean", batch["foreground"]).to(device) + 1) / 2,
+                batch["alpha"].to(device), batch["transform"], video, batch["alpha_target"].to(device),
+                self.config.relight)
+            prediction = geometry_gradient_only(prediction)
         if self.layered:
             estimate = self.estimator(batch.get("foreground_clean", batch["foreground"]).to(device),
                                        batch["alpha"].to(device),
@@ -402,8 +418,10 @@ class Composer(nn.Module):
             loss = error.mean()
         if "loss_place" in parts:
             loss = loss + self.config.placement_weight * parts["loss_place"]
-        for name, weight in (("loss_mirror", self.config.mirror_weight), ("loss_inverse", self.config.inverse_weight),
-                             ("loss_effects", self.config.effects_weight), ("loss_reader", 1.0)):
+        weights = {"loss_mirror": self.config.mirror_weight, "loss_inverse": self.config.inverse_weight,
+                   "loss_effects": self.config.effects_weight, "loss_appearance": self.config.appearance_weight,
+                   "loss_reader": 1.0}
+        for name, weight in weights.items():
             if name in parts:
                 loss = loss + weight * parts[name]
         return {"loss": loss, "loss_fg": fg.mean().detach(), "loss_bg": bg.mean().detach(),

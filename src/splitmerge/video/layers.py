@@ -25,8 +25,9 @@ readers of version 1 keep reading every folder without effects; both versions lo
 everywhere).
 
 The colour files are H.264 yuv420p at crf `LAYERS_CRF` (recorded as ``video_crf``): loading gives exactly what
-one encode at that quality gives, no more loss. The matte and the effects are exact after their documented
-quantisation.
+one encode at that quality gives, no more loss, except that the foreground is held to its matte
+(`within_matte`: the chroma subsampling spills colour past the subject's edge). The matte and the effects are
+exact after their documented quantisation.
 """
 
 from __future__ import annotations
@@ -171,6 +172,15 @@ def premultiply(frames: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         product = frames[index].astype(np.float32) * alpha[index][..., None]
         out[index] = np.clip(np.rint(product), 0, 255)
     return out
+
+
+def within_matte(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """A premultiplied foreground (..., H, W, 3) uint8 held to its matte (..., H, W) in [0, 1]: no channel above
+    ceil(255 alpha), as ``round(frames * alpha)`` never is. A decoded foreground.mp4 needs it: yuv420p shares
+    one chroma sample between 2x2 pixels, so colour spills past the subject's edge onto alpha 0 (up to 100
+    levels measured on 64x96 layers), and copy-paste would paste it."""
+    limit = np.ceil(alpha.astype(np.float32) * 255)[..., None]
+    return np.minimum(foreground, limit).astype(np.uint8)
 
 
 def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray,
@@ -364,8 +374,8 @@ class Layers(_Clip):
                 "seconds": header.get("seconds", {}), "filters": header.get("filters", {}),
                 "fps_rational": header.get("fps_rational"), **header.get("extra", {})}
         try:
-            return cls(clips["source.mp4"], alpha, clips["foreground.mp4"], clips["background.mp4"],
-                       header["fps"], header.get("caption", ""), meta, effects)
+            return cls(clips["source.mp4"], alpha, within_matte(clips["foreground.mp4"], alpha),
+                       clips["background.mp4"], header["fps"], header.get("caption", ""), meta, effects)
         except ShapeError as error:
             raise LayersFormatError(f"{folder}: {error}") from None
 
@@ -434,6 +444,7 @@ class LayersStream:
             if gains and (gain is None or len(gain) != len(alpha)):
                 raise LayersFormatError(f"{self.folder}: {EFFECTS_FILE} and alpha.mkv have different frame counts")
             given += len(alpha)
+            foreground = within_matte(foreground, alpha) if colour else foreground
             if effects:
                 yield foreground, alpha, (gain if gains else np.ones(alpha.shape, np.float32))
             else:
