@@ -44,6 +44,22 @@ def load_backbone(kind: str, folder) -> nn.Module:
     return cls.from_pretrained(folder, use_safetensors=True)
 
 
+def compile_blocks(model: nn.Module) -> bool:
+    """Compile each of the transformer's blocks in place (``nn.Module.compile``: TorchInductor fuses the
+    elementwise work between the matmuls and attention; weights and their names are unchanged, so saving, the
+    EMA and resuming are unaffected). Measured on the 2-core CPU: a cpu-small training step about 10% faster
+    under bf16 autocast, after about 40 s of compiling (README, benchmark table). Returns False, changing
+    nothing, where the machine has no C++ compiler for Inductor to use."""
+    import shutil
+
+    if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+        return False
+    blocks = getattr(model, "blocks", None)
+    for block in blocks if blocks is not None else model.transformer_blocks:
+        block.compile()
+    return True
+
+
 def input_projection(model: nn.Module, kind: str) -> nn.Module:
     """The layer that takes the input channels (a Conv3d for Wan, a Conv2d or Linear for CogVideoX)."""
     return model.patch_embedding if kind == "wan" else model.patch_embed.proj

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..atomic import atomic_dir, atomic_file
 from ..config_types import check_field_types, is_integer
 from ..errors import MissingFileError, OptionError
 from ..paths import check_output
+from .backbones import compile_blocks
 from .composer import Composer, ComposerConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
@@ -64,6 +66,7 @@ class TrainConfig:
     input_noise: bool = True                             # the paper's noise on fg and bg inputs
     ema: float | None = None                             # EMA decay of the weights, e.g. 0.999
     mixed_precision: str = "no"                          # no, bf16, fp16 (accelerate)
+    compile: bool = False                                # compile the backbone's blocks (`compile_blocks`)
     checkpoint_every: int = 50
     validate_every: int = 50
     validation_clips: int = 2
@@ -381,6 +384,9 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     torch.manual_seed(config.seed)  # the initial weights: the same on every rank
     config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
     model = build_composer(config)
+    if config.compile and not compile_blocks(model.transformer):
+        print("train: compile: no C++ compiler found (c++, g++ or clang++); the blocks run uncompiled",
+              file=sys.stderr)
     augment = augment_settings(config) if config.augment else None  # (a dict may say enabled: false)
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
                          seed=config.seed)
