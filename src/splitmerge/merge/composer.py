@@ -393,16 +393,15 @@ class Composer(nn.Module):
         if self.config.effects_layer and self.config.effects_weight and "effects" in batch:
             parts["loss_effects"] = shadow_error(prediction, batch["alpha_target"].to(device),
                                                  batch["effects"].to(device))
+        clean_foreground = batch.get("foreground_clean", batch["foreground"]).to(device)  # before the input noise
         if self.config.output == "warp" and self.config.appearance_weight and "transform" in batch:
             parts["loss_appearance"] = appearance_error(
-                prediction, (batch.get("foreground_clean", batch["foreground"]).to(device) + 1) / 2,
-                batch["alpha"].to(device), batch["transform"], video, batch["alpha_target"].to(device),
-                self.config.relight)
+                prediction, (clean_foreground + 1) / 2, batch["alpha"].to(device), batch["transform"], video,
+                batch["alpha_target"].to(device), self.config.relight)
             prediction = geometry_gradient_only(prediction)
         if self.layered:
-            estimate = self.estimator(batch.get("foreground_clean", batch["foreground"]).to(device),
-                                       batch["alpha"].to(device),
-                                       batch.get("background_clean", batch["background"]).to(device))
+            estimate = self.estimator(clean_foreground, batch["alpha"].to(device),
+                                      batch.get("background_clean", batch["background"]).to(device))
             prediction, matte = estimate(prediction)
             goal = target
             if self.config.placement_weight:
