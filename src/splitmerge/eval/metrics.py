@@ -147,9 +147,8 @@ def light_error(reference: np.ndarray, reference_mask: np.ndarray, test: np.ndar
     """CIEDE2000 between the mean CIELAB colour of `reference` (T, H, W, 3) uint8 RGB under `reference_mask`
     (T, H, W) bool and that of `test` under `test_mask`, frame by frame, averaged over the frames where both
     masks hold pixels (None when none does). It scores a subject's light and tint wherever each clip has it:
-    where it landed and how much contrast it kept do not enter, so a subject washed towards the scene's mean
-    does not score better than a faithful one (as `colour_error` over the overlap of two misplaced mattes
-    rewards it)."""
+    where it landed and how much contrast it kept do not enter, so a subject whose contrast is shrunk does not
+    score better for it (as `colour_error` over the overlap of two misplaced mattes rewards it)."""
     from skimage.color import deltaE_ciede2000, rgb2lab
 
     if reference.shape != test.shape or not reference_mask.shape == test_mask.shape == reference.shape[:-1]:

@@ -15,6 +15,8 @@ gradient into the appearance channels), and the appearance channels learn from e
   says, against the truth's subject pixels; the best answer is the inverse of the colour change itself;
 - the shadow: `warp.shadow_error` already casts it from the true matte.
 Sampling is unchanged: the map's colour and light are applied wherever the map's geometry puts the subject.
+Measured worse at equal steps (colour, light and ring errors, each beyond its interval; docs/training.md), so the
+presets leave `appearance_weight` at 0.
 
 Shapes: raw (B, C, t, h, w) backbone output with C = WARP_CHANNELS or DRAWN_CHANNELS; layers (B, 3, T, H, W)
 premultiplied in [0, 1]; mattes (B, 1, T, H, W) in [0, 1].

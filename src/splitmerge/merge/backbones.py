@@ -47,9 +47,9 @@ def load_backbone(kind: str, folder) -> nn.Module:
 def compile_blocks(model: nn.Module) -> bool:
     """Compile each of the transformer's blocks in place (``nn.Module.compile``: TorchInductor fuses the
     elementwise work between the matmuls and attention; weights and their names are unchanged, so saving, the
-    EMA and resuming are unaffected). Measured on the 2-core CPU: a cpu-small training step about 10% faster
-    under bf16 autocast, after about 40 s of compiling (README, benchmark table). Returns False, changing
-    nothing, where the machine has no C++ compiler for Inductor to use."""
+    EMA and resuming are unaffected). Measured on the 2-core CPU: a cpu-small training step 7-13% faster under
+    bf16 autocast (slower in fp32), after a first step of 24 s (8 s with Inductor's cache warm; README,
+    benchmark table). Returns False, changing nothing, where the machine has no C++ compiler for Inductor."""
     import shutil
 
     if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
