@@ -493,9 +493,9 @@ def test_a_drawn_composer_casts_its_shadow_at_full_resolution_streamed_as_in_mem
 def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_the_reader_off(tmp_path,
                                                                                              monkeypatch):
     """`cpu-small-drawn` is `cpu-small` plus the drawn outputs (18: the warp's 12, the light's 6), a scene
-    reader and their losses, under bf16 autocast; `--no-effects-layer` trains it without the cast shadow,
-    `--no-reader` without the reader (the ablations), nothing else changed; `--no-appearance` zeroes
-    `appearance_weight` (off in the preset: measured worse)."""
+    reader and their losses, under bf16 autocast where the CPU runs it fast (`auto`); `--no-effects-layer`
+    trains it without the cast shadow, `--no-reader` without the reader (the ablations), nothing else changed;
+    `--no-appearance` zeroes `appearance_weight` (off in the preset: measured worse)."""
     from splitmerge.merge.composer import ComposerConfig
 
     drawn = TrainConfig.load(preset_path("cpu-small-drawn"))
@@ -503,7 +503,7 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
     assert added == {"inverse_weight": 1.0, "mirror_weight": 0.3, "effects_layer": True, "effects_weight": 1.0,
                      "relight": True, "reader_width": 32, "reader_symmetric": True, "mirror_margin": 4.0}
-    assert drawn.mixed_precision == "bf16" and plain.mixed_precision == "no"
+    assert drawn.mixed_precision == "auto" and plain.mixed_precision == "no"
     assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
                                       "backbone_config": {**drawn.composer["backbone_config"],
                                                           "num_layers": 1}})).out_channels == 18

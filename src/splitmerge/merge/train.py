@@ -32,6 +32,8 @@ from ..config_types import check_field_types, is_integer
 from ..errors import MissingFileError, OptionError
 from ..paths import check_output
 from .backbones import compile_blocks
+from .precision import MODES as PRECISIONS
+from .precision import resolve as resolve_precision
 from .composer import Composer, ComposerConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
@@ -65,7 +67,7 @@ class TrainConfig:
     #                                                      dict sets AugmentConfig fields, e.g. {flip_p: 0.5}
     input_noise: bool = True                             # the paper's noise on fg and bg inputs
     ema: float | None = None                             # EMA decay of the weights, e.g. 0.999
-    mixed_precision: str = "no"                          # no, bf16, fp16 (accelerate)
+    mixed_precision: str = "no"                          # no (fp32), auto, bf16, fp16 (`merge.precision`)
     compile: bool = False                                # compile the backbone's blocks (`compile_blocks`)
     checkpoint_every: int = 50
     validate_every: int = 50
@@ -79,6 +81,9 @@ class TrainConfig:
         if min(self.size) < 2:
             raise OptionError(f"size {self.size}: height and width must be at least 2 pixels")
         self.size = tuple(int(v) for v in self.size)
+        if self.mixed_precision not in PRECISIONS:
+            raise OptionError(f"mixed_precision {self.mixed_precision!r}: expected one of {', '.join(PRECISIONS)}"
+                              " (no: fp32; auto: bf16 where this machine runs it faster)")
         if self.schedule not in ("cosine", "constant"):
             raise OptionError(f"schedule {self.schedule!r}: expected cosine or constant")
         for name in ("frames", "batch_size", "max_steps", "checkpoint_every", "validate_every", "reader_samples",
@@ -379,8 +384,11 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     if resume and not (run / "config.json").is_file():
         raise OptionError(f"{run}: no training run to resume (no config.json); start it without --resume")
     # cpu=True on a machine without CUDA, so torchrun's processes join one gloo group (MULTI_CPU).
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    precision, reason = resolve_precision(config.mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process and config.mixed_precision in ("auto", "bf16"):
+        print(f"train: mixed precision {reason}", file=sys.stderr)
     torch.manual_seed(config.seed)  # the initial weights: the same on every rank
     config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
     model = build_composer(config)
@@ -452,7 +460,8 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
     summary = {"run": str(run), "steps": last, "resumed_from": start, "loss": loss_value,
                "seconds": round(time.perf_counter() - started, 2), "model": str(run / "model"),
-               "processes": world, "weight_checksums": checksums, "main_process": accelerator.is_main_process}
+               "processes": world, "weight_checksums": checksums, "main_process": accelerator.is_main_process,
+               "mixed_precision": precision}
     if ema is not None:  # the final model is the moving average (the checkpoints keep both)
         with torch.no_grad():
             for name, parameter in core.named_parameters():
