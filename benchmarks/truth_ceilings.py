@@ -2,7 +2,7 @@
 inverse, with and without the scene's true shadow cast from where it lands. Oracles, not methods: they read
 the truth (the case's recorded transform, the scene's light) that no method sees.
 
-    .venv/bin/python benchmarks/truth_ceilings.py --bench B48
+    .venv/bin/python benchmarks/truth_ceilings.py --bench B48 [--picture ceilings.jpg]
 
 A synthetic case's subject layer is the truth's, transformed as in training (`video.transforms.apply_params`:
 flip, then the resized crop x' = s (x - c) + c + d, then colour jitter). Placements, each the input layer
@@ -79,24 +79,39 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray,
     return np.clip(np.rint(frames * 255), 0, 255).astype(np.uint8)
 
 
-def case_rows(case: BenchCase) -> list[dict]:
-    """One row per placement, with and without the true shadow, of one synthetic case."""
+def case_results(case: BenchCase) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """One row of scores per placement, with and without the true shadow, of one synthetic case, and each
+    result's frames (T, H, W, 3) uint8 by method, with the truth's as ``truth``."""
     layer, background = case.foreground(), case.background().frames
     truth, truth_alpha = case.truth_video().frames, case.truth_alpha()
     count = min(len(background), layer.num_frames, len(truth))
     background, truth, truth_alpha = background[:count], truth[:count], truth_alpha[:count]
     ground = ground_of(case.placement)
-    rows = []
+    rows, frames = [], {"truth": truth}
     for placement in PLACEMENTS:
         foreground, alpha = put_back(layer.foreground[:count], layer.alpha[:count], case.transform, placement)
         gains = true_shadow_gain(alpha, int(case.source["synthetic_seed"]), float(case.placement["horizon"]))
         for name, gain in ((placement, None), (placement + "+shadow", gains)):
-            scores = truth_metrics(composite(foreground, alpha, background, gain), alpha, truth, truth_alpha,
-                                   background)
+            frames[name] = composite(foreground, alpha, background, gain)
+            scores = truth_metrics(frames[name], alpha, truth, truth_alpha, background)
             if ground is not None:
                 scores["depth_scale_error"] = depth_scale_error(alpha, *ground)
             rows.append({"case": case.id, "method": name, "scores": scores})
-    return rows
+    return rows, frames
+
+
+def case_rows(case: BenchCase) -> list[dict]:
+    """`case_results`' scores alone."""
+    return case_results(case)[0]
+
+
+def picture(results: list[dict[str, np.ndarray]], path: str) -> None:
+    """A JPEG grid: per case (a row) the middle frame of copy-paste, the oracles with the true shadow, the truth."""
+    from splitmerge.video.preview import grid, write_jpeg
+
+    shown = ["copy-paste", "mirror+shadow", "no-sideways+shadow", "exact+shadow", "truth"]
+    rows = [[frames[name][len(frames[name]) // 2] for name in shown] for frames in results]
+    write_jpeg(path, grid(rows, shown, height=3 * rows[0][0].shape[0]))
 
 
 def ratio_to_baseline(rows: list[dict], metric: str, method: str, baseline: str = "copy-paste") -> float:
@@ -112,11 +127,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", required=True, help="a synthetic benchmark folder (splitmerge bench make "
                                                         "synthetic)")
+    parser.add_argument("--picture", help="also write a JPEG of the first cases' middle frames here")
+    parser.add_argument("--picture-cases", type=int, default=4)
     args = parser.parse_args()
     record, cases = load_bench(args.bench)
     if record.get("kind") != "synthetic":
         parser.error(f"{args.bench}: a {record.get('kind')} benchmark; the ceilings need synthetic scenes")
-    rows = [row for case in cases for row in case_rows(case)]
+    rows, shown = [], []
+    for case in cases:
+        scores, frames = case_results(case)
+        rows += scores
+        if len(shown) < args.picture_cases:
+            shown.append(frames)
+    if args.picture:
+        picture(shown, args.picture)
     print(f"{len(cases)} cases; paired to copy-paste, mean [95% interval]")
     for method in [name + suffix for name in PLACEMENTS for suffix in ("", "+shadow")][1:]:
         cells = []
