@@ -25,7 +25,7 @@ from splitmerge.data.synthetic import draw_params
 from splitmerge.eval.bench import load_bench
 from splitmerge.merge.compose import ComposeInputs
 from splitmerge.merge.stm import _warp_windows, load_composer
-from splitmerge.merge.warp import LOG_ZOOM, LOG_ZOOM_LIMIT, SHIFT_Y, inverse_targets, light_values
+from splitmerge.merge.warp import SHIFT_Y, inverse_targets, light_values, log_zoom
 from splitmerge.video.geometry import resize_frames
 
 
@@ -41,10 +41,10 @@ def case_readout(model, case, mirror: str, seed: int) -> dict:
                              inputs)
     parameters = clip_map.parameters  # (C, T)
     height, width = layer.alpha.shape[1:3]
-    log_zoom, _, shift_y, flipped = inverse_targets([case.transform], height, width)
-    zoom = LOG_ZOOM_LIMIT * torch.tanh(parameters[LOG_ZOOM] / LOG_ZOOM_LIMIT)
+    true_zoom, _, shift_y, flipped = inverse_targets([case.transform], height, width)
+    zoom = log_zoom(parameters)
     row = {"mirror_right": bool(clip_map.flip > 0) == bool(flipped[0]), "flipped": bool(flipped[0]),
-           "zoom_error": float((zoom - log_zoom[0]).pow(2).mean()), "zoom_identity": float(log_zoom[0] ** 2),
+           "zoom_error": float((zoom - true_zoom[0]).pow(2).mean()), "zoom_identity": float(true_zoom[0] ** 2),
            "shift_y_error": float((parameters[SHIFT_Y] - shift_y[0]).pow(2).mean()),
            "shift_y_identity": float(shift_y[0] ** 2)}
     if model.config.effects_layer:

@@ -31,6 +31,7 @@ from splitmerge.data.synthetic import MIN_PENUMBRA, PENUMBRA, draw_params
 from splitmerge.eval.bench import BenchCase, load_bench
 from splitmerge.eval.evaluate import ground_of, paired_difference, truth_metrics
 from splitmerge.eval.metrics import depth_scale_error
+from splitmerge.video.layers import composite
 from splitmerge.video.transforms import affine, hflip
 
 PLACEMENTS = ("copy-paste", "mirror", "no-sideways", "exact")
@@ -67,16 +68,6 @@ def true_shadow_gain(alpha: np.ndarray, seed: int, horizon: float) -> np.ndarray
             dark = ground_shadow(alpha[t], (0.0, float(rows[-1])), params.shear, params.squash, blur, horizon)
             gains[t] = 1 - params.darkness * dark
     return gains
-
-
-def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray, gain: np.ndarray | None
-              ) -> np.ndarray:
-    """(T, H, W, 3) uint8: the premultiplied layer over the background, the background times `gain` first."""
-    shaded = background.astype(np.float32) / 255
-    if gain is not None:
-        shaded = shaded * gain[..., None]
-    frames = foreground.astype(np.float32) / 255 + (1 - alpha[..., None]) * shaded
-    return np.clip(np.rint(frames * 255), 0, 255).astype(np.uint8)
 
 
 def case_results(case: BenchCase) -> tuple[list[dict], dict[str, np.ndarray]]:

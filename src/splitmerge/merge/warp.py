@@ -83,11 +83,15 @@ def mirror_error(raw: torch.Tensor, transforms: list[dict], level: torch.Tensor)
     return (error * level.to(error)).mean()
 
 
+def log_zoom(parameters: torch.Tensor) -> torch.Tensor:
+    """The map's log-zoom (..., T) from its parameters (..., WARP_CHANNELS or more, T), within +-LOG_ZOOM_LIMIT."""
+    return LOG_ZOOM_LIMIT * torch.tanh(parameters[..., LOG_ZOOM, :] / LOG_ZOOM_LIMIT)
+
+
 def _grids(parameters: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(as given, mirrored) sampling grids, each (B * T, H, W, 2), from (B, WARP_CHANNELS, T) parameters."""
     b, _, t = parameters.shape
-    zoom = torch.exp(LOG_ZOOM_LIMIT * torch.tanh(parameters[:, LOG_ZOOM] / LOG_ZOOM_LIMIT))
-    zoom = zoom.reshape(b * t, 1, 1)
+    zoom = torch.exp(log_zoom(parameters)).reshape(b * t, 1, 1)
     ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 - 1
     xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
     y_out, x_out = torch.meshgrid(ys.to(parameters.device), xs.to(parameters.device), indexing="ij")
@@ -256,17 +260,17 @@ def inverse_targets(transforms: list[dict], height: int, width: int
     crop x' = s (x - c) + c + d) as the map this module applies: u_in = m k u_out + b, in grid_sample's
     normalised coordinates. Returns (log k (B,), b_x (B,), b_y (B,), flipped (B,) bool); the colour jitter
     has no exact gain-and-offset inverse and is left out."""
-    log_zoom, shift_x, shift_y, flipped = [], [], [], []
+    zooms, shift_x, shift_y, flipped = [], [], [], []
     for record in transforms:
         crop = record.get("crop") or {"scale": 1.0, "center": [0.0, 0.0], "shift": [0.0, 0.0]}
         s = float(crop["scale"])
         (cx, cy), (dx, dy) = crop["center"], crop["shift"]
-        log_zoom.append(math.log(s))
+        zooms.append(math.log(s))
         shift_x.append(s - 1 + 2 / width * ((1 - s) * (cx + 0.5) + dx))
         shift_y.append(s - 1 + 2 / height * ((1 - s) * (cy + 0.5) + dy))
         flipped.append(bool(record.get("flip")))
     as_tensor = lambda values: torch.tensor(values, dtype=torch.float32)  # noqa: E731
-    return as_tensor(log_zoom), as_tensor(shift_x), as_tensor(shift_y), torch.tensor(flipped)
+    return as_tensor(zooms), as_tensor(shift_x), as_tensor(shift_y), torch.tensor(flipped)
 
 
 def inverse_error(raw: torch.Tensor, transforms: list[dict], height: int, width: int,
@@ -277,10 +281,10 @@ def inverse_error(raw: torch.Tensor, transforms: list[dict], height: int, width:
     directly. A scalar."""
     parameters, _ = pool_parameters(raw, raw.shape[2])  # (B, C, t)
     targets = targets if targets is not None else inverse_targets(transforms, height, width)
-    log_zoom, shift_x, shift_y, flipped = (value.to(raw.device) for value in targets)
-    zoom = LOG_ZOOM_LIMIT * torch.tanh(parameters[:, LOG_ZOOM] / LOG_ZOOM_LIMIT)
+    true_zoom, shift_x, shift_y, flipped = (value.to(raw.device) for value in targets)
+    zoom = log_zoom(parameters)
     side = torch.where(flipped[:, None], parameters[:, SHIFT_X_MIRRORED], parameters[:, SHIFT_X])
-    return ((zoom - log_zoom[:, None]).pow(2) + (side - shift_x[:, None]).pow(2)
+    return ((zoom - true_zoom[:, None]).pow(2) + (side - shift_x[:, None]).pow(2)
             + (parameters[:, SHIFT_Y] - shift_y[:, None]).pow(2)).mean()
 
 
