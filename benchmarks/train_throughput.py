@@ -25,19 +25,10 @@ import torch
 
 from splitmerge.merge.backbones import compile_blocks
 from splitmerge.merge.composer import Composer, ComposerConfig
+from splitmerge.merge.precision import matmul_rate
 from splitmerge.merge.train import TrainConfig, preset_path
 
-
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of a size x size matmul in `dtype`."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = max(best, 2 * size ** 3 / (time.perf_counter() - started) / 1e9)
-    return best
+PEAK_SIZE = 2048  # the matmul the peak is measured on (the precision probe uses a small one)
 
 
 def fake_batch(config: TrainConfig) -> dict:
@@ -101,7 +92,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--compile", action="store_true", help="also measure with the blocks compiled")
     args = parser.parse_args()
-    fp32, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    fp32, bf16 = (matmul_rate(dtype, size=PEAK_SIZE, repeats=5) for dtype in (torch.float32, torch.bfloat16))
     print(f"matmul peak: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s (2048^2, best of 5)", flush=True)
     rows = [measure(name, args.steps, fp32, precision, bf16, compiled) for name in args.presets.split(",")
             for precision in args.precisions.split(",") for compiled in ((False, True) if args.compile else (False,))]
