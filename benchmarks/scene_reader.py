@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scene_reader.py --data DATASET --bench BENCH [--preset cpu-small-drawn]
                                                 [--model RUN/model] [--steps 3000] [--samples 4000]
+                                                [--set FIELD=VALUE ...]
 
 1. Ceilings: the placement IoU of the benchmark's input matte moved by parts of the *true* inverse of its
    augmentation (`merge.warp.inverse_targets`): none (copy-paste), the mirror alone, + the vertical shift,
@@ -11,6 +12,11 @@
    is read (`--model`); then how often its mirror vote (the clip's mean, with the map's flip offset) is right on
    the benchmark's cases, the baseline being the better constant answer (always or never mirror) on the same
    cases. Deterministic from the seed.
+3. Its light (a drawn Composer's reader): the shadow's side (sign of the shear) and length direction (sign of
+   the squash) its votes give, against the synthetic scene's (which casts the props' shadows the same way), and
+   its darkness against the scene's.
+4. With `--fit N`: the light `merge.light_fit.fit_light` reads off N training frames' own truth (the target a
+   reader with `reader_light_weight` regresses), against the synthetic scenes' (their seeds in the manifest).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+import yaml
 
 
 def case_tensors(case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,6 +83,46 @@ def mirror_votes(model, cases) -> np.ndarray:
     return np.array(logits)
 
 
+def light_votes(model, cases) -> list[dict]:
+    """Per case, the reader's light (`merge.warp.light_values` of its votes, clip means) beside the scene's."""
+    from splitmerge.data.synthetic import draw_params
+    from splitmerge.merge.warp import light_values
+
+    rows = []
+    with torch.no_grad():
+        for case in cases:
+            foreground, alpha, background = case_tensors(case)
+            votes, _ = model.read_scene(foreground, alpha, background)
+            light = light_values(votes[..., 0, 0].float())
+            _, _, count, height, width = alpha.shape
+            scene = draw_params(int(case.source["synthetic_seed"]), count, (height, width))
+            rows.append({"side_right": float((torch.sign(light["shear"]) == np.sign(scene.shear)).float().mean()),
+                         "length_right": float((torch.sign(light["squash"]) == np.sign(scene.squash)).float().mean()),
+                         "darkness": float(light["darkness"].mean()), "true_darkness": float(scene.darkness)})
+    return rows
+
+
+def fitted_light(data: str, count: int, size: tuple[int, int]) -> str:
+    """How often the light fitted to `count` unaugmented training frames of `data` (spread over its synthetic
+    clips) has the scene's lean and length direction, and its darkness' correlation with the scene's."""
+    from splitmerge.data.synthetic import draw_params
+    from splitmerge.data.torch_dataset import StmDataset, collate_samples
+    from splitmerge.merge.light_fit import fit_light
+
+    frames = StmDataset(data, split="train", frames=1, size=size, augment=None, seed=0)
+    synthetic = [i for i, row in enumerate(frames.rows) if row["kind"] == "synthetic"]
+    chosen = synthetic[::max(1, len(synthetic) // count)][:count]
+    batch = collate_samples([frames[i] for i in chosen])
+    fitted = fit_light(batch["alpha_target"], batch["effects"])
+    scenes = [draw_params(int(frames.rows[i]["seed"]), int(frames.rows[i]["num_frames"]), size) for i in chosen]
+    side = np.mean([np.sign(float(fitted["shear"][k, 0])) == np.sign(scene.shear) for k, scene in enumerate(scenes)])
+    length = np.mean([np.sign(float(fitted["squash"][k, 0])) == np.sign(scene.squash)
+                      for k, scene in enumerate(scenes)])
+    darkness = np.corrcoef(fitted["darkness"][:, 0].numpy(), [scene.darkness for scene in scenes])[0, 1]
+    return (f"the light fitted to {len(chosen)} training frames: lean side right {side:.3f}, length direction right "
+            f"{length:.3f}, darkness correlation {darkness:+.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", required=True, help="a synthetic benchmark (splitmerge bench make synthetic)")
@@ -85,6 +132,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="warm-up steps (default: the preset's reader_warmup)")
     parser.add_argument("--samples", type=int, help="cached frames (default: the preset's reader_samples)")
     parser.add_argument("--symmetric", choices=("on", "off"), help="override the preset's reader_symmetric")
+    parser.add_argument("--fit", type=int, metavar="N", help="also fit the light to N training frames of --data")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a Composer field of the preset (YAML value), e.g. --set effects_weight=0.3")
     args = parser.parse_args()
     from splitmerge.eval.bench import load_bench
     from splitmerge.merge.train import TrainConfig, build_composer, preset_path, warm_up_reader
@@ -94,6 +144,10 @@ def main() -> None:
     print(f"ceilings on {len(cases)} cases (placement IoU, the input matte moved by the true inverse's parts):")
     for name, score in ceilings(cases).items():
         print(f"  {name:32s} {score:.3f}")
+    if args.fit:
+        if not args.data:
+            parser.error("--fit needs --data")
+        print(fitted_light(args.data, args.fit, tuple(TrainConfig.load(preset_path(args.preset)).size)))
     if args.model:
         from splitmerge.merge.composer import Composer
 
@@ -107,6 +161,9 @@ def main() -> None:
         config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
         if args.symmetric:
             config.composer["reader_symmetric"] = args.symmetric == "on"
+        for item in args.set:
+            name, _, value = item.partition("=")
+            config.composer[name] = yaml.safe_load(value)
         torch.manual_seed(config.seed)
         model = build_composer(config)
         record = warm_up_reader(model, config)
@@ -119,6 +176,12 @@ def main() -> None:
     constant = max(flipped.mean(), 1 - flipped.mean())
     print(f"mirror read right on {right.mean():.3f} of {len(cases)} cases ({right.sum()}); the better constant "
           f"answer {constant:.3f}; {source}; {time.perf_counter() - started:.0f} s")
+    if model.config.effects_layer:
+        rows = light_votes(model, cases)
+        drawn, true = np.array([r["darkness"] for r in rows]), np.array([r["true_darkness"] for r in rows])
+        print(f"its light: shadow side right {np.mean([r['side_right'] for r in rows]):.3f}, length direction right "
+              f"{np.mean([r['length_right'] for r in rows]):.3f} (chance 0.5); darkness {drawn.mean():.3f} against "
+              f"{true.mean():.3f}, correlation {np.corrcoef(drawn, true)[0, 1]:+.3f}")
 
 
 if __name__ == "__main__":

@@ -536,13 +536,15 @@ def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_re
 
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())
     composer = {**record["composer"], "reader_width": 4, "reader_symmetric": True, "inverse_weight": 1.0,
-                "mirror_weight": 1.0}
+                "mirror_weight": 1.0, "effects_layer": True, "reader_light_weight": 1.0}  # its light fitted too
     config = small_config(tmp_path, composer=composer, max_steps=4, checkpoint_every=2, validate_every=4,
                           reader_warmup=40, reader_samples=24, reader_batch=8)
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run), "--stop-at", "2"]) == 0
     logged = [json.loads(line) for line in (run / "reader_warmup.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged] == [40] and math.isfinite(logged[0]["loss"])
+    steps = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(entry["loss_reader"]) for entry in steps)
 
     def warmed():
         settings = TrainConfig.load(config, data=str(dataset))

@@ -44,6 +44,7 @@ from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
 from .reader import SceneReader
 from .appearance import appearance_error, geometry_gradient_only
+from .light_fit import light_error
 from .warp import (DRAWN_CHANNELS, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, inverse_targets,
                    mirror_error, placement_error, pool_parameters, relight_gain, shadow_error, warp_layer,
                    zero_output)
@@ -86,6 +87,8 @@ class ComposerConfig:
     reader_width: int = 0             # warp: a `SceneReader` of this width votes on the map from the clean
     #                                   inputs alone (0: none; merge/reader.py)
     reader_symmetric: bool = False    # its mirror vote odd under mirroring the subject (merge/reader.py)
+    reader_light_weight: float = 0.0  # drawn: + w * the reader's light against the light the truth's effects
+    #                                   show (merge/light_fit.py); > 0 also reads the scene mirrored (its lean odd)
     mirror_margin: float | None = None  # warp sampling: None mirrors the layer when the first step's logit is
     #                                   > 0; a number when its odd part (the logit minus the mirrored input's,
     #                                   halved: no learnt flip prior) is > the margin (`Composer.mirror_logit`)
@@ -117,6 +120,10 @@ class ComposerConfig:
             raise OptionError(f"reader_width {self.reader_width}: must be >= 0")
         if self.reader_symmetric and not self.reader_width:
             raise OptionError("reader_symmetric: needs a scene reader (reader_width > 0)")
+        if self.reader_light_weight and (self.reader_light_weight < 0 or not self.reader_width
+                                         or not self.effects_layer):
+            raise OptionError(f"reader_light_weight {self.reader_light_weight}: a weight >= 0 on a scene reader's "
+                              "light (needs reader_width > 0 and effects_layer)")
         if self.appearance_weight and (self.output != "warp" or self.appearance_weight < 0):
             raise OptionError(f"appearance_weight {self.appearance_weight}: a weight >= 0 on a warp Composer's "
                               "colour map")
@@ -270,14 +277,19 @@ class Composer(nn.Module):
         return self.reader.read(*self.reader_views(foreground, alpha, background, conditions))
 
     def reader_views(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
-                     conditions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     conditions: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """What the scene reader reads of these pixel inputs: their conditions (computed unless given) and, for a
-        symmetric reader, those of the subject mirrored over the same background (else None)."""
+        symmetric reader, those of the subject mirrored over the same background and, with `reader_light_weight`,
+        of the whole scene mirrored (else None; merge/reader.py)."""
         if conditions is None:
             conditions = self.conditions(foreground, alpha, background)
-        if not self.config.reader_symmetric:
-            return conditions, None
-        return conditions, self.conditions(foreground.flip(-1), alpha.flip(-1), background)
+        mirrored = scene = None
+        if self.config.reader_symmetric:
+            mirrored = self.conditions(foreground.flip(-1), alpha.flip(-1), background)
+        if self.config.reader_light_weight:
+            scene = self.conditions(foreground.flip(-1), alpha.flip(-1), background.flip(-1))
+        return conditions, mirrored, scene
 
     def layer_estimate(self, raw: torch.Tensor, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``layer``: the raw output (B, C + m, t, h, w) read as a layer and its matte, composited over
@@ -384,7 +396,8 @@ class Composer(nn.Module):
         prediction = self.predict(noisy, conditions, timestep, text, votes)
         parts = {}
         if votes is not None and "transform" in batch:
-            parts["loss_reader"] = self.reader_error(votes, cue, batch["transform"], *video.shape[-2:])
+            parts["loss_reader"] = self.reader_error(votes, cue, batch["transform"], *video.shape[-2:],
+                                                     batch.get("light"))
         if self.config.output == "warp" and self.config.mirror_weight and "transform" in batch:
             level = sigma if self.config.objective == "flow" else timestep / self.config.train_timesteps
             parts["loss_mirror"] = mirror_error(prediction, batch["transform"], level)
@@ -427,17 +440,24 @@ class Composer(nn.Module):
                 **{key: value.detach() for key, value in parts.items()}}
 
     def reader_error(self, votes: torch.Tensor, cue: torch.Tensor, transforms: list[dict], height: int,
-                     width: int) -> torch.Tensor:
+                     width: int, light: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The scene reader's own votes (B, C, t, 1, 1) and cue (B, t) against the augmentation's exact inverse
         and flip: a map of one cell pools to itself, so `inverse_error` and `mirror_error` (unweighted: the reader
         sees no noisy draft, every level teaches it alike) read the votes as a map; the cue is regressed onto the
-        unmirrored shift b_x of every sample (merge/reader.py). Weighted like the full map's. A scalar."""
+        unmirrored shift b_x of every sample (merge/reader.py). With `reader_light_weight` and `light` (the light
+        the truth's effects show, `merge.light_fit.fit_light`, each (B, T)), also its light votes against that
+        (`light_error`): the light is the scene's (its props' shadows, its lit sides), which the reader sees.
+        Weighted like the full map's. A scalar."""
         level = torch.ones(votes.shape[0], device=votes.device)
         targets = inverse_targets(transforms, height, width)
         shift_x = targets[1].to(cue.device)
-        return (self.config.inverse_weight * (inverse_error(votes, transforms, height, width, targets)
-                                              + (cue.float() - shift_x[:, None]).pow(2).mean())
-                + self.config.mirror_weight * mirror_error(votes, transforms, level))
+        error = (self.config.inverse_weight * (inverse_error(votes, transforms, height, width, targets)
+                                               + (cue.float() - shift_x[:, None]).pow(2).mean())
+                 + self.config.mirror_weight * mirror_error(votes, transforms, level))
+        if self.config.reader_light_weight and light is not None:
+            fitted = {name: value.to(votes.device) for name, value in light.items()}
+            error = error + self.config.reader_light_weight * light_error(votes, fitted)
+        return error
 
     def _background_of(self, conditions: torch.Tensor) -> torch.Tensor:
         channels = self.codec.channels

@@ -24,6 +24,12 @@ its matte mirrored (the background as it is) and votes on the mirror with half t
 mirror votes. Mirroring the input layer exactly swaps the right answer (a subject that needs mirroring back
 needs none once mirrored), so the vote is odd by construction: each sample teaches both views, and no prior over
 flips (training's p 0.7, a benchmark's 0.5) can be learnt by the reader; the transformer's own vote still can.
+With `reader_light_weight` it reads the whole scene mirrored too (subject, matte and background), for the light
+of a drawn Composer: mirroring the scene mirrors its light, so the shadow's lean and the lit side across the subject
+(`merge.warp`'s SHADOW_SHEAR, LIGHT_X) are voted by half the difference of the two views' and the light's other
+values (length, darkness, softness, the vertical lit side) by their mean. Measured (docs/training.md): read from
+one view, the lean collapsed to one side for every scene (a long shadow leaning one way is the safest guess) and
+stayed at chance; odd by construction it cannot (on test scenes it then read the side every time).
 
 Shapes: conditions (B, K, t, h, w) -> votes (B, out_channels, t, 1, 1), K = 2C + 1 with the matte channel;
 cue (B, t).
@@ -34,7 +40,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .warp import FLIP, POOL
+from .warp import FLIP, LIGHT_X, LIGHT_Y, POOL, SHADOW_BLUR, SHADOW_DARK, SHADOW_SHEAR, SHADOW_SQUASH
+
+ODD_LIGHT = (SHADOW_SHEAR, LIGHT_X)                                  # mirror with the scene
+EVEN_LIGHT = (SHADOW_SQUASH, SHADOW_DARK, SHADOW_BLUR, LIGHT_Y)      # unchanged by it
 
 
 class SceneReader(nn.Module):
@@ -63,21 +72,29 @@ class SceneReader(nn.Module):
         nn.init.zeros_(self.vote.weight)
         nn.init.zeros_(self.vote.bias)
 
-    def forward(self, conditions: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, conditions: torch.Tensor, mirrored: torch.Tensor | None = None,
+                scene: torch.Tensor | None = None) -> torch.Tensor:
         """The votes of `read`."""
-        return self.read(conditions, mirrored)[0]
+        return self.read(conditions, mirrored, scene)[0]
 
-    def read(self, conditions: torch.Tensor, mirrored: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, conditions: torch.Tensor, mirrored: torch.Tensor | None = None,
+             scene: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """conditions (B, K, t, h, w) -> (votes (B, out_channels, t, 1, 1), 0 on the pool channel; cue (B, t)).
         With `mirrored` (the conditions of the mirrored subject over the same background, same shape), the
-        mirror vote is half the difference of the two views' (module docstring); the rest are the first view's."""
-        if mirrored is None:
-            return self._read(conditions)
-        votes, cue = self._read(torch.cat([conditions, mirrored]))
-        ours, theirs = votes.chunk(2)
-        flip = (ours[:, FLIP] - theirs[:, FLIP]) / 2
-        return torch.cat([ours[:, :FLIP], flip[:, None], ours[:, FLIP + 1:]], dim=1), cue.chunk(2)[0]
+        mirror vote is half the difference of the two views'; with `scene` (those of the whole scene mirrored)
+        and the light's channels, the light is voted odd and even under the scene's mirror (module docstring).
+        The rest are the first view's."""
+        views = [view for view in (conditions, mirrored, scene) if view is not None]
+        votes, cue = self._read(torch.cat(views))
+        votes, cue = votes.chunk(len(views)), cue.chunk(len(views))[0]
+        ours = votes[0].clone()
+        if mirrored is not None:
+            ours[:, FLIP] = (votes[0][:, FLIP] - votes[1][:, FLIP]) / 2
+        if scene is not None and self.out_channels > max(ODD_LIGHT + EVEN_LIGHT):
+            theirs = votes[-1]
+            ours[:, ODD_LIGHT] = (votes[0][:, ODD_LIGHT] - theirs[:, ODD_LIGHT]) / 2
+            ours[:, EVEN_LIGHT] = (votes[0][:, EVEN_LIGHT] + theirs[:, EVEN_LIGHT]) / 2
+        return ours, cue
 
     def _read(self, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, k, t, h, w = conditions.shape

@@ -32,9 +32,10 @@ from ..config_types import check_field_types, is_integer
 from ..errors import MissingFileError, OptionError
 from ..paths import check_output
 from .backbones import compile_blocks
+from .composer import Composer, ComposerConfig
+from .light_fit import fit_clip_light, fit_light
 from .precision import MODES as PRECISIONS
 from .precision import resolve as resolve_precision
-from .composer import Composer, ComposerConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
 
@@ -180,16 +181,20 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     run's augmentation with `reader_augment`'s changes: by default every frame cropped and mirrored at p 0.5, so
     the reader learns the evidence, not the training prior: at the paper's p 0.7 it learnt to mirror all), batches
     of `reader_batch` at `reader_learning_rate` (one-cycle schedule), `reader_warmup` steps, on its own loss
-    (`Composer.reader_error`: the augmentation's inverse and flip, known for every sample). Inside the joint
-    training its batch is the Composer's (4 clips on the CPU presets) at the transformer's rate, and in 500 steps
-    it had not moved off chance (docs/training.md). Deterministic from `config.seed`; every process computes the
-    same weights. Logs to ``RUN/reader_warmup.jsonl`` as it goes when `run` is given. Returns the last record."""
+    (`Composer.reader_error`: the augmentation's inverse and flip, known for every sample; with
+    `reader_light_weight` also its light against the light each frame's true effects show, `merge.light_fit`).
+    Inside the joint training its batch is the Composer's (4 clips on the CPU presets) at the transformer's rate,
+    and in 500 steps it had not moved off chance (docs/training.md). Deterministic from `config.seed`; every
+    process computes the same weights. Logs to ``RUN/reader_warmup.jsonl`` as it goes when `run` is given.
+    Returns the last record."""
     from ..data.torch_dataset import StmDataset, collate_samples
 
     augment = replace(augment_settings(config), **config.reader_augment) if config.augment else None
     frames = StmDataset(config.data, split=config.split, frames=1, size=config.size, augment=augment,
                         seed=config.seed)
     views, transforms = [], []  # per chunk: conditions (n, K, 1, h, w) [, of the mirrored subject]; no samples kept
+    lights = []  # per chunk with an effects layer: the light its truth's effects show (`fit_light`), each (n, 1)
+    light = bool(model.config.reader_light_weight)
     for first in range(0, config.reader_samples, 256):
         chosen = range(first, min(first + 256, config.reader_samples))
         samples = []
@@ -198,10 +203,12 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
             samples.append(frames[index % len(frames)])
         batch = collate_samples(samples)
         with torch.no_grad():
-            views.append([view for view in model.reader_views(batch["foreground"], batch["alpha"],
-                                                              batch["background"]) if view is not None])
+            views.append(model.reader_views(batch["foreground"], batch["alpha"], batch["background"]))
         transforms += batch["transform"]
-    conditions = [torch.cat(parts) for parts in zip(*views, strict=True)]
+        if light:
+            lights.append(fit_light(batch["alpha_target"], batch["effects"]))
+    conditions = [None if parts[0] is None else torch.cat(parts) for parts in zip(*views, strict=True)]
+    fitted = {name: torch.cat([chunk[name] for chunk in lights]) for name in lights[0]} if lights else None
     (height, width), reader = config.size, model.reader
     optimizer = torch.optim.AdamW(reader.parameters(), lr=config.reader_learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reader_learning_rate,
@@ -215,8 +222,9 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     try:
         for step in range(config.reader_warmup):
             picks = torch.randint(0, len(transforms), (config.reader_batch,), generator=generator)
-            loss = model.reader_error(*reader.read(*(view[picks] for view in conditions)),
-                                      [transforms[i] for i in picks.tolist()], height, width)
+            loss = model.reader_error(*reader.read(*(None if view is None else view[picks] for view in conditions)),
+                                      [transforms[i] for i in picks.tolist()], height, width,
+                                      None if fitted is None else {k: v[picks] for k, v in fitted.items()})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -395,6 +403,7 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     if config.compile and not compile_blocks(model.transformer):
         print("train: compile: no C++ compiler found (c++, g++ or clang++); the blocks run uncompiled",
               file=sys.stderr)
+    light = bool(model.config.reader_light_weight)
     augment = augment_settings(config) if config.augment else None  # (a dict may say enabled: false)
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
                          seed=config.seed)
@@ -425,6 +434,8 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     for step in range(start, last):
         dataset.set_epoch(step)
         batch = collate_samples([dataset[i] for i in batch_indices(config, step, len(dataset), rank, world)])
+        if light:  # the reader's light is regressed onto the truth's as in its warm-up (merge/light_fit.py)
+            batch["light"] = fit_clip_light(batch["alpha_target"], batch["effects"])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1_009 + rank)
         batch["foreground_clean"], batch["background_clean"] = batch["foreground"], batch["background"]
         batch["foreground"], batch["background"] = add_input_noise(batch["foreground"], batch["background"],

@@ -235,12 +235,17 @@ def relight_gain(matte: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.
 def placement_error(matte: torch.Tensor, truth: torch.Tensor, scales=(4, 8, 16)) -> torch.Tensor:
     """Mean squared difference of two mattes (B, 1, T, H, W), each box-blurred per frame at each scale (kernel k,
     stride k / 2), averaged over the scales: a scalar that still falls as a matte moves towards the truth when
-    the two do not overlap (a plain pixel error has no gradient then)."""
-    total = matte.new_zeros(())
+    the two do not overlap (a plain pixel error has no gradient then). The mean of `blurred_difference`."""
+    return blurred_difference(matte, truth, scales).mean()
+
+
+def blurred_difference(matte: torch.Tensor, truth: torch.Tensor, scales=(4, 8, 16)) -> torch.Tensor:
+    """`placement_error` per clip, (B,)."""
+    total = matte.new_zeros(matte.shape[0])
     for k in scales:
         kernel, stride = (1, k, k), (1, max(k // 2, 1), max(k // 2, 1))
         total = total + (F.avg_pool3d(matte.float(), kernel, stride, ceil_mode=True)
-                         - F.avg_pool3d(truth.float(), kernel, stride, ceil_mode=True)).pow(2).mean()
+                         - F.avg_pool3d(truth.float(), kernel, stride, ceil_mode=True)).pow(2).flatten(1).mean(1)
     return total / len(scales)
 
 
