@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 from splitmerge.data.synthetic import draw_params
 from splitmerge.eval.bench import load_bench
 from splitmerge.merge.compose import ComposeInputs
+from splitmerge.merge.light_fit import scene_agreement
 from splitmerge.merge.stm import _warp_windows, load_composer
 from splitmerge.merge.warp import SHIFT_Y, inverse_targets, light_values, log_zoom
 from splitmerge.video.geometry import resize_frames
@@ -48,11 +48,8 @@ def case_readout(model, case, mirror: str, seed: int) -> dict:
            "shift_y_error": float((parameters[SHIFT_Y] - shift_y[0]).pow(2).mean()),
            "shift_y_identity": float(shift_y[0] ** 2)}
     if model.config.effects_layer:
-        light = light_values(parameters[None])
         scene = draw_params(int(case.source["synthetic_seed"]), count, (height, width))
-        row.update({"side_right": float((torch.sign(light["shear"]) == np.sign(scene.shear)).float().mean()),
-                    "length_right": float((torch.sign(light["squash"]) == np.sign(scene.squash)).float().mean()),
-                    "darkness": float(light["darkness"].mean()), "true_darkness": scene.darkness})
+        row.update(scene_agreement(light_values(parameters[None]), scene))
     return row
 
 

@@ -86,6 +86,7 @@ def mirror_votes(model, cases) -> np.ndarray:
 def light_votes(model, cases) -> list[dict]:
     """Per case, the reader's light (`merge.warp.light_values` of its votes, clip means) beside the scene's."""
     from splitmerge.data.synthetic import draw_params
+    from splitmerge.merge.light_fit import scene_agreement
     from splitmerge.merge.warp import light_values
 
     rows = []
@@ -96,9 +97,7 @@ def light_votes(model, cases) -> list[dict]:
             light = light_values(votes[..., 0, 0].float())
             _, _, count, height, width = alpha.shape
             scene = draw_params(int(case.source["synthetic_seed"]), count, (height, width))
-            rows.append({"side_right": float((torch.sign(light["shear"]) == np.sign(scene.shear)).float().mean()),
-                         "length_right": float((torch.sign(light["squash"]) == np.sign(scene.squash)).float().mean()),
-                         "darkness": float(light["darkness"].mean()), "true_darkness": float(scene.darkness)})
+            rows.append(scene_agreement(light, scene))
     return rows
 
 
@@ -107,7 +106,7 @@ def fitted_light(data: str, count: int, size: tuple[int, int]) -> str:
     clips) has the scene's lean and length direction, and its darkness' correlation with the scene's."""
     from splitmerge.data.synthetic import draw_params
     from splitmerge.data.torch_dataset import StmDataset, collate_samples
-    from splitmerge.merge.light_fit import fit_light
+    from splitmerge.merge.light_fit import fit_light, scene_agreement
 
     frames = StmDataset(data, split="train", frames=1, size=size, augment=None, seed=0)
     synthetic = [i for i, row in enumerate(frames.rows) if row["kind"] == "synthetic"]
@@ -115,10 +114,10 @@ def fitted_light(data: str, count: int, size: tuple[int, int]) -> str:
     batch = collate_samples([frames[i] for i in chosen])
     fitted = fit_light(batch["alpha_target"], batch["effects"])
     scenes = [draw_params(int(frames.rows[i]["seed"]), int(frames.rows[i]["num_frames"]), size) for i in chosen]
-    side = np.mean([np.sign(float(fitted["shear"][k, 0])) == np.sign(scene.shear) for k, scene in enumerate(scenes)])
-    length = np.mean([np.sign(float(fitted["squash"][k, 0])) == np.sign(scene.squash)
-                      for k, scene in enumerate(scenes)])
-    darkness = np.corrcoef(fitted["darkness"][:, 0].numpy(), [scene.darkness for scene in scenes])[0, 1]
+    rows = [scene_agreement({name: value[k] for name, value in fitted.items()}, scene)
+            for k, scene in enumerate(scenes)]
+    side, length = (np.mean([row[name] for row in rows]) for name in ("side_right", "length_right"))
+    darkness = np.corrcoef([row["darkness"] for row in rows], [row["true_darkness"] for row in rows])[0, 1]
     return (f"the light fitted to {len(chosen)} training frames: lean side right {side:.3f}, length direction right "
             f"{length:.3f}, darkness correlation {darkness:+.3f}")
 

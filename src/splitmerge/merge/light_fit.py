@@ -20,6 +20,7 @@ Shapes: mattes and effects (N, 1, T, H, W) in [0, 1] (effects are gains, 1 = unt
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -110,3 +111,12 @@ def light_error(votes: torch.Tensor, fitted: dict[str, torch.Tensor]) -> torch.T
                  + ((ours["squash"] - fitted["squash"]) / SQUASH_LIMIT).pow(2))
     return ((direction * shown).mean() + ((ours["darkness"] - fitted["darkness"]) / DARK_MAX).pow(2).mean()
             + ((ours["blur"] - fitted["blur"]) / spread).pow(2).mean())
+
+
+def scene_agreement(light: dict[str, torch.Tensor], scene) -> dict[str, float]:
+    """How light values (`merge.warp.light_values`, each of any shape over frames) agree with a synthetic scene's
+    light (`data.synthetic.SceneParams`): the fraction of frames whose lean and whose length direction fall the
+    scene's way, and the mean darkness beside the scene's (for benchmarks/scene_reader.py and map_readout.py)."""
+    return {"side_right": float((torch.sign(light["shear"]) == math.copysign(1.0, scene.shear)).float().mean()),
+            "length_right": float((torch.sign(light["squash"]) == math.copysign(1.0, scene.squash)).float().mean()),
+            "darkness": float(light["darkness"].mean()), "true_darkness": float(scene.darkness)}
