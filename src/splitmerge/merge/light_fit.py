@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .warp import (BLUR_RANGE, DARK_MAX, DRAWN_CHANNELS, SHADOW_BLUR, SHADOW_DARK, SHADOW_SHEAR, SHADOW_SQUASH,
-                   SHEAR_LIMIT, SQUASH_LIMIT, blurred_difference, cast_shadow, light_values)
+                   SHEAR_LIMIT, SQUASH_LIMIT, light_values, shadow_errors)
 
 LIGHT_CHANNELS = (SHADOW_SHEAR, SHADOW_SQUASH, SHADOW_DARK, SHADOW_BLUR)
 FIT_STEPS = 80
@@ -46,11 +46,10 @@ def _raw_map(light: torch.Tensor) -> torch.Tensor:
     return raw[..., None, None]
 
 
-def frame_error(light: torch.Tensor, matte: torch.Tensor, darkness: torch.Tensor) -> torch.Tensor:
-    """(N,) the error of the shadow `matte` casts under the raw `light` (N, 4, T) against the true `darkness`
-    (N, 1, T, H, W), blurred as `merge.warp.shadow_error` compares them (x 100)."""
-    drawn = cast_shadow(matte, light_values(_raw_map(light)[..., 0, 0]))
-    return 100 * blurred_difference(drawn, darkness)
+def frame_error(light: torch.Tensor, matte: torch.Tensor, effects: torch.Tensor) -> torch.Tensor:
+    """(N,) the error of the shadow `matte` casts under the raw `light` (N, 4, T) against the true `effects`
+    (N, 1, T, H, W), as `merge.warp.shadow_error` judges a drawn Composer's (`shadow_errors`)."""
+    return shadow_errors(_raw_map(light), matte, effects)
 
 
 def _reduced(frames: torch.Tensor) -> torch.Tensor:
@@ -66,7 +65,7 @@ def fit_light(matte: torch.Tensor, effects: torch.Tensor, steps: int = FIT_STEPS
     as the shadow of its `matte` (N, 1, T, H, W): Adam on each clip's `frame_error` from four starts (a lean to
     either side, a shadow behind the subject or towards the camera; neither crosses over in the descent), the best
     kept per clip. Deterministic (no random draw). Also "error" (N,), the fit's residual."""
-    matte, darkness = _reduced(matte.float()), _reduced((1 - effects.float()).clamp(0, 1))
+    matte, effects = _reduced(matte.float()), 1 - _reduced((1 - effects.float()).clamp(0, 1))
     n, _, t = matte.shape[:3]
     best, best_error = None, None
     for lean, length in itertools.product((START_LEAN, -START_LEAN), START_LENGTHS):
@@ -75,12 +74,12 @@ def fit_light(matte: torch.Tensor, effects: torch.Tensor, steps: int = FIT_STEPS
         light.requires_grad_(True)
         optimizer = torch.optim.Adam([light], lr=FIT_RATE)
         for _ in range(steps):
-            error = frame_error(light, matte, darkness)
+            error = frame_error(light, matte, effects)
             optimizer.zero_grad(set_to_none=True)
             error.sum().backward()  # clips are independent: the sum's gradient is each clip's own
             optimizer.step()
         with torch.no_grad():
-            error = frame_error(light, matte, darkness)
+            error = frame_error(light, matte, effects)
         light = light.detach()
         if best is None:
             best, best_error = light, error

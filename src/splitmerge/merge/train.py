@@ -192,8 +192,8 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     augment = replace(augment_settings(config), **config.reader_augment) if config.augment else None
     frames = StmDataset(config.data, split=config.split, frames=1, size=config.size, augment=augment,
                         seed=config.seed)
-    views, transforms = [], []  # per chunk: conditions (n, K, 1, h, w) [, of the mirrored subject]; no samples kept
-    lights = []  # per chunk with an effects layer: the light its truth's effects show (`fit_light`), each (n, 1)
+    views, transforms = [], []  # per chunk: `reader_views` (n, K, 1, h, w) or None each; no samples kept
+    lights = []  # per chunk with `reader_light_weight`: the light its truth's effects show (`fit_light`), each (n, 1)
     light = bool(model.config.reader_light_weight)
     for first in range(0, config.reader_samples, 256):
         chosen = range(first, min(first + 256, config.reader_samples))

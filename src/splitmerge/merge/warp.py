@@ -254,9 +254,14 @@ def shadow_error(raw: torch.Tensor, alpha_target: torch.Tensor, effects: torch.T
     *true* matte `alpha_target` would cast under the drawn light (`cast_shadow`) against the true darkness
     (1 - gain), compared blurred at three scales (`placement_error`: a shadow falling the wrong way still learns
     which way to turn), x 100 (shadows are a small part of the frame). Judged on the true matte, the light is
-    learnt apart from the placement. A scalar."""
+    learnt apart from the placement. A scalar: the mean of `shadow_errors`."""
+    return shadow_errors(raw, alpha_target, effects).mean()
+
+
+def shadow_errors(raw: torch.Tensor, alpha_target: torch.Tensor, effects: torch.Tensor) -> torch.Tensor:
+    """`shadow_error` per clip, (B,)."""
     drawn = cast_shadow(alpha_target.float(), drawn_values(raw, alpha_target.shape[2]))
-    return 100 * placement_error(drawn, (1 - effects.float()).clamp(0, 1))
+    return 100 * blurred_difference(drawn, (1 - effects.float()).clamp(0, 1))
 
 
 def inverse_targets(transforms: list[dict], height: int, width: int
