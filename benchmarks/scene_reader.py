@@ -17,6 +17,8 @@
    its darkness against the scene's.
 4. With `--fit N`: the light `merge.light_fit.fit_light` reads off N training frames' own truth (the target a
    reader with `reader_light_weight` regresses), against the synthetic scenes' (their seeds in the manifest).
+5. With `--data`: the reader's light on N (`--fit`, default 256) unaugmented training frames against their
+   scenes' (seen scenes against the benchmark's unseen ones: does it fail to fit, or to generalise?).
 """
 
 from __future__ import annotations
@@ -101,25 +103,51 @@ def light_votes(model, cases) -> list[dict]:
     return rows
 
 
-def fitted_light(data: str, count: int, size: tuple[int, int]) -> str:
-    """How often the light fitted to `count` unaugmented training frames of `data` (spread over its synthetic
-    clips) has the scene's lean and length direction, and its darkness' correlation with the scene's."""
+def training_frames(data: str, count: int, size: tuple[int, int]) -> tuple[dict, list]:
+    """`count` unaugmented training frames of `data` spread over its synthetic clips: (their batch, each one's
+    scene parameters)."""
     from splitmerge.data.synthetic import draw_params
     from splitmerge.data.torch_dataset import StmDataset, collate_samples
-    from splitmerge.merge.light_fit import fit_light, scene_agreement
 
     frames = StmDataset(data, split="train", frames=1, size=size, augment=None, seed=0)
     synthetic = [i for i, row in enumerate(frames.rows) if row["kind"] == "synthetic"]
     chosen = synthetic[::max(1, len(synthetic) // count)][:count]
-    batch = collate_samples([frames[i] for i in chosen])
-    fitted = fit_light(batch["alpha_target"], batch["effects"])
     scenes = [draw_params(int(frames.rows[i]["seed"]), int(frames.rows[i]["num_frames"]), size) for i in chosen]
-    rows = [scene_agreement({name: value[k] for name, value in fitted.items()}, scene)
+    return collate_samples([frames[i] for i in chosen]), scenes
+
+
+def light_summary(light: dict[str, torch.Tensor], scenes: list) -> str:
+    """How often lights (each (N, ...) over N frames) have their scenes' lean and length direction, and the
+    darkness' correlation with the scenes'."""
+    from splitmerge.merge.light_fit import scene_agreement
+
+    rows = [scene_agreement({name: value[k] for name, value in light.items()}, scene)
             for k, scene in enumerate(scenes)]
     side, length = (np.mean([row[name] for row in rows]) for name in ("side_right", "length_right"))
     darkness = np.corrcoef([row["darkness"] for row in rows], [row["true_darkness"] for row in rows])[0, 1]
-    return (f"the light fitted to {len(chosen)} training frames: lean side right {side:.3f}, length direction right "
-            f"{length:.3f}, darkness correlation {darkness:+.3f}")
+    return (f"lean side right {side:.3f}, length direction right {length:.3f}, darkness correlation "
+            f"{darkness:+.3f}")
+
+
+def fitted_light(data: str, count: int, size: tuple[int, int]) -> str:
+    """The light fitted to `count` training frames of `data` (`training_frames`) against their scenes'."""
+    from splitmerge.merge.light_fit import fit_light
+
+    batch, scenes = training_frames(data, count, size)
+    fitted = fit_light(batch["alpha_target"], batch["effects"])
+    return f"the light fitted to {len(scenes)} training frames: {light_summary(fitted, scenes)}"
+
+
+def reader_light_on_training(model, data: str, count: int, size: tuple[int, int]) -> str:
+    """The reader's light on `count` training frames of `data` (`training_frames`) against their scenes' (beside
+    its light on the benchmark: seen against unseen scenes)."""
+    from splitmerge.merge.warp import light_values
+
+    batch, scenes = training_frames(data, count, size)
+    with torch.no_grad():
+        votes, _ = model.read_scene(batch["foreground"], batch["alpha"], batch["background"])
+    light = light_values(votes[..., 0, 0].float())
+    return f"its light on {len(scenes)} training frames: {light_summary(light, scenes)}"
 
 
 def main() -> None:
@@ -181,6 +209,8 @@ def main() -> None:
         print(f"its light: shadow side right {np.mean([r['side_right'] for r in rows]):.3f}, length direction right "
               f"{np.mean([r['length_right'] for r in rows]):.3f} (chance 0.5); darkness {drawn.mean():.3f} against "
               f"{true.mean():.3f}, correlation {np.corrcoef(drawn, true)[0, 1]:+.3f}")
+        if args.data:
+            print(reader_light_on_training(model, args.data, args.fit or 256, tuple(model.config.sample_size)))
 
 
 if __name__ == "__main__":

@@ -517,7 +517,8 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
           "--no-reader"])
     assert seen["composer"]["reader_width"] == 0 and seen["composer"]["effects_layer"] is True
-    assert seen["composer"]["reader_symmetric"] is False
+    assert seen["composer"]["reader_symmetric"] is False and seen["composer"]["reader_light_weight"] == 0
+    assert seen["composer"]["light_reader_width"] == 0
     main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
           "--no-appearance"])
     assert seen["composer"]["appearance_weight"] == 0.0 and seen["composer"]["reader_width"] == 32
@@ -536,7 +537,8 @@ def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_re
 
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())
     composer = {**record["composer"], "reader_width": 4, "reader_symmetric": True, "inverse_weight": 1.0,
-                "mirror_weight": 1.0, "effects_layer": True, "reader_light_weight": 1.0}  # its light fitted too
+                "mirror_weight": 1.0, "effects_layer": True, "reader_light_weight": 1.0,  # its light fitted too,
+                "light_reader_width": 4}  # by a light reader of its own
     config = small_config(tmp_path, composer=composer, max_steps=4, checkpoint_every=2, validate_every=4,
                           reader_warmup=40, reader_samples=24, reader_batch=8)
     run = tmp_path / "run"
@@ -551,14 +553,15 @@ def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_re
         torch.manual_seed(settings.seed)
         model = build_composer(settings)
         assert warm_up_reader(model, settings)["step"] == 40
-        return model.reader.state_dict()
+        return {**model.reader.state_dict(), **{"light." + k: v for k, v in model.light_reader.state_dict().items()}}
 
     first, second = warmed(), warmed()
     assert all(torch.equal(first[name], second[name]) for name in first)
     assert float(first["vote.weight"].abs().sum()) > 0  # it learnt (a fresh reader votes 0)
+    assert float(first["light.vote.weight"].abs().sum()) > 0
     monkeypatch.setattr("splitmerge.merge.train.warm_up_reader", lambda *args: pytest.fail("warmed up again"))
     assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run), "--resume"]) == 0
-    assert Composer.from_pretrained(run / "model").reader is not None
+    assert Composer.from_pretrained(run / "model").light_reader is not None
     with pytest.raises(OptionError, match="no scene reader"):
         TrainConfig.load(small_config(tmp_path, reader_warmup=10))
     with pytest.raises(OptionError, match="reader_augment"):

@@ -246,7 +246,8 @@ def _cmd_train(args) -> int:
     if args.no_appearance:
         config.composer = {**config.composer, "appearance_weight": 0.0}
     if args.no_reader:
-        config.composer = {**config.composer, "reader_width": 0, "reader_symmetric": False}
+        config.composer = {**config.composer, "reader_width": 0, "reader_symmetric": False, "reader_light_weight": 0.0,
+                           "light_reader_width": 0}
         config.reader_warmup = 0
     summary = train(config, args.output, resume=args.resume)
     if not summary["main_process"]:
@@ -531,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="ablation: colour, light and shadow learnt through the pixel error too, not "
                                    "on the true geometry alone")
     train_parser.add_argument("--no-reader", action="store_true",
-                              help="ablation: no scene reader (the map from the transformer's pooled votes alone)")
+                              help="ablation: no scene reader nor light reader (the map from the transformer's "
+                                   "pooled votes alone)")
     train_parser.set_defaults(run=_cmd_train)
 
     samples = commands.add_parser("samples", help="list the real sample clips shipped by installed packages")

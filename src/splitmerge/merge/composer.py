@@ -42,10 +42,10 @@ from ..config_types import check_field_types
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
-from .reader import SceneReader
+from .reader import EVEN_LIGHT, ODD_LIGHT, SceneReader
 from .appearance import appearance_error, geometry_gradient_only
 from .light_fit import light_error
-from .warp import (DRAWN_CHANNELS, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, inverse_targets,
+from .warp import (DRAWN_CHANNELS, POOL, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, inverse_targets,
                    mirror_error, placement_error, pool_parameters, relight_gain, shadow_error, warp_layer,
                    zero_output)
 
@@ -89,6 +89,8 @@ class ComposerConfig:
     reader_symmetric: bool = False    # its mirror vote odd under mirroring the subject (merge/reader.py)
     reader_light_weight: float = 0.0  # drawn: + w * the reader's light against the light the truth's effects
     #                                   show (merge/light_fit.py); > 0 also reads the scene mirrored (its lean odd)
+    light_reader_width: int = 0       # > 0: the light is voted by a second `SceneReader` of this width alone (its
+    #                                   own features; the first then votes the map and mirror only)
     mirror_margin: float | None = None  # warp sampling: None mirrors the layer when the first step's logit is
     #                                   > 0; a number when its odd part (the logit minus the mirrored input's,
     #                                   halved: no learnt flip prior) is > the margin (`Composer.mirror_logit`)
@@ -124,6 +126,9 @@ class ComposerConfig:
                                          or not self.effects_layer):
             raise OptionError(f"reader_light_weight {self.reader_light_weight}: a weight >= 0 on a scene reader's "
                               "light (needs reader_width > 0 and effects_layer)")
+        if self.light_reader_width and (self.light_reader_width < 0 or not self.reader_light_weight):
+            raise OptionError(f"light_reader_width {self.light_reader_width}: a width >= 0 for a light reader "
+                              "(needs reader_light_weight > 0)")
         if self.appearance_weight and (self.output != "warp" or self.appearance_weight < 0):
             raise OptionError(f"appearance_weight {self.appearance_weight}: a weight >= 0 on a warp Composer's "
                               "colour map")
@@ -178,8 +183,14 @@ class Composer(nn.Module):
             if self.config.output == "warp":
                 zero_output(backbone)
         self.transformer = backbone
-        self.reader = (SceneReader(self.in_channels - channels, self.out_channels, self.config.reader_width)
-                       if self.config.reader_width else None)
+        self.reader = self.light_reader = None
+        if self.config.reader_width:
+            light = ODD_LIGHT + EVEN_LIGHT if self.config.light_reader_width else ()
+            self.reader = SceneReader(self.in_channels - channels, self.out_channels, self.config.reader_width,
+                                      tuple(c for c in range(self.out_channels) if c != POOL and c not in light))
+        if self.config.light_reader_width:
+            self.light_reader = SceneReader(self.in_channels - channels, self.out_channels,
+                                            self.config.light_reader_width, ODD_LIGHT + EVEN_LIGHT)
         backbone_settings = self.transformer.config
         self.text_dim = int(getattr(backbone_settings, "text_dim", None) or backbone_settings.text_embed_dim)
         if self.config.text_encoder == "minilm" and self.text_dim != TEXT_DIM["minilm"]:
@@ -259,8 +270,8 @@ class Composer(nn.Module):
         """The backbone's raw output: (B, out_channels, t, h, w), plus the scene reader's `votes` (B, out_channels,
         t, 1, 1; `read_scene`) when there is one (without them, a plain reader's votes on `conditions`; a
         symmetric reader also reads the mirrored subject, which `conditions` lack: it needs them given)."""
-        if votes is None and self.config.reader_symmetric:
-            raise OptionError("Composer.predict: a symmetric scene reader needs its votes (pass read_scene's)")
+        if votes is None and (self.config.reader_symmetric or self.config.reader_light_weight):
+            raise OptionError("Composer.predict: a scene reader of mirrored views needs its votes (pass read_scene's)")
         raw = run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
                            timestep, text)
         if self.reader is None:
@@ -274,7 +285,16 @@ class Composer(nn.Module):
         the subject mirrored (over the same background) for its odd mirror vote (merge/reader.py)."""
         if self.reader is None:
             return None, None
-        return self.reader.read(*self.reader_views(foreground, alpha, background, conditions))
+        return self.read_views(*self.reader_views(foreground, alpha, background, conditions))
+
+    def read_views(self, conditions: torch.Tensor, mirrored: torch.Tensor | None = None,
+                   scene: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The readers' (votes (B, out_channels, t, 1, 1), cue (B, t)) on `reader_views`' views: the scene reader's,
+        plus with `light_reader_width` the light reader's light votes (it alone reads the mirrored scene)."""
+        if self.light_reader is None:
+            return self.reader.read(conditions, mirrored, scene)
+        votes, cue = self.reader.read(conditions, mirrored)
+        return votes + self.light_reader.read(conditions, None, scene)[0], cue
 
     def reader_views(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
                      conditions: torch.Tensor | None = None
@@ -635,9 +655,10 @@ class Composer(nn.Module):
                           str(temporary / "input_projection.safetensors"))
             else:
                 self.transformer.save_pretrained(temporary / "transformer", safe_serialization=True)
-            if self.reader is not None:
-                save_file({k: v.detach().contiguous() for k, v in self.reader.state_dict().items()},
-                          str(temporary / "reader.safetensors"))
+            for name, reader in (("reader", self.reader), ("light_reader", self.light_reader)):
+                if reader is not None:
+                    save_file({k: v.detach().contiguous() for k, v in reader.state_dict().items()},
+                              str(temporary / f"{name}.safetensors"))
         return Path(folder)
 
     @classmethod
@@ -646,6 +667,8 @@ class Composer(nn.Module):
         config = _read_config(folder)
         if config.reader_width and not (folder / "reader.safetensors").is_file():
             raise MissingFileError(f"{folder}: no reader.safetensors (its config has a scene reader)")
+        if config.light_reader_width and not (folder / "light_reader.safetensors").is_file():
+            raise MissingFileError(f"{folder}: no light_reader.safetensors (its config has a light reader)")
         try:
             return cls._load(folder, config)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
@@ -654,11 +677,12 @@ class Composer(nn.Module):
 
     @classmethod
     def _load(cls, folder: Path, config: ComposerConfig) -> "Composer":
-        model = cls._load_backbone_part(folder, config)
-        if model.reader is not None:
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
-            model.reader.load_state_dict(load_file(str(folder / "reader.safetensors")))
+        model = cls._load_backbone_part(folder, config)
+        for name, reader in (("reader", model.reader), ("light_reader", model.light_reader)):
+            if reader is not None:
+                reader.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
         return model
 
     @classmethod

@@ -31,6 +31,11 @@ values (length, darkness, softness, the vertical lit side) by their mean. Measur
 one view, the lean collapsed to one side for every scene (a long shadow leaning one way is the safest guess) and
 stayed at chance; odd by construction it cannot (on test scenes it then read the side every time).
 
+With `light_reader_width` the light is a second reader's alone (`voted`: the light channels; it reads the scene
+and the scene mirrored), and the first votes the map and the mirror only (it reads no mirrored scene). Measured
+(docs/training.md): one reader with one set of features gave the mirror or the light, each at the other's cost;
+two keep the mirror where it was.
+
 Shapes: conditions (B, K, t, h, w) -> votes (B, out_channels, t, 1, 1), K = 2C + 1 with the matte channel;
 cue (B, t).
 """
@@ -55,11 +60,15 @@ class SceneReader(nn.Module):
     Args:
         in_channels: K, the conditions' channels; out_channels: the warp map's channels.
         width: the first layer's channels (later layers 2x and 4x).
+        voted: the map channels it votes on (the others get 0); default all but the pool channel.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, width: int = 32):
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, voted: tuple[int, ...] | None = None):
         super().__init__()
         self.out_channels = out_channels
+        keep = torch.zeros(out_channels)
+        keep[list(voted) if voted is not None else [c for c in range(out_channels) if c != POOL]] = 1
+        self.register_buffer("keep", keep, persistent=False)
         w = int(width)
         self.body = nn.Sequential(
             nn.Conv2d(in_channels + 2, w, 3, padding=1), nn.GELU(),
@@ -104,6 +113,5 @@ class SceneReader(nn.Module):
         features = self.body(torch.cat([frames, ys, xs], dim=1))
         votes = self.vote(self.combine(torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)))
         votes, cue = votes[:, :-1], votes[:, -1]
-        keep = torch.ones(self.out_channels, device=votes.device, dtype=votes.dtype)
-        keep[POOL] = 0
-        return (votes * keep).reshape(b, t, self.out_channels).transpose(1, 2)[..., None, None], cue.reshape(b, t)
+        votes = (votes * self.keep.to(votes.dtype)).reshape(b, t, self.out_channels).transpose(1, 2)
+        return votes[..., None, None], cue.reshape(b, t)

@@ -209,8 +209,10 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
             lights.append(fit_light(batch["alpha_target"], batch["effects"]))
     conditions = [None if parts[0] is None else torch.cat(parts) for parts in zip(*views, strict=True)]
     fitted = {name: torch.cat([chunk[name] for chunk in lights]) for name in lights[0]} if lights else None
-    (height, width), reader = config.size, model.reader
-    optimizer = torch.optim.AdamW(reader.parameters(), lr=config.reader_learning_rate)
+    (height, width) = config.size
+    readers = [model.reader] + ([model.light_reader] if model.light_reader is not None else [])
+    optimizer = torch.optim.AdamW([p for reader in readers for p in reader.parameters()],
+                                  lr=config.reader_learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reader_learning_rate,
                                                    total_steps=config.reader_warmup)
     generator = torch.Generator().manual_seed(config.seed)
@@ -222,7 +224,8 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
     try:
         for step in range(config.reader_warmup):
             picks = torch.randint(0, len(transforms), (config.reader_batch,), generator=generator)
-            loss = model.reader_error(*reader.read(*(None if view is None else view[picks] for view in conditions)),
+            loss = model.reader_error(*model.read_views(*(None if view is None else view[picks]
+                                                          for view in conditions)),
                                       [transforms[i] for i in picks.tolist()], height, width,
                                       None if fitted is None else {k: v[picks] for k, v in fitted.items()})
             optimizer.zero_grad(set_to_none=True)
