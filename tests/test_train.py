@@ -513,6 +513,7 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
           "--no-effects-layer"])
     assert seen["composer"]["effects_layer"] is False and seen["composer"]["effects_weight"] == 0.0
+    assert seen["composer"]["reader_light_weight"] == 0 and seen["composer"]["light_reader_width"] == 0
     assert seen["composer"]["relight"] is True and seen["composer"]["reader_width"] == 32
     main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
           "--no-reader"])

@@ -242,7 +242,8 @@ def _cmd_train(args) -> int:
     if args.no_identity_loss:
         config.composer = {**config.composer, "identity_loss": False}
     if args.no_effects_layer:
-        config.composer = {**config.composer, "effects_layer": False, "effects_weight": 0.0}
+        config.composer = {**config.composer, "effects_layer": False, "effects_weight": 0.0,
+                           "reader_light_weight": 0.0, "light_reader_width": 0}  # (no shadow: no light to read)
     if args.no_appearance:
         config.composer = {**config.composer, "appearance_weight": 0.0}
     if args.no_reader:
