@@ -269,7 +269,8 @@ class Composer(nn.Module):
                 text: torch.Tensor, votes: torch.Tensor | None = None) -> torch.Tensor:
         """The backbone's raw output: (B, out_channels, t, h, w), plus the scene reader's `votes` (B, out_channels,
         t, 1, 1; `read_scene`) when there is one (without them, a plain reader's votes on `conditions`; a
-        symmetric reader also reads the mirrored subject, which `conditions` lack: it needs them given)."""
+        symmetric reader, or one reading the light, also reads mirrored views, which `conditions` lack: it needs
+        them given)."""
         if votes is None and (self.config.reader_symmetric or self.config.reader_light_weight):
             raise OptionError("Composer.predict: a scene reader of mirrored views needs its votes (pass read_scene's)")
         raw = run_backbone(self.transformer, self.config.backbone, torch.cat([noisy, conditions], dim=1),
@@ -295,6 +296,11 @@ class Composer(nn.Module):
             return self.reader.read(conditions, mirrored, scene)
         votes, cue = self.reader.read(conditions, mirrored)
         return votes + self.light_reader.read(conditions, None, scene)[0], cue
+
+    def readers(self) -> dict[str, SceneReader]:
+        """The Composer's scene readers by the name of their weights file (`reader`, `light_reader`)."""
+        return {name: reader for name, reader in (("reader", self.reader), ("light_reader", self.light_reader))
+                if reader is not None}
 
     def reader_views(self, foreground: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor,
                      conditions: torch.Tensor | None = None
@@ -655,10 +661,9 @@ class Composer(nn.Module):
                           str(temporary / "input_projection.safetensors"))
             else:
                 self.transformer.save_pretrained(temporary / "transformer", safe_serialization=True)
-            for name, reader in (("reader", self.reader), ("light_reader", self.light_reader)):
-                if reader is not None:
-                    save_file({k: v.detach().contiguous() for k, v in reader.state_dict().items()},
-                              str(temporary / f"{name}.safetensors"))
+            for name, reader in self.readers().items():
+                save_file({k: v.detach().contiguous() for k, v in reader.state_dict().items()},
+                          str(temporary / f"{name}.safetensors"))
         return Path(folder)
 
     @classmethod
@@ -680,9 +685,8 @@ class Composer(nn.Module):
         from safetensors.torch import load_file
 
         model = cls._load_backbone_part(folder, config)
-        for name, reader in (("reader", model.reader), ("light_reader", model.light_reader)):
-            if reader is not None:
-                reader.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+        for name, reader in model.readers().items():
+            reader.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
         return model
 
     @classmethod

@@ -209,9 +209,8 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
             lights.append(fit_light(batch["alpha_target"], batch["effects"]))
     conditions = [None if parts[0] is None else torch.cat(parts) for parts in zip(*views, strict=True)]
     fitted = {name: torch.cat([chunk[name] for chunk in lights]) for name in lights[0]} if lights else None
-    (height, width) = config.size
-    readers = [model.reader] + ([model.light_reader] if model.light_reader is not None else [])
-    optimizer = torch.optim.AdamW([p for reader in readers for p in reader.parameters()],
+    height, width = config.size
+    optimizer = torch.optim.AdamW([p for reader in model.readers().values() for p in reader.parameters()],
                                   lr=config.reader_learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.reader_learning_rate,
                                                    total_steps=config.reader_warmup)
