@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -48,6 +49,22 @@ def test_bf16_asked_for_is_kept_with_a_notice_and_fp32_is_never_measured(monkeyp
 def test_the_probe_measures_a_real_rate():
     rate = precision.matmul_rate(precision.torch.float32, size=64, repeats=2)
     assert math.isfinite(rate) and rate > 0
+
+
+def test_the_probe_outlasts_a_slow_start(monkeypatch):
+    """A fresh process's first matmuls ran 50-100x slower than its rate (measured: fp32 2.1 GFLOP/s where it was
+    160): the probe keeps timing for its budget, so a slow start cannot decide `auto`."""
+    real_mm, calls = precision.torch.mm, []
+
+    def slow_at_first(a, b):
+        calls.append(1)
+        if len(calls) <= 6:
+            time.sleep(0.01)
+        return real_mm(a, b)
+
+    monkeypatch.setattr(precision.torch, "mm", slow_at_first)
+    rate = precision.matmul_rate(precision.torch.float32, size=64, repeats=3, budget=0.1)
+    assert len(calls) > 7 and rate > 2 * 64 ** 3 / 0.01 / 1e9 * 10
 
 
 def test_an_unknown_mode_is_a_one_line_error_before_any_run_folder(tmp_path, capsys):

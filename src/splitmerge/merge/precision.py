@@ -16,18 +16,23 @@ import torch
 
 MODES = ("no", "auto", "bf16", "fp16")  # accelerate's names; "no" is fp32
 PROBE_SIZE = 256          # matmul side: 34 MFLOP, under 0.1 s at the slowest emulated bf16 rate measured
+PROBE_BUDGET = 0.05       # seconds of timed matmuls per dtype (see matmul_rate)
 FASTER = 1.5              # bf16 is chosen where its matmul rate is at least this multiple of fp32's
 
 
-def matmul_rate(dtype: torch.dtype, size: int = PROBE_SIZE, repeats: int = 3) -> float:
-    """Best GFLOP/s of a size x size CPU matmul in `dtype` over `repeats` (after one untimed)."""
+def matmul_rate(dtype: torch.dtype, size: int = PROBE_SIZE, repeats: int = 3, budget: float = PROBE_BUDGET) -> float:
+    """Best GFLOP/s of a size x size CPU matmul in `dtype`, timed at least `repeats` times and for at least
+    `budget` seconds (after one untimed). The budget matters: a fresh process's first few calls (its thread pool
+    starting, another process on the cores) measured 2-4 GFLOP/s where the rate was 150-500, enough to flip
+    ``auto``'s choice; a fast matmul repeats a few hundred times within the budget, an emulated one `repeats` times."""
     a, b = torch.ones(size, size, dtype=dtype), torch.ones(size, size, dtype=dtype)
     torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
+    best, timed, count = float("inf"), 0.0, 0
+    while count < repeats or (timed < budget and count < 1000):
         started = time.perf_counter()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
+        took = time.perf_counter() - started
+        best, timed, count = min(best, took), timed + took, count + 1
     return 2 * size ** 3 / max(best, 1e-9) / 1e9
 
 
