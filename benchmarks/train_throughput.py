@@ -8,8 +8,9 @@ preset a training step on a batch of the preset's shape (random clips, so data l
 `splitmerge train`'s log for end-to-end seconds): forward + backward + AdamW, best and median of `--steps` after
 2 warm-up steps, in each of `--precisions` (fp32; bf16: the same step under CPU bf16 autocast, what
 `mixed_precision: bf16` runs). FLOPs per step are counted by torch's FlopCounterMode on one fp32 step; MFU = FLOPs
-per second of the median step / the fp32 peak (the presets train in fp32 on CPU), and for bf16 also / the bf16
-peak. With `--compile` each is measured again with the backbone's blocks compiled (`TrainConfig.compile`,
+per second of the median step / the fp32 peak (a CPU without fast bf16 trains in fp32), and for bf16 also / the
+bf16 peak (the CPU presets' `mixed_precision: auto` trains under bf16 autocast where it is fast: judge a bf16 step
+by both figures). With `--compile` each is measured again with the backbone's blocks compiled (`TrainConfig.compile`,
 `merge.backbones.compile_blocks`; the compile's own seconds are printed, not counted in the step), the uncompiled
 step in the same run as its baseline.
 """
