@@ -17,7 +17,9 @@
    its darkness against the scene's.
 4. With `--fit N`: the light `merge.light_fit.fit_light` reads off N training frames' own truth (the target a
    reader with `reader_light_weight` regresses), against the synthetic scenes' (their seeds in the manifest).
-5. With `--data`: the reader's light on N (`--fit`, default 256) unaugmented training frames against their
+5. Its geometry: the log-zoom and vertical shift its votes give (read as a map) against the case's true inverse,
+   RMSE beside the identity map's (0, copy-paste's): the depth it reads.
+6. With `--data`: the reader's light on N (`--fit`, default 256) unaugmented training frames against their
    scenes' (seen scenes against the benchmark's unseen ones: does it fail to fit, or to generalise?).
 """
 
@@ -101,6 +103,29 @@ def light_votes(model, cases) -> list[dict]:
             scene = draw_params(int(case.source["synthetic_seed"]), count, (height, width))
             rows.append(scene_agreement(light, scene))
     return rows
+
+
+def geometry_votes(model, cases) -> dict[str, tuple[float, float]]:
+    """The reader's own zoom and vertical shift (its votes read as a map, `merge.warp.log_zoom` and SHIFT_Y; the
+    transformer's part left out) against each case's true inverse (`inverse_targets`): per name, (RMSE over
+    cases and frames, the identity map's RMSE). The depth a reader reads: what `map_readout.py` measures for a
+    whole Composer, here before any joint training."""
+    from splitmerge.merge.warp import SHIFT_Y, inverse_targets, log_zoom
+
+    errors: dict[str, list[float]] = {"zoom": [], "shift_y": []}
+    identity: dict[str, list[float]] = {"zoom": [], "shift_y": []}
+    with torch.no_grad():
+        for case in cases:
+            foreground, alpha, background = case_tensors(case)
+            votes, _ = model.read_scene(foreground, alpha, background)
+            parameters = votes[0, :, :, 0, 0].float()  # (C, t)
+            true_zoom, _, shift_y, _ = inverse_targets([case.transform], *alpha.shape[-2:])
+            for name, read, truth in (("zoom", log_zoom(parameters), float(true_zoom[0])),
+                                      ("shift_y", parameters[SHIFT_Y], float(shift_y[0]))):
+                errors[name].append(float((read - truth).pow(2).mean()))
+                identity[name].append(truth ** 2)
+    return {name: (float(np.sqrt(np.mean(errors[name]))), float(np.sqrt(np.mean(identity[name]))))
+            for name in errors}
 
 
 def training_frames(data: str, count: int, size: tuple[int, int]) -> tuple[dict, list]:
@@ -203,6 +228,8 @@ def main() -> None:
     constant = max(flipped.mean(), 1 - flipped.mean())
     print(f"mirror read right on {right.mean():.3f} of {len(cases)} cases ({right.sum()}); the better constant "
           f"answer {constant:.3f}; {source}; {time.perf_counter() - started:.0f} s")
+    print("its geometry: " + ", ".join(f"{name} RMSE {rmse:.4f} (identity map {base:.4f})"
+                                       for name, (rmse, base) in geometry_votes(model, cases).items()))
     if model.config.effects_layer:
         rows = light_votes(model, cases)
         drawn, true = np.array([r["darkness"] for r in rows]), np.array([r["true_darkness"] for r in rows])
