@@ -1,7 +1,7 @@
 """What a Composer's scene reader can read, and what reading it is worth, on a synthetic benchmark.
 
     .venv/bin/python benchmarks/scene_reader.py --data DATASET --bench BENCH [--preset cpu-small-drawn]
-                                                [--model RUN/model] [--steps 3000] [--samples 4000]
+                                                [--model RUN/model] [--steps 3000] [--samples 4000] [--scenes 0]
                                                 [--set FIELD=VALUE ...]
 
 1. Ceilings: the placement IoU of the benchmark's input matte moved by parts of the *true* inverse of its
@@ -18,7 +18,8 @@
 4. With `--fit N`: the light `merge.light_fit.fit_light` reads off N training frames' own truth (the target a
    reader with `reader_light_weight` regresses), against the synthetic scenes' (their seeds in the manifest).
 5. Its geometry: the log-zoom and vertical shift its votes give (read as a map) against the case's true inverse,
-   RMSE beside the identity map's (0, copy-paste's): the depth it reads.
+   RMSE beside the identity map's (0, copy-paste's): the depth it reads; and the depth-scale error of the input
+   matte its map moves (the ground's law; the inverse's zoom is not all the inputs tell, the law is).
 6. With `--data`: the reader's light on N (`--fit`, default 256) unaugmented training frames against their
    scenes' (seen scenes against the benchmark's unseen ones: does it fail to fit, or to generalise?).
 """
@@ -128,6 +129,32 @@ def geometry_votes(model, cases) -> dict[str, tuple[float, float]]:
             for name in errors}
 
 
+def depth_votes(model, cases) -> tuple[float, float, float]:
+    """Mean depth-scale error (`eval.metrics.depth_scale_error`, the ground's law) of each case's input matte
+    moved by the reader's own map (its votes read as a map, its mirror), beside copy-paste's (the matte as
+    given) and the true zoom and vertical shift's (an oracle): the size by depth a reader gives a Composer."""
+    from splitmerge.eval.evaluate import ground_of
+    from splitmerge.eval.metrics import depth_scale_error
+    from splitmerge.merge.warp import FLIP, FLIP_OFFSET, LOG_ZOOM, SHIFT_Y, WARP_CHANNELS, apply_warp, inverse_targets
+
+    scores: dict[str, list[float]] = {"reader": [], "copy-paste": [], "true zoom and shift": []}
+    with torch.no_grad():
+        for case in cases:
+            foreground, alpha, background = case_tensors(case)
+            ground = ground_of(case.placement)
+            votes, _ = model.read_scene(foreground, alpha, background)
+            read = votes[:, :, :, 0, 0].float()
+            true = torch.zeros(1, WARP_CHANNELS, alpha.shape[2])
+            log_zoom, _, shift_y, _ = inverse_targets([case.transform], *alpha.shape[-2:])
+            true[:, LOG_ZOOM], true[:, SHIFT_Y] = float(log_zoom[0]), float(shift_y[0])
+            for name, parameters, mirror in (("reader", read, read[:, FLIP].mean(dim=1) + FLIP_OFFSET),
+                                             ("true zoom and shift", true, torch.tensor([-10.0]))):
+                _, moved = apply_warp(parameters, mirror, alpha.expand(1, 3, -1, -1, -1).clone(), alpha, hard=True)
+                scores[name].append(depth_scale_error(moved[0, 0].numpy(), *ground))
+            scores["copy-paste"].append(depth_scale_error(alpha[0, 0].numpy(), *ground))
+    return tuple(float(np.mean(scores[name])) for name in ("reader", "copy-paste", "true zoom and shift"))
+
+
 def training_frames(data: str, count: int, size: tuple[int, int]) -> tuple[dict, list]:
     """`count` unaugmented training frames of `data` spread over its synthetic clips: (their batch, each one's
     scene parameters)."""
@@ -183,6 +210,7 @@ def main() -> None:
     parser.add_argument("--model", help="read a trained Composer's reader instead of warming one up")
     parser.add_argument("--steps", type=int, help="warm-up steps (default: the preset's reader_warmup)")
     parser.add_argument("--samples", type=int, help="cached frames (default: the preset's reader_samples)")
+    parser.add_argument("--scenes", type=int, help="+ fresh procedural scenes (default: the preset's reader_scenes)")
     parser.add_argument("--symmetric", choices=("on", "off"), help="override the preset's reader_symmetric")
     parser.add_argument("--fit", type=int, metavar="N", help="also fit the light to N training frames of --data")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -210,6 +238,7 @@ def main() -> None:
         config = TrainConfig.load(preset_path(args.preset), data=args.data)
         config.reader_warmup = args.steps or config.reader_warmup or 3000
         config.reader_samples = args.samples or config.reader_samples
+        config.reader_scenes = config.reader_scenes if args.scenes is None else args.scenes
         config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
         if args.symmetric:
             config.composer["reader_symmetric"] = args.symmetric == "on"
@@ -220,7 +249,7 @@ def main() -> None:
         model = build_composer(config)
         record = warm_up_reader(model, config)
         source = (f"a fresh {args.preset} reader warmed up {config.reader_warmup} steps on {config.reader_samples}"
-                  f" frames of {args.data} (last batch loss {record['loss']:.3f})")
+                  f" frames of {args.data} + {config.reader_scenes} fresh scenes (last loss {record['loss']:.3f})")
     if model.reader is None:
         parser.error(f"{args.model}: this Composer has no scene reader")
     flipped = np.array([bool(case.transform.get("flip")) for case in cases])
@@ -230,6 +259,9 @@ def main() -> None:
           f"answer {constant:.3f}; {source}; {time.perf_counter() - started:.0f} s")
     print("its geometry: " + ", ".join(f"{name} RMSE {rmse:.4f} (identity map {base:.4f})"
                                        for name, (rmse, base) in geometry_votes(model, cases).items()))
+    reader, copy_paste, oracle = depth_votes(model, cases)
+    print(f"its map's depth-scale error {reader:.4f} (x{reader / copy_paste:.2f} copy-paste's {copy_paste:.4f}; the "
+          f"true zoom and vertical shift x{oracle / copy_paste:.2f})")
     if model.config.effects_layer:
         rows = light_votes(model, cases)
         drawn, true = np.array([r["darkness"] for r in rows]), np.array([r["true_darkness"] for r in rows])

@@ -19,7 +19,7 @@ import yaml
 from splitmerge.cli import main
 from splitmerge.data import build
 from splitmerge.errors import OptionError
-from splitmerge.merge.composer import Composer
+from splitmerge.merge.composer import Composer, ComposerConfig
 from splitmerge.merge.train import TrainConfig, learning_rate, preset_path
 
 pytest.importorskip("accelerate")
@@ -336,7 +336,6 @@ def test_a_fresh_warp_composer_composes_exactly_a_copy_paste_at_full_resolution(
 
     import splitmerge as sm
     from splitmerge.data.synthetic import render_scene
-    from splitmerge.merge.composer import ComposerConfig
     from splitmerge.video.layers import composite
 
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())["composer"]
@@ -539,9 +538,10 @@ def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_re
     record = yaml.safe_load(preset_path("cpu-tiny").read_text())
     composer = {**record["composer"], "reader_width": 4, "reader_symmetric": True, "inverse_weight": 1.0,
                 "mirror_weight": 1.0, "effects_layer": True, "reader_light_weight": 1.0,  # its light fitted too,
-                "light_reader_width": 4}  # by a light reader of its own
+                "light_reader_width": 4,  # by a light reader of its own
+                "reader_depth_weight": 1.0}  # and its map against the synthetic scenes' depth law
     config = small_config(tmp_path, composer=composer, max_steps=4, checkpoint_every=2, validate_every=4,
-                          reader_warmup=40, reader_samples=24, reader_batch=8)
+                          reader_warmup=40, reader_samples=24, reader_scenes=8, reader_batch=8)
     run = tmp_path / "run"
     assert main(["train", "--config", str(config), "--data", str(dataset), "-o", str(run), "--stop-at", "2"]) == 0
     logged = [json.loads(line) for line in (run / "reader_warmup.jsonl").read_text().splitlines()]
@@ -567,3 +567,7 @@ def test_the_scene_reader_warms_up_alone_before_the_composer_and_not_again_on_re
         TrainConfig.load(small_config(tmp_path, reader_warmup=10))
     with pytest.raises(OptionError, match="reader_augment"):
         TrainConfig(reader_augment={"flop": 0.5})
+    with pytest.raises(OptionError, match="reader_scenes"):
+        TrainConfig(reader_scenes=-1)
+    with pytest.raises(OptionError, match="reader_depth_weight"):
+        ComposerConfig(reader_depth_weight=1.0)  # no reader

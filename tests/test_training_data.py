@@ -54,6 +54,32 @@ def test_samples_are_reproducible_and_change_with_the_epoch(dataset):
     assert len(transforms) > 1
 
 
+def test_fresh_procedural_scenes_are_samples_rendered_on_demand():
+    """`SceneDataset`: scene `first_seed + index` as a training sample of the documented shapes, without the
+    augmentation exactly its rendered frames, reproducible, redrawn with the epoch; benchmark seeds refused."""
+    from splitmerge.data.torch_dataset import SceneDataset, to_signed
+
+    scenes = SceneDataset(3, 500_000, frames=1, size=(64, 96), seed=2)
+    sample = scenes[1]
+    assert len(scenes) == 3 and sample["id"] == "scene-500001"
+    for name, channels in (("video", 3), ("foreground", 3), ("background", 3), ("alpha", 1), ("effects", 1)):
+        assert sample[name].shape == (channels, 1, 64, 96), name
+    assert sample["effects"].min() < 1  # the subject's shadow is part of the target
+    again = SceneDataset(3, 500_000, frames=1, size=(64, 96), seed=2)[1]
+    assert again["transform"] == sample["transform"] and torch.equal(again["foreground"], sample["foreground"])
+    draws = set()
+    for epoch in range(6):
+        scenes.set_epoch(epoch)
+        draws.add(repr(scenes[1]["transform"]))
+    assert len(draws) > 1
+    plain = SceneDataset(3, 500_000, frames=2, size=(64, 96), augment=None)[2]
+    layers, _ = render_scene(500_002, 2, (64, 96))
+    assert torch.equal(plain["video"], to_signed(layers.frames)) and torch.equal(plain["alpha"][0],
+                                                                                torch.from_numpy(layers.alpha))
+    with pytest.raises(OptionError, match="benchmarks'"):
+        SceneDataset(10, BENCHMARK_SEED - 5)
+
+
 def test_without_augmentation_the_foreground_is_the_clip_under_its_matte(dataset):
     sample = StmDataset(dataset, split=None, augment=None)[0]
     assert torch.equal(sample["alpha"], sample["alpha_target"])

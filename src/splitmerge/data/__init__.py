@@ -4,7 +4,8 @@ the PyTorch datasets that feed training (imported on first use: they need torch)
 from .build import BuildConfig, build
 from .manifest import read_manifest
 
-_TORCH_NAMES = ("StmDataset", "StmIterableDataset", "collate_samples", "add_input_noise", "NoiseConfig")
+_TORCH_NAMES = ("StmDataset", "StmIterableDataset", "SceneDataset", "collate_samples", "add_input_noise",
+                "NoiseConfig")
 
 
 def __getattr__(name: str):

@@ -70,6 +70,11 @@ class SceneParams:
     darkness: float = 0.0     # shadows: 1 - the gain where one is fully dark
     props: tuple = ()         # ({"kind", "x" (world x at frame 0, px), "depth" in (0, 1], "colour"}, ...)
 
+    def depth_law(self, height: int) -> tuple[float, float]:
+        """(horizon row px, the subject's height per px of depth below it) in a view `height` px high: its
+        height is ``per_depth * (feet y - horizon)`` (`eval.metrics.depth_scale_error`'s law)."""
+        return float(self.horizon), float(self.max_height / (height - self.horizon))
+
     def caption(self) -> str:
         direction = "right" if self.feet[-1][0] > self.feet[0][0] else "left"
         depth = self.feet[-1][1] - self.feet[0][1]

@@ -11,6 +11,10 @@ Each sample is the dict DESIGN.md names, at a requested frame count and size:
                                                     over the background, 1 = untouched (all ones for a clip
                                                     without them): part of the target, never of the input
     caption       str
+    ground        (2,) float32                        the scene's depth law where it is known (synthetic
+                                                    clips at their own aspect): (horizon, the subject's height
+                                                    per unit of depth below it), normalised (`scene_ground`);
+                                                    NaN otherwise (real footage, WebDataset shards)
     transform     dict: {"start": first frame taken, "flip", "crop", "jitter"} as applied (JSON-able)
     id            str
 
@@ -88,17 +92,30 @@ def _matte(alpha: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None]
 
 
+NO_GROUND = (float("nan"), float("nan"))
+
+
+def scene_ground(params, height: int) -> tuple[float, float]:
+    """A synthetic scene's depth law (`SceneParams.depth_law`) in a view `height` px high as a sample's
+    ``ground``: (the horizon in grid_sample's normalised rows, pixel row r's centre at (2 r + 1) / H - 1; the
+    subject's height per unit of depth below it, a ratio of lengths), as `merge.depth_law` takes it."""
+    horizon, per_depth = params.depth_law(height)
+    return 2 * (horizon + 0.5) / height - 1, per_depth
+
+
 def make_sample(frames, alpha, foreground, background, caption: str, key: str, rng: np.random.Generator,
-                config: AugmentConfig | None, start: int, effects: np.ndarray | None = None) -> dict:
+                config: AugmentConfig | None, start: int, effects: np.ndarray | None = None,
+                ground: tuple[float, float] = NO_GROUND) -> dict:
     """The training sample of one clip window (see the module docstring); `rng` draws the augmentation;
-    `effects` (T, H, W) grey gains or None (no effects: ones)."""
+    `effects` (T, H, W) grey gains or None (no effects: ones); `ground` the scene's depth law or NaNs."""
     if config is not None and config.enabled:
         moved_fg, moved_alpha, params = augment(foreground, alpha, rng, config)
     else:
         moved_fg, moved_alpha, params = foreground, alpha, {"flip": False, "crop": None, "jitter": None}
     return {"video": to_signed(frames), "foreground": to_signed(moved_fg), "alpha": _matte(moved_alpha),
             "alpha_target": _matte(alpha), "background": to_signed(background),
-            "effects": _matte(np.ones_like(alpha) if effects is None else effects), "caption": caption,
+            "effects": _matte(np.ones_like(alpha) if effects is None else effects),
+            "ground": torch.tensor(ground, dtype=torch.float32), "caption": caption,
             "transform": {"start": int(start), **params}, "id": key}
 
 
@@ -167,7 +184,63 @@ class StmDataset(Dataset):
         folder = clip_folder(self.root, row)
         layers = load_clip_window(folder, start, count, self.size)
         effects = load_effects_window(folder, start, count, self.size)
-        return make_sample(*layers, row["caption"], row["id"], rng, self.augment, start, effects)
+        return make_sample(*layers, row["caption"], row["id"], rng, self.augment, start, effects,
+                           self._ground(row, layers[1].shape[1]))
+
+    def _ground(self, row: dict, height: int) -> tuple[float, float]:
+        """A synthetic clip's depth law at `height` when it was loaded at its own aspect (a uniform resize keeps
+        the normalised law); NaNs otherwise."""
+        if row.get("kind") != "synthetic" or self.size is not None and (
+                self.size[0] * row["width"] != self.size[1] * row["height"]):
+            return NO_GROUND
+        from .synthetic import draw_params
+
+        return scene_ground(draw_params(int(row["seed"]), int(row["num_frames"]), (row["height"], row["width"])),
+                            row["height"])
+
+
+class SceneDataset(Dataset):
+    """Procedural scenes (`data.synthetic.render_scene`) rendered on demand as training samples: scene
+    `first_seed + index`, no dataset folder. Unlimited fresh scenes for a part that memorises the ~1500 of a
+    built mix (the scene reader's depth, docs/training.md); the seeds must stay below the benchmarks'
+    (`synthetic.BENCHMARK_SEED`).
+
+    Args:
+        count: scenes; first_seed: the first one's seed.
+        frames: T per sample (the scene is rendered with max(T, 2) frames and a window drawn); size: (H, W).
+        augment: the foreground augmentation, or None; seed: with the epoch and the index, decides the draws.
+    """
+
+    def __init__(self, count: int, first_seed: int, frames: int = 1, size=(64, 96),
+                 augment: AugmentConfig | None = AugmentConfig(), seed: int = 0):  # noqa: B008 (frozen defaults)
+        from .synthetic import BENCHMARK_SEED
+
+        if count < 1 or first_seed < 0 or first_seed + count > BENCHMARK_SEED:
+            raise OptionError(f"scenes {first_seed}..{first_seed + count - 1}: training seeds are 0 to "
+                              f"{BENCHMARK_SEED - 1} (those above are the benchmarks')")
+        if frames < 1:
+            raise OptionError(f"frames {frames}: must be >= 1")
+        self.count, self.first_seed, self.frames = int(count), int(first_seed), int(frames)
+        self.size, self.augment, self.seed, self.epoch = parse_size(size), augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw other windows and transforms in epoch `epoch`."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        from .synthetic import render_scene
+
+        seed = self.first_seed + index
+        layers, params = render_scene(seed, max(self.frames, 2), self.size)
+        rng = np.random.default_rng([self.seed, self.epoch, seed, 11])
+        start = int(rng.integers(0, layers.num_frames - self.frames + 1))
+        window = slice(start, start + self.frames)
+        return make_sample(layers.frames[window], layers.alpha[window], layers.foreground[window],
+                           layers.background[window], layers.caption, f"scene-{seed}", rng, self.augment, start,
+                           layers.effects[window], scene_ground(params, self.size[0]))
 
 
 def held_out_dataset(dataset: str | Path, fallback: str | None = "train", **options) -> StmDataset | None:

@@ -44,6 +44,7 @@ from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
 from .reader import EVEN_LIGHT, ODD_LIGHT, SceneReader
 from .appearance import appearance_error, geometry_gradient_only
+from .depth_law import depth_law_error, matte_extent
 from .light_fit import light_error
 from .warp import (DRAWN_CHANNELS, POOL, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, inverse_targets,
                    mirror_error, placement_error, pool_parameters, relight_gain, shadow_error, warp_layer,
@@ -89,6 +90,8 @@ class ComposerConfig:
     reader_symmetric: bool = False    # its mirror vote odd under mirroring the subject (merge/reader.py)
     reader_light_weight: float = 0.0  # drawn: + w * the reader's light against the light the truth's effects
     #                                   show (merge/light_fit.py); > 0 also reads the scene mirrored (its lean odd)
+    reader_depth_weight: float = 0.0  # + w * the reader's map against the ground's depth law where a clip knows
+    #                                   it (synthetic scenes; merge/depth_law.py)
     light_reader_width: int = 0       # > 0: the light is voted by a second `SceneReader` of this width alone (its
     #                                   own features; the first then votes the map and mirror only)
     mirror_margin: float | None = None  # warp sampling: None mirrors the layer when the first step's logit is
@@ -126,6 +129,9 @@ class ComposerConfig:
                                          or not self.effects_layer):
             raise OptionError(f"reader_light_weight {self.reader_light_weight}: a weight >= 0 on a scene reader's "
                               "light (needs reader_width > 0 and effects_layer)")
+        if self.reader_depth_weight and (self.reader_depth_weight < 0 or not self.reader_width):
+            raise OptionError(f"reader_depth_weight {self.reader_depth_weight}: a weight >= 0 on a scene reader's "
+                              "map (needs reader_width > 0)")
         if self.light_reader_width and (self.light_reader_width < 0 or not self.reader_light_weight):
             raise OptionError(f"light_reader_width {self.light_reader_width}: a width >= 0 for a light reader "
                               "(needs reader_light_weight > 0)")
@@ -422,8 +428,9 @@ class Composer(nn.Module):
         prediction = self.predict(noisy, conditions, timestep, text, votes)
         parts = {}
         if votes is not None and "transform" in batch:
-            parts["loss_reader"] = self.reader_error(votes, cue, batch["transform"], *video.shape[-2:],
-                                                     batch.get("light"))
+            parts["loss_reader"] = self.reader_error(
+                votes, cue, batch["transform"], *video.shape[-2:], batch.get("light"),
+                self.depth_inputs(batch["alpha"].to(device), batch.get("ground"), votes.shape[2]))
         if self.config.output == "warp" and self.config.mirror_weight and "transform" in batch:
             level = sigma if self.config.objective == "flow" else timestep / self.config.train_timesteps
             parts["loss_mirror"] = mirror_error(prediction, batch["transform"], level)
@@ -466,13 +473,16 @@ class Composer(nn.Module):
                 **{key: value.detach() for key, value in parts.items()}}
 
     def reader_error(self, votes: torch.Tensor, cue: torch.Tensor, transforms: list[dict], height: int,
-                     width: int, light: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                     width: int, light: dict[str, torch.Tensor] | None = None,
+                     depth: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The scene reader's own votes (B, C, t, 1, 1) and cue (B, t) against the augmentation's exact inverse
         and flip: a map of one cell pools to itself, so `inverse_error` and `mirror_error` (unweighted: the reader
         sees no noisy draft, every level teaches it alike) read the votes as a map; the cue is regressed onto the
         unmirrored shift b_x of every sample (merge/reader.py). With `reader_light_weight` and `light` (the light
         the truth's effects show, `merge.light_fit.fit_light`, each (B, T)), also its light votes against that
         (`light_error`): the light is the scene's (its props' shadows, its lit sides), which the reader sees.
+        With `reader_depth_weight` and `depth` (the input matte's extent (B, t, 2) at the votes' frames and the
+        clips' ground (B, 2), `merge.depth_law`), also its map against the ground's depth law.
         Weighted like the full map's. A scalar."""
         level = torch.ones(votes.shape[0], device=votes.device)
         targets = inverse_targets(transforms, height, width)
@@ -483,7 +493,19 @@ class Composer(nn.Module):
         if self.config.reader_light_weight and light is not None:
             fitted = {name: value.to(votes.device) for name, value in light.items()}
             error = error + self.config.reader_light_weight * light_error(votes, fitted)
+        if self.config.reader_depth_weight and depth is not None:
+            error = error + self.config.reader_depth_weight * depth_law_error(votes[..., 0, 0], *depth)
         return error
+
+    def depth_inputs(self, alpha: torch.Tensor, ground: torch.Tensor | None, frames: int
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """`reader_error`'s `depth` for a batch: the input matte's (B, 1, T, H, W) extent at the `frames`
+        latent frames' first pixel frames, and its `ground` (B, 2); None without `reader_depth_weight` or
+        ground."""
+        if not self.config.reader_depth_weight or ground is None:
+            return None
+        extent = matte_extent(alpha)
+        return extent[:, ::extent.shape[1] // frames][:, :frames], ground
 
     def _background_of(self, conditions: torch.Tensor) -> torch.Tensor:
         channels = self.codec.channels

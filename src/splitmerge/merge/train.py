@@ -38,6 +38,10 @@ from .precision import MODES as PRECISIONS
 from .precision import resolve as resolve_precision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
+# The scene reader's fresh procedural scenes (`reader_scenes`) take training seeds from here up: far above a
+# built mix's (0 to its --synthetic count), below the benchmarks' (`data.synthetic.BENCHMARK_SEED`).
+READER_SCENE_SEED = 500_000
+READER_SCENE_SEEDS = 400_000
 
 
 @dataclass
@@ -55,6 +59,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     reader_warmup: int = 0                               # steps of the scene reader alone first (`warm_up_reader`)
     reader_samples: int = 4000                           # its cached training frames, one per augmented clip
+    reader_scenes: int = 0                               # + fresh procedural scenes, one frame each (`SceneDataset`)
     reader_batch: int = 32
     reader_learning_rate: float = 2e-3
     reader_augment: dict = field(default_factory=lambda: {"flip_p": 0.5, "crop_p": 1.0})  # its frames' changes
@@ -93,6 +98,8 @@ class TrainConfig:
                 raise OptionError(f"{name} must be a positive integer")
         if self.reader_warmup < 0:
             raise OptionError(f"reader_warmup {self.reader_warmup}: must be >= 0")
+        if not is_integer(self.reader_scenes) or not 0 <= self.reader_scenes <= READER_SCENE_SEEDS:
+            raise OptionError(f"reader_scenes {self.reader_scenes!r}: a count from 0 to {READER_SCENE_SEEDS}")
         if self.reader_warmup and not self.composer.get("reader_width"):
             raise OptionError("reader_warmup: the Composer has no scene reader (composer: {reader_width: W})")
         if self.stop_at is not None and not 1 <= int(self.stop_at) <= self.max_steps:
@@ -177,38 +184,51 @@ def preset_path(name: str) -> Path:
 
 def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None) -> dict:
     """Train the Composer's scene reader alone before the Composer's steps: on `reader_samples` single frames
-    (one per clip of the training split, each clip with a fresh augmentation, cycling through the clips; the
+    (one per clip of the training split, each clip with a fresh augmentation, cycling through the clips), then
+    `reader_scenes` fresh procedural scenes' (`SceneDataset`, seeds from `READER_SCENE_SEED`; the
     run's augmentation with `reader_augment`'s changes: by default every frame cropped and mirrored at p 0.5, so
     the reader learns the evidence, not the training prior: at the paper's p 0.7 it learnt to mirror all), batches
     of `reader_batch` at `reader_learning_rate` (one-cycle schedule), `reader_warmup` steps, on its own loss
     (`Composer.reader_error`: the augmentation's inverse and flip, known for every sample; with
-    `reader_light_weight` also its light against the light each frame's true effects show, `merge.light_fit`).
+    `reader_light_weight` also its light against the light each frame's true effects show, `merge.light_fit`;
+    with `reader_depth_weight` its map against the ground's depth law where a frame knows it, `merge.depth_law`).
     Inside the joint training its batch is the Composer's (4 clips on the CPU presets) at the transformer's rate,
     and in 500 steps it had not moved off chance (docs/training.md). Deterministic from `config.seed`; every
     process computes the same weights. Logs to ``RUN/reader_warmup.jsonl`` as it goes when `run` is given.
     Returns the last record."""
-    from ..data.torch_dataset import StmDataset, collate_samples
+    from ..data.torch_dataset import SceneDataset, StmDataset, collate_samples
 
     augment = replace(augment_settings(config), **config.reader_augment) if config.augment else None
     frames = StmDataset(config.data, split=config.split, frames=1, size=config.size, augment=augment,
                         seed=config.seed)
+    scenes = (SceneDataset(config.reader_scenes, READER_SCENE_SEED, frames=1, size=config.size, augment=augment,
+                           seed=config.seed) if config.reader_scenes else None)
+
+    def sample(index: int) -> dict:  # the dataset's clips cycled, then the fresh scenes
+        if index >= config.reader_samples:
+            return scenes[index - config.reader_samples]
+        frames.set_epoch(index // len(frames))
+        return frames[index % len(frames)]
+
     views, transforms = [], []  # per chunk: `reader_views` (n, K, 1, h, w) or None each; no samples kept
     lights = []  # per chunk with `reader_light_weight`: the light its truth's effects show (`fit_light`), each (n, 1)
     light = bool(model.config.reader_light_weight)
-    for first in range(0, config.reader_samples, 256):
-        chosen = range(first, min(first + 256, config.reader_samples))
-        samples = []
-        for index in chosen:
-            frames.set_epoch(index // len(frames))
-            samples.append(frames[index % len(frames)])
-        batch = collate_samples(samples)
+    extents, grounds = [], []  # per chunk with `reader_depth_weight`: the input matte's extent (n, 1, 2), ground (n, 2)
+    total = config.reader_samples + config.reader_scenes
+    for first in range(0, total, 256):
+        batch = collate_samples([sample(index) for index in range(first, min(first + 256, total))])
         with torch.no_grad():
             views.append(model.reader_views(batch["foreground"], batch["alpha"], batch["background"]))
         transforms += batch["transform"]
         if light:
             lights.append(fit_light(batch["alpha_target"], batch["effects"]))
+        depth = model.depth_inputs(batch["alpha"], batch["ground"], 1)
+        if depth is not None:
+            extents.append(depth[0])
+            grounds.append(depth[1])
     conditions = [None if parts[0] is None else torch.cat(parts) for parts in zip(*views, strict=True)]
     fitted = {name: torch.cat([chunk[name] for chunk in lights]) for name in lights[0]} if lights else None
+    extent, ground = (torch.cat(extents), torch.cat(grounds)) if extents else (None, None)
     height, width = config.size
     optimizer = torch.optim.AdamW([p for reader in model.readers().values() for p in reader.parameters()],
                                   lr=config.reader_learning_rate)
@@ -226,7 +246,8 @@ def warm_up_reader(model: Composer, config: TrainConfig, run: Path | None = None
             loss = model.reader_error(*model.read_views(*(None if view is None else view[picks]
                                                           for view in conditions)),
                                       [transforms[i] for i in picks.tolist()], height, width,
-                                      None if fitted is None else {k: v[picks] for k, v in fitted.items()})
+                                      None if fitted is None else {k: v[picks] for k, v in fitted.items()},
+                                      None if extent is None else (extent[picks], ground[picks]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
