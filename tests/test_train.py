@@ -501,7 +501,9 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     plain = TrainConfig.load(preset_path("cpu-small"))
     added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
     assert added == {"inverse_weight": 1.0, "mirror_weight": 0.3, "effects_layer": True, "effects_weight": 1.0,
-                     "relight": True, "reader_width": 32, "reader_symmetric": True, "mirror_margin": 4.0}
+                     "relight": True, "reader_width": 32, "reader_symmetric": True, "mirror_margin": 4.0,
+                     "reader_depth_weight": 1.0}
+    assert (drawn.reader_warmup, drawn.reader_samples) == (6000, 16000)
     assert drawn.mixed_precision == "auto" and plain.mixed_precision == "no"
     assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
                                       "backbone_config": {**drawn.composer["backbone_config"],
@@ -518,7 +520,7 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
           "--no-reader"])
     assert seen["composer"]["reader_width"] == 0 and seen["composer"]["effects_layer"] is True
     assert seen["composer"]["reader_symmetric"] is False and seen["composer"]["reader_light_weight"] == 0
-    assert seen["composer"]["light_reader_width"] == 0
+    assert seen["composer"]["light_reader_width"] == 0 and seen["composer"]["reader_depth_weight"] == 0
     main(["train", "--preset", "cpu-small-drawn", "--data", str(tmp_path), "-o", str(tmp_path / "r"),
           "--no-appearance"])
     assert seen["composer"]["appearance_weight"] == 0.0 and seen["composer"]["reader_width"] == 32

@@ -248,7 +248,7 @@ def _cmd_train(args) -> int:
         config.composer = {**config.composer, "appearance_weight": 0.0}
     if args.no_reader:
         config.composer = {**config.composer, "reader_width": 0, "reader_symmetric": False, "reader_light_weight": 0.0,
-                           "light_reader_width": 0}
+                           "light_reader_width": 0, "reader_depth_weight": 0.0}
         config.reader_warmup = 0
     summary = train(config, args.output, resume=args.resume)
     if not summary["main_process"]:
