@@ -43,15 +43,20 @@ def test_samples_have_the_documented_shapes_and_ranges(dataset):
         StmDataset(dataset, split="test")
 
 
-def test_samples_are_reproducible_and_change_with_the_epoch(dataset):
-    first, second = StmDataset(dataset, split=None, seed=3), StmDataset(dataset, split=None, seed=3)
-    a, b = first[1], second[1]
+def assert_reproducible_and_redrawn_each_epoch(first, second, index: int = 1) -> None:
+    """Two datasets made alike give the same sample; set_epoch draws other transforms for it."""
+    a, b = first[index], second[index]
     assert a["transform"] == b["transform"] and torch.equal(a["foreground"], b["foreground"])
     transforms = set()
     for epoch in range(6):
         first.set_epoch(epoch)
-        transforms.add(repr(first[1]["transform"]))
+        transforms.add(repr(first[index]["transform"]))
     assert len(transforms) > 1
+
+
+def test_samples_are_reproducible_and_change_with_the_epoch(dataset):
+    assert_reproducible_and_redrawn_each_epoch(StmDataset(dataset, split=None, seed=3),
+                                               StmDataset(dataset, split=None, seed=3))
 
 
 def test_fresh_procedural_scenes_are_samples_rendered_on_demand():
@@ -65,13 +70,7 @@ def test_fresh_procedural_scenes_are_samples_rendered_on_demand():
     for name, channels in (("video", 3), ("foreground", 3), ("background", 3), ("alpha", 1), ("effects", 1)):
         assert sample[name].shape == (channels, 1, 64, 96), name
     assert sample["effects"].min() < 1  # the subject's shadow is part of the target
-    again = SceneDataset(3, 500_000, frames=1, size=(64, 96), seed=2)[1]
-    assert again["transform"] == sample["transform"] and torch.equal(again["foreground"], sample["foreground"])
-    draws = set()
-    for epoch in range(6):
-        scenes.set_epoch(epoch)
-        draws.add(repr(scenes[1]["transform"]))
-    assert len(draws) > 1
+    assert_reproducible_and_redrawn_each_epoch(scenes, SceneDataset(3, 500_000, frames=1, size=(64, 96), seed=2))
     plain = SceneDataset(3, 500_000, frames=2, size=(64, 96), augment=None)[2]
     layers, _ = render_scene(500_002, 2, (64, 96))
     assert torch.equal(plain["video"], to_signed(layers.frames)) and torch.equal(plain["alpha"][0],
