@@ -52,27 +52,42 @@ def matte_iou(moved: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def true_map(transform: dict, used: tuple[str, ...], count: int, height: int, width: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The parts `used` ("flip", "y", "zoom", "x") of a case's true inverse (`merge.warp.inverse_targets` of its
+    augmentation `transform`) as a map: (parameters (1, WARP_CHANNELS, count), mirror logit (1,)); the other parts
+    are the identity's."""
+    from splitmerge.merge.warp import LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, WARP_CHANNELS, inverse_targets
+
+    log_zoom, shift_x, shift_y, flipped = inverse_targets([transform], height, width)
+    parameters = torch.zeros(1, WARP_CHANNELS, count)
+    parameters[:, LOG_ZOOM] = float(log_zoom[0]) if "zoom" in used else 0.0
+    parameters[:, [SHIFT_X, SHIFT_X_MIRRORED]] = float(shift_x[0]) if "x" in used else 0.0
+    parameters[:, SHIFT_Y] = float(shift_y[0]) if "y" in used else 0.0
+    return parameters, torch.tensor([10.0 if ("flip" in used and bool(flipped[0])) else -10.0])
+
+
+def moved_matte(parameters: torch.Tensor, mirror: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
+    """The matte alpha (1, 1, T, H, W) moved by a map (parameters (1, C, T), mirror logit (1,), the likelier
+    side): (T, H, W)."""
+    from splitmerge.merge.warp import apply_warp
+
+    _, moved = apply_warp(parameters, mirror, alpha.expand(1, 3, -1, -1, -1).clone(), alpha, hard=True)
+    return moved[0, 0].numpy()
+
+
 def ceilings(cases) -> dict[str, float]:
     """Mean placement IoU of each case's input matte moved by parts of its true inverse."""
-    from splitmerge.merge.warp import (LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, WARP_CHANNELS, apply_warp,
-                                       inverse_targets)
-
     parts = {"copy-paste": (), "mirror": ("flip",), "mirror + vertical shift": ("flip", "y"),
              "mirror + vertical shift + zoom": ("flip", "y", "zoom"), "exact inverse": ("flip", "y", "zoom", "x")}
     scores = {name: [] for name in parts}
     for case in cases:
         _, alpha, _ = case_tensors(case)
         _, _, count, height, width = alpha.shape
-        log_zoom, shift_x, shift_y, flipped = inverse_targets([case.transform], height, width)
         truth = case.truth_alpha()[:count]
         for name, used in parts.items():
-            parameters = torch.zeros(1, WARP_CHANNELS, count)
-            parameters[:, LOG_ZOOM] = float(log_zoom[0]) if "zoom" in used else 0.0
-            parameters[:, [SHIFT_X, SHIFT_X_MIRRORED]] = float(shift_x[0]) if "x" in used else 0.0
-            parameters[:, SHIFT_Y] = float(shift_y[0]) if "y" in used else 0.0
-            mirror = torch.tensor([10.0 if ("flip" in used and bool(flipped[0])) else -10.0])
-            _, moved = apply_warp(parameters, mirror, alpha.expand(1, 3, -1, -1, -1).clone(), alpha, hard=True)
-            scores[name].append(matte_iou(moved[0, 0].numpy(), truth))
+            map_ = true_map(case.transform, used, count, height, width)
+            scores[name].append(matte_iou(moved_matte(*map_, alpha), truth))
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
@@ -135,7 +150,7 @@ def depth_votes(model, cases) -> tuple[float, float, float]:
     given) and the true zoom and vertical shift's (an oracle): the size by depth a reader gives a Composer."""
     from splitmerge.eval.evaluate import ground_of
     from splitmerge.eval.metrics import depth_scale_error
-    from splitmerge.merge.warp import FLIP, FLIP_OFFSET, LOG_ZOOM, SHIFT_Y, WARP_CHANNELS, apply_warp, inverse_targets
+    from splitmerge.merge.warp import FLIP, FLIP_OFFSET
 
     scores: dict[str, list[float]] = {"reader": [], "copy-paste": [], "true zoom and shift": []}
     with torch.no_grad():
@@ -144,13 +159,10 @@ def depth_votes(model, cases) -> tuple[float, float, float]:
             ground = ground_of(case.placement)
             votes, _ = model.read_scene(foreground, alpha, background)
             read = votes[:, :, :, 0, 0].float()
-            true = torch.zeros(1, WARP_CHANNELS, alpha.shape[2])
-            log_zoom, _, shift_y, _ = inverse_targets([case.transform], *alpha.shape[-2:])
-            true[:, LOG_ZOOM], true[:, SHIFT_Y] = float(log_zoom[0]), float(shift_y[0])
-            for name, parameters, mirror in (("reader", read, read[:, FLIP].mean(dim=1) + FLIP_OFFSET),
-                                             ("true zoom and shift", true, torch.tensor([-10.0]))):
-                _, moved = apply_warp(parameters, mirror, alpha.expand(1, 3, -1, -1, -1).clone(), alpha, hard=True)
-                scores[name].append(depth_scale_error(moved[0, 0].numpy(), *ground))
+            maps = {"reader": (read, read[:, FLIP].mean(dim=1) + FLIP_OFFSET),
+                    "true zoom and shift": true_map(case.transform, ("y", "zoom"), *alpha.shape[2:])}
+            for name, map_ in maps.items():
+                scores[name].append(depth_scale_error(moved_matte(*map_, alpha), *ground))
             scores["copy-paste"].append(depth_scale_error(alpha[0, 0].numpy(), *ground))
     return tuple(float(np.mean(scores[name])) for name in ("reader", "copy-paste", "true zoom and shift"))
 
