@@ -116,8 +116,8 @@ def print_table(results: dict, args) -> None:
     copy-paste on placement IoU and colour error."""
     from splitmerge.eval.evaluate import paired_difference
 
-    metrics = ("placement_iou", "depth_scale_error", "colour_error", "light_error", "ring_psnr", "effects_psnr",
-               "bg_psnr")
+    metrics = ("placement_iou", "depth_scale_error", "colour_error", "light_error", "contrast_error", "ring_psnr",
+               "effects_psnr", "bg_psnr")
     print(f"\n| variant ({args.preset}, {args.steps} steps, {args.cases} cases, plain prompts, "
           f"stm.mirror={args.mirror}) | "
           + " | ".join(metrics) + " | IoU - copy-paste | colour - copy-paste |")

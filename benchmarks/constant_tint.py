@@ -55,7 +55,7 @@ def main() -> None:
 
     register_method("constant-tint")(constant_tint(args.gain, args.offset))
     metrics = evaluate(args.bench, ["constant-tint", "copy-paste"], args.out)
-    for name in ("colour_error", "light_error", "ring_psnr", "effects_psnr", "bg_psnr"):
+    for name in ("colour_error", "light_error", "contrast_error", "ring_psnr", "effects_psnr", "bg_psnr"):
         paired = paired_difference(metrics["rows"], name, "constant-tint", "copy-paste")
         if not paired["cases"]:
             continue

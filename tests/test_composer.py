@@ -610,3 +610,25 @@ def test_appearance_on_the_true_geometry_learns_to_undo_a_colour_change_of_a_mis
                                           batch["caption"], steps=4, generator=torch.Generator().manual_seed(1))
     gain = torch.exp(LOG_GAIN_LIMIT * torch.tanh(parameters[:, GAIN] / LOG_GAIN_LIMIT))
     assert 1.45 < float(gain.min()) and float(gain.max()) < 1.9, gain
+
+
+
+def test_a_warp_composer_adds_its_moved_subjects_colour_statistics_and_their_gradient_reaches_colour_only():
+    """`statistics_weight` adds `loss_stats` (merge/subject_stats.py; the hedge it counters is tested there), whose
+    gradient reaches the colour and light channels only (`appearance_gradient_only`); other outputs refuse it."""
+    from splitmerge.merge.appearance import GEOMETRY_CHANNELS, appearance_gradient_only
+    from splitmerge.merge.warp import WARP_CHANNELS
+
+    raw = torch.randn(1, WARP_CHANNELS, 2, 2, 2, requires_grad=True)
+    (appearance_gradient_only(raw) ** 2).sum().backward()
+    moving = raw.grad.abs().flatten(2).sum(-1)[0] > 0
+    assert moving.tolist() == [index not in GEOMETRY_CHANNELS for index in range(WARP_CHANNELS)]
+    torch.manual_seed(0)
+    model = Composer(tiny(output="warp", statistics_weight=1.0, codec={"kind": "pixel", "spatial": 2,
+                                                                      "temporal": 1}))
+    out = model.loss(make_batch(), torch.Generator().manual_seed(0))
+    assert 0 < float(out["loss_stats"]) < 10 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with pytest.raises(OptionError, match="statistics_weight"):
+        tiny(output="layer", statistics_weight=1.0)

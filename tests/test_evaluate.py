@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 
 import numpy as np
@@ -54,6 +55,9 @@ def test_metrics_score_identical_inputs_best_and_react_to_each_fault(scene):
     washed_fg = (0.5 * moved_fg.astype(np.float32) + 0.5 * 128 * moved_alpha[..., None]).astype(np.uint8)
     washed = truth_metrics(composite(washed_fg, moved_alpha, bg), moved_alpha, truth, alpha)
     assert washed["colour_error"] < shifted["colour_error"] and washed["light_error"] > shifted["light_error"] + 2
+    # ... and contrast_error sees the halved contrast wherever the subject is (ln 2), not the move alone.
+    assert perfect["contrast_error"] == 0.0 and shifted["contrast_error"] < 0.05
+    assert washed["contrast_error"] == pytest.approx(math.log(2), abs=0.1)
 
     # A missing shadow: the ring just outside the true matte is darker in the truth. Only ring_psnr sees it.
     from splitmerge.eval.evaluate import grown

@@ -35,11 +35,13 @@ from ..vlm.frames import sample_indices
 from .bench import PROMPTS, BenchCase, load_bench
 from .feature_models import load_feature_models, model_metrics
 from .features import paper_metrics
-from .metrics import colour_error, depth_scale_error, light_error, mask_iou, masked_psnr, psnr, ssim, warping_error
+from .metrics import (colour_error, contrast_error, depth_scale_error, light_error, mask_iou, masked_psnr, psnr,
+                      ssim, warping_error)
 from .report import case_video, write_report
 
 # Which way is better, per metric; a metric with a backend tag (``fg_identity@clip-vit``) goes by its base name.
 HIGHER_IS_BETTER = {"placement_iou": True, "depth_scale_error": False, "colour_error": False, "light_error": False,
+                    "contrast_error": False,
                     "ring_psnr": True, "effects_psnr": True, "bg_psnr": True, "psnr": True, "ssim": True,
                     "warp_error": False,
                     "fg_identity": True, "bg_identity": True, "fg_motion": False, "bg_motion": False,
@@ -78,6 +80,8 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
       absent when they do not overlap; a misplaced subject washed towards the scene's mean scores better);
     - ``light_error``: CIEDE2000 between the mean colours of the result's subject and the true one (matte > 0.5),
       per frame: its light and tint matched, wherever it landed and whatever its contrast;
+    - ``contrast_error``: |ln| of the result's subject's lightness contrast (std of L*, matte > 0.5) against the
+      true subject's, per frame: its pattern kept (a subject washed out to half its contrast scores 0.69);
     - ``ring_psnr``: PSNR over the pixels within `RING` px outside the true matte (shadow, contact; a misplaced
       subject over the ring counts too, so a tint alone moves it);
     - ``effects_psnr``: the same ring, with the result's own subject (matte > 0) taken back to the input
@@ -94,6 +98,9 @@ def truth_metrics(result: np.ndarray, result_alpha: np.ndarray, truth: np.ndarra
     light = light_error(truth, truth_alpha > 0.5, result, result_alpha > 0.5)
     if light is not None:
         scores["light_error"] = light
+    contrast = contrast_error(truth, truth_alpha > 0.5, result, result_alpha > 0.5)
+    if contrast is not None:
+        scores["contrast_error"] = contrast
     near_truth = grown(truth_alpha)
     ring = near_truth & ~(truth_alpha > 0.01)
     if ring.any():

@@ -165,6 +165,33 @@ def light_error(reference: np.ndarray, reference_mask: np.ndarray, test: np.ndar
     return float(deltaE_ciede2000(pairs[:, 0], pairs[:, 1]).mean())
 
 
+CONTRAST_FLOOR = 1.0      # L* units: a flat subject's spread counts as this much
+CONTRAST_MIN_PIXELS = 8   # a frame's subject with fewer solid pixels says nothing about its contrast
+
+
+def contrast_error(reference: np.ndarray, reference_mask: np.ndarray, test: np.ndarray, test_mask: np.ndarray
+                   ) -> float | None:
+    """|ln| of the ratio of the subject's lightness contrast (the standard deviation of CIELAB L* over its
+    pixels) in `test` (T, H, W, 3) uint8 RGB under `test_mask` (T, H, W) bool to the contrast in `reference` under
+    `reference_mask`, frame by frame, averaged over the frames where both masks hold `CONTRAST_MIN_PIXELS` (None
+    when none does). Wherever each subject is: a subject washed out to half its contrast scores ln 2 = 0.69 however
+    well its mean colour matches (which `light_error` scores) and however `colour_error` over a misplaced overlap
+    rewards it; a sharper or flatter pattern alike. 0 for the subject's own pixels moved anywhere."""
+    from skimage.color import rgb2lab
+
+    if reference.shape != test.shape or not reference_mask.shape == test_mask.shape == reference.shape[:-1]:
+        raise ShapeError(f"contrast_error: shapes disagree: {reference.shape}, {test.shape}, "
+                         f"{reference_mask.shape}, {test_mask.shape}")
+    ratios = []
+    for frame in range(len(reference)):
+        if min(reference_mask[frame].sum(), test_mask[frame].sum()) < CONTRAST_MIN_PIXELS:
+            continue
+        spreads = [max(float(rgb2lab(clip[frame][mask[frame]].reshape(-1, 1, 3))[..., 0].std()), CONTRAST_FLOOR)
+                   for clip, mask in ((reference, reference_mask), (test, test_mask))]
+        ratios.append(abs(math.log(spreads[1] / spreads[0])))
+    return float(np.mean(ratios)) if ratios else None
+
+
 DEPTH_SCALE_CAP = math.log(4)  # a frame with no subject, or feet above the horizon, counts as a factor of 4
 
 

@@ -163,8 +163,8 @@ def write_report(out: Path, metrics: dict, cases: list[BenchCase]) -> Path:
     blocks = []
     for case in cases:
         scores = [row for row in metrics["rows"] if row["case"] == case.id]
-        shown = ("placement_iou", "depth_scale_error", "colour_error", "light_error", "ring_psnr", "effects_psnr",
-                 "bg_psnr")
+        shown = ("placement_iou", "depth_scale_error", "colour_error", "light_error", "contrast_error", "ring_psnr",
+                 "effects_psnr", "bg_psnr")
         line = "; ".join(f"{row['method']} ({row['track']}): " + ", ".join(
             f"{k} {_cell(v)}" for k, v in row["scores"].items() if k in shown) for row in scores)
         prompt = case.prompt_for(metrics["prompt"])
@@ -185,6 +185,8 @@ split again).
 Ground-truth metrics exist only where the benchmark has truth, each measuring one thing: placement_iou (the
 result's matte against the true one), colour_error (mean CIEDE2000 where both mattes overlap), light_error
 (CIEDE2000 between the mean colours of the result's subject and the true one: light and tint, wherever it landed),
+contrast_error (|ln| of the result's subject's lightness contrast against the true one's: 0.69 for a subject washed
+out to half its contrast, wherever it landed),
 ring_psnr (within 12 px outside the true matte: shadow, contact, and any misplaced subject there), effects_psnr
 (that ring with the result's own subject taken back to the input background: the shadow and contact drawn there
 alone), bg_psnr (farther than 12 px from both mattes), psnr and ssim (the whole frame), warp_error (x1000,

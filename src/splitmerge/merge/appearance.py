@@ -41,6 +41,14 @@ def geometry_gradient_only(raw: torch.Tensor) -> torch.Tensor:
     return torch.where(keep.view(1, -1, 1, 1, 1), raw, raw.detach())
 
 
+def appearance_gradient_only(raw: torch.Tensor) -> torch.Tensor:
+    """`raw` (B, C, t, h, w) unchanged in value, with the gradient of whatever uses it stopped at the geometry's
+    channels (`GEOMETRY_CHANNELS`): the complement of `geometry_gradient_only`."""
+    keep = torch.ones(raw.shape[1], dtype=torch.bool, device=raw.device)
+    keep[list(GEOMETRY_CHANNELS)] = False
+    return torch.where(keep.view(1, -1, 1, 1, 1), raw, raw.detach())
+
+
 def true_geometry(parameters: torch.Tensor, transforms: list[dict], height: int, width: int
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled map parameters (B, C, T) with their geometry replaced by the augmentation's exact inverse

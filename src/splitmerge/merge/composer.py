@@ -43,9 +43,10 @@ from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
 from .reader import EVEN_LIGHT, ODD_LIGHT, SceneReader
-from .appearance import appearance_error, geometry_gradient_only
+from .appearance import appearance_error, appearance_gradient_only, geometry_gradient_only
 from .depth_law import depth_law_error, matte_extent
 from .light_fit import light_error
+from .subject_stats import statistics_error
 from .warp import (DRAWN_CHANNELS, POOL, WARP_CHANNELS, drawn_values, effects_gain, inverse_error, inverse_targets,
                    mirror_error, placement_error, pool_parameters, relight_gain, shadow_error, warp_layer,
                    zero_output)
@@ -85,6 +86,9 @@ class ComposerConfig:
     appearance_weight: float = 0.0    # warp: > 0 learns colour, light and shadow on the true geometry only:
     #                                   + w * `appearance_error`, the pixel error trains the geometry alone
     #                                   (merge/appearance.py)
+    statistics_weight: float = 0.0    # warp: + w * the moved subject's colour statistics (mean and log spread per
+    #                                   channel over its own pixels) against the truth's subject's: placement-free,
+    #                                   so a washed-out subject costs (merge/subject_stats.py)
     reader_width: int = 0             # warp: a `SceneReader` of this width votes on the map from the clean
     #                                   inputs alone (0: none; merge/reader.py)
     reader_symmetric: bool = False    # its mirror vote odd under mirroring the subject (merge/reader.py)
@@ -137,6 +141,9 @@ class ComposerConfig:
                               "(needs reader_light_weight > 0)")
         if self.appearance_weight and (self.output != "warp" or self.appearance_weight < 0):
             raise OptionError(f"appearance_weight {self.appearance_weight}: a weight >= 0 on a warp Composer's "
+                              "colour map")
+        if self.statistics_weight and (self.output != "warp" or self.statistics_weight < 0):
+            raise OptionError(f"statistics_weight {self.statistics_weight}: a weight >= 0 on a warp Composer's "
                               "colour map")
         if self.mirror_margin is not None and (self.output != "warp" or self.mirror_margin < 0):
             raise OptionError(f"mirror_margin {self.mirror_margin}: a margin >= 0 on a warp Composer's mirror logit")
@@ -339,16 +346,22 @@ class Composer(nn.Module):
         darkens the background by its effects layer. `foreground` (B, 3, T, H, W) premultiplied and
         `background` in [-1, 1], `alpha` (B, 1, T, H, W). Returns (x0 estimate (B, C, t, h, w), matte (B, 1, T,
         H, W))."""
-        layer, matte = warp_layer(raw, (foreground + 1) / 2, alpha, hard, flip)
+        layer, matte = self.warp_subject(raw, foreground, alpha, hard, flip)
         plate = (background.float() + 1) / 2
-        if self.drawn:
-            values = drawn_values(raw, foreground.shape[2])
-            if self.config.relight:
-                layer = torch.minimum(layer * relight_gain(matte, values), matte)
-            if self.config.effects_layer:
-                plate = plate * effects_gain(matte, values)
+        if self.config.effects_layer:
+            plate = plate * effects_gain(matte, drawn_values(raw, foreground.shape[2]))
         picture = layer + (1 - matte) * plate
         return self.codec.encode(picture * 2 - 1), matte
+
+    def warp_subject(self, raw: torch.Tensor, foreground: torch.Tensor, alpha: torch.Tensor, hard: bool = False,
+                     flip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output ``warp``: the input layer `foreground` (B, 3, T, H, W) premultiplied in [-1, 1] with `alpha`
+        moved, re-tinted (and with `relight` relit) as the raw output says. Returns (layer (B, 3, T, H, W)
+        premultiplied in [0, 1], matte (B, 1, T, H, W))."""
+        layer, matte = warp_layer(raw, (foreground + 1) / 2, alpha, hard, flip)
+        if self.config.relight:
+            layer = torch.minimum(layer * relight_gain(matte, drawn_values(raw, foreground.shape[2])), matte)
+        return layer, matte
 
     @property
     def drawn(self) -> bool:
@@ -401,10 +414,12 @@ class Composer(nn.Module):
         against ``batch["effects"]`` (the true effects, `merge.warp.shadow_error`). `appearance_weight` (warp)
         adds the colour map's error on the true geometry (`merge.appearance.appearance_error`) and stops the
         pixel error's gradient into colour, light and shadow (they would learn to hedge a misplaced subject's
-        contrast and a misplaced shadow's darkness). A scene reader's votes alone
+        contrast and a misplaced shadow's darkness). `statistics_weight` (warp) adds the moved subject's colour
+        statistics against the truth's subject's, wherever each is (`merge.subject_stats.statistics_error`). A
+        scene reader's votes alone
         are also regressed onto the inverse and the flip (`reader_error`).
         Returns {"loss", "loss_fg", "loss_bg"[, "loss_place"][, "loss_mirror"][, "loss_inverse"][,
-        "loss_effects"][, "loss_appearance"][, "loss_reader"]} (scalars; the parts are for logging)."""
+        "loss_effects"][, "loss_appearance"][, "loss_stats"][, "loss_reader"]} (scalars; the parts are for logging)."""
         device = next(self.parameters()).device
         video = batch["video"].to(device)
         target = self.codec.encode(video)
@@ -440,6 +455,10 @@ class Composer(nn.Module):
             parts["loss_effects"] = shadow_error(prediction, batch["alpha_target"].to(device),
                                                  batch["effects"].to(device))
         clean_foreground = batch.get("foreground_clean", batch["foreground"]).to(device)  # before the input noise
+        if self.config.output == "warp" and self.config.statistics_weight:
+            layer, matte = self.warp_subject(appearance_gradient_only(prediction), clean_foreground,
+                                             batch["alpha"].to(device))
+            parts["loss_stats"] = statistics_error(layer, matte, video, batch["alpha_target"].to(device))
         if self.config.output == "warp" and self.config.appearance_weight and "transform" in batch:
             parts["loss_appearance"] = appearance_error(
                 prediction, (clean_foreground + 1) / 2, batch["alpha"].to(device), batch["transform"], video,
@@ -465,7 +484,7 @@ class Composer(nn.Module):
             loss = loss + self.config.placement_weight * parts["loss_place"]
         weights = {"loss_mirror": self.config.mirror_weight, "loss_inverse": self.config.inverse_weight,
                    "loss_effects": self.config.effects_weight, "loss_appearance": self.config.appearance_weight,
-                   "loss_reader": 1.0}
+                   "loss_stats": self.config.statistics_weight, "loss_reader": 1.0}
         for name, weight in weights.items():
             if name in parts:
                 loss = loss + weight * parts[name]
