@@ -502,7 +502,7 @@ def test_the_drawn_preset_builds_and_its_ablation_flags_switch_the_shadow_and_th
     added = {key: value for key, value in drawn.composer.items() if plain.composer.get(key) != value}
     assert added == {"inverse_weight": 1.0, "mirror_weight": 0.3, "effects_layer": True, "effects_weight": 1.0,
                      "relight": True, "reader_width": 32, "reader_symmetric": True, "mirror_margin": 4.0,
-                     "reader_depth_weight": 1.0}
+                     "reader_depth_weight": 1.0, "statistics_weight": 1.0}
     assert (drawn.reader_warmup, drawn.reader_samples) == (6000, 16000)
     assert drawn.mixed_precision == "auto" and plain.mixed_precision == "no"
     assert Composer(ComposerConfig(**{**drawn.composer, "text_encoder": "none",
