@@ -612,7 +612,6 @@ def test_appearance_on_the_true_geometry_learns_to_undo_a_colour_change_of_a_mis
     assert 1.45 < float(gain.min()) and float(gain.max()) < 1.9, gain
 
 
-
 def test_a_warp_composer_adds_its_moved_subjects_colour_statistics_and_their_gradient_reaches_colour_only():
     """`statistics_weight` adds `loss_stats` (merge/subject_stats.py; the hedge it counters is tested there), whose
     gradient reaches the colour and light channels only (`appearance_gradient_only`); other outputs refuse it."""

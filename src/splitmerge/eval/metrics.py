@@ -142,6 +142,22 @@ def colour_error(reference: np.ndarray, test: np.ndarray, mask: np.ndarray, samp
     return float(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).mean())
 
 
+def _subject_lab_pairs(name: str, reference: np.ndarray, reference_mask: np.ndarray, test: np.ndarray,
+                       test_mask: np.ndarray, min_pixels: int = 1):
+    """Per frame where both masks (T, H, W) bool hold at least `min_pixels`: the CIELAB colours (N, 1, 3) of
+    `reference`'s subject and of `test`'s (each (T, H, W, 3) uint8 RGB under its own mask), as a pair; the shapes
+    are checked first (`name` says whose check failed)."""
+    from skimage.color import rgb2lab
+
+    if reference.shape != test.shape or not reference_mask.shape == test_mask.shape == reference.shape[:-1]:
+        raise ShapeError(f"{name}: shapes disagree: {reference.shape}, {test.shape}, {reference_mask.shape}, "
+                         f"{test_mask.shape}")
+    for frame in range(len(reference)):
+        if min(reference_mask[frame].sum(), test_mask[frame].sum()) >= min_pixels:
+            yield tuple(rgb2lab(clip[frame][mask[frame]].reshape(-1, 1, 3))
+                        for clip, mask in ((reference, reference_mask), (test, test_mask)))
+
+
 def light_error(reference: np.ndarray, reference_mask: np.ndarray, test: np.ndarray, test_mask: np.ndarray
                 ) -> float | None:
     """CIEDE2000 between the mean CIELAB colour of `reference` (T, H, W, 3) uint8 RGB under `reference_mask`
@@ -149,16 +165,10 @@ def light_error(reference: np.ndarray, reference_mask: np.ndarray, test: np.ndar
     masks hold pixels (None when none does). It scores a subject's light and tint wherever each clip has it:
     where it landed and how much contrast it kept do not enter, so a subject whose contrast is shrunk does not
     score better for it (as `colour_error` over the overlap of two misplaced mattes rewards it)."""
-    from skimage.color import deltaE_ciede2000, rgb2lab
+    from skimage.color import deltaE_ciede2000
 
-    if reference.shape != test.shape or not reference_mask.shape == test_mask.shape == reference.shape[:-1]:
-        raise ShapeError(f"light_error: shapes disagree: {reference.shape}, {test.shape}, {reference_mask.shape}, "
-                         f"{test_mask.shape}")
-    means = []
-    for frame in range(len(reference)):
-        if reference_mask[frame].any() and test_mask[frame].any():
-            means.append([rgb2lab(clip[frame][mask[frame]].reshape(-1, 1, 3)).mean(axis=(0, 1))
-                          for clip, mask in ((reference, reference_mask), (test, test_mask))])
+    means = [[lab.mean(axis=(0, 1)) for lab in pair]
+             for pair in _subject_lab_pairs("light_error", reference, reference_mask, test, test_mask)]
     if not means:
         return None
     pairs = np.asarray(means)  # (frames, 2, 3)
@@ -177,18 +187,11 @@ def contrast_error(reference: np.ndarray, reference_mask: np.ndarray, test: np.n
     when none does). Wherever each subject is: a subject washed out to half its contrast scores ln 2 = 0.69 however
     well its mean colour matches (which `light_error` scores) and however `colour_error` over a misplaced overlap
     rewards it; a sharper or flatter pattern alike. 0 for the subject's own pixels moved anywhere."""
-    from skimage.color import rgb2lab
-
-    if reference.shape != test.shape or not reference_mask.shape == test_mask.shape == reference.shape[:-1]:
-        raise ShapeError(f"contrast_error: shapes disagree: {reference.shape}, {test.shape}, "
-                         f"{reference_mask.shape}, {test_mask.shape}")
     ratios = []
-    for frame in range(len(reference)):
-        if min(reference_mask[frame].sum(), test_mask[frame].sum()) < CONTRAST_MIN_PIXELS:
-            continue
-        spreads = [max(float(rgb2lab(clip[frame][mask[frame]].reshape(-1, 1, 3))[..., 0].std()), CONTRAST_FLOOR)
-                   for clip, mask in ((reference, reference_mask), (test, test_mask))]
-        ratios.append(abs(math.log(spreads[1] / spreads[0])))
+    for pair in _subject_lab_pairs("contrast_error", reference, reference_mask, test, test_mask,
+                                   CONTRAST_MIN_PIXELS):
+        spread, test_spread = (max(float(lab[..., 0].std()), CONTRAST_FLOOR) for lab in pair)
+        ratios.append(abs(math.log(test_spread / spread)))
     return float(np.mean(ratios)) if ratios else None
 
 

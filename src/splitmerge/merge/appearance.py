@@ -33,20 +33,28 @@ GEOMETRY_CHANNELS = (POOL, LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, FLIP)
 SURE = 30.0  # a mirror logit that picks its side for certain
 
 
+def _gradient_only_where(raw: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`raw` (B, C, t, h, w) unchanged in value, its gradient stopped at every channel where `keep` (C,) is False."""
+    return torch.where(keep.view(1, -1, 1, 1, 1), raw, raw.detach())
+
+
+def _geometry_mask(raw: torch.Tensor) -> torch.Tensor:
+    """(C,) bool: True at the geometry's channels (`GEOMETRY_CHANNELS`) of `raw` (B, C, t, h, w)."""
+    mask = torch.zeros(raw.shape[1], dtype=torch.bool, device=raw.device)
+    mask[list(GEOMETRY_CHANNELS)] = True
+    return mask
+
+
 def geometry_gradient_only(raw: torch.Tensor) -> torch.Tensor:
     """`raw` (B, C, t, h, w) unchanged in value, with the gradient of whatever uses it stopped at every channel but
     the geometry's (`GEOMETRY_CHANNELS`: pool weights, zoom, shifts, mirror)."""
-    keep = torch.zeros(raw.shape[1], dtype=torch.bool, device=raw.device)
-    keep[list(GEOMETRY_CHANNELS)] = True
-    return torch.where(keep.view(1, -1, 1, 1, 1), raw, raw.detach())
+    return _gradient_only_where(raw, _geometry_mask(raw))
 
 
 def appearance_gradient_only(raw: torch.Tensor) -> torch.Tensor:
     """`raw` (B, C, t, h, w) unchanged in value, with the gradient of whatever uses it stopped at the geometry's
     channels (`GEOMETRY_CHANNELS`): the complement of `geometry_gradient_only`."""
-    keep = torch.ones(raw.shape[1], dtype=torch.bool, device=raw.device)
-    keep[list(GEOMETRY_CHANNELS)] = False
-    return torch.where(keep.view(1, -1, 1, 1, 1), raw, raw.detach())
+    return _gradient_only_where(raw, ~_geometry_mask(raw))
 
 
 def true_geometry(parameters: torch.Tensor, transforms: list[dict], height: int, width: int
