@@ -226,6 +226,7 @@ def test_split_and_compose_jobs_write_what_the_page_shows(tmp_path):
     with zipfile.ZipFile(composed["layers_zip"]) as bundle:
         assert "result_layers/alpha.mkv" in bundle.namelist() and "result_layers/layers.json" in bundle.namelist()
     assert composed["metrics"]["bg_identity@appearance"] > 95
+    assert composed["anchor"]["mode"] in ("world", "screen") and "frames_occluded" in composed["occlusion"]
     with pytest.raises(OptionError, match="method 'magic'"):
         compose_job(split["layers"], str(sample_path("carphone")), str(tmp_path / "c2"), "magic", None, 1.0,
                     limits, lambda fraction, text: None)
@@ -240,3 +241,26 @@ def test_bad_app_options_are_one_line_errors(capsys):
     assert "--port 70000" in capsys.readouterr().err
     assert main(["app", "--max-upload-mb", "0"]) == 2
     assert "limits must be above 0" in capsys.readouterr().err
+
+
+def test_the_compose_job_outlines_what_passes_in_front(tmp_path):
+    """A walker nearer the camera passes in front of the subject: the preview's result panel outlines it; with the
+    box unticked (``occlusion="off"``) nothing is outlined."""
+    import splitmerge as sm
+    from splitmerge.app.jobs import OUTLINE, compose_job
+    from splitmerge.eval.anchor_truth import OcclusionCase, render_occlusion_case
+
+    clip = render_occlusion_case(OcclusionCase(frames=16, size=(120, 180)))
+    clip.subject.save(tmp_path / "subject")
+    sm.write_video(tmp_path / "shot.mp4", clip.background)
+    shown = {}
+    for occlusion in ("auto", "off"):
+        done = compose_job(str(tmp_path / "subject"), str(tmp_path / "shot.mp4"), str(tmp_path / occlusion),
+                           "copy-paste", clip.position, 1.0, AppLimits(frames=16, steps=2), lambda *_: None,
+                           placement="given", occlusion=occlusion)
+        panels = sm.read_video(done["side_by_side"]).frames
+        cyan = (panels[..., 0] < 80) & (panels[..., 1] > 180) & (panels[..., 2] > 180)
+        shown[occlusion] = (done["occlusion"]["frames_occluded"], int(cyan.sum()))
+    assert shown["auto"][0] > 0 and shown["auto"][1] > 10, shown
+    assert shown["off"][0] == 0 and shown["off"][1] < shown["auto"][1] / 5, shown
+    assert OUTLINE == (0, 255, 255)

@@ -53,7 +53,8 @@ def test_cli_composes_with_the_default_model_and_writes_layers(files, capsys):
 def test_given_placement_holds_and_only_the_colour_is_the_models(scene, tmp_path):
     layers, background = scene
     placed_fg, placed_alpha = place(layers.foreground, layers.alpha, SIZE, position=(0.3, 0.6), scale=0.6)
-    held = sm.compose(fg=layers, background=background, method="stm", steps=2, position=(0.3, 0.6), scale=0.6)
+    held = sm.compose(fg=layers, background=background, method="stm", steps=2, position=(0.3, 0.6), scale=0.6,
+                      anchor="screen")  # the scene pans; this holds the placement on the screen
     assert held.meta["placement"]["by"] == "given" and held.meta["mirrored"] == [False]
     assert np.allclose(held.alpha, np.where(placed_alpha < 1 / 255, 0, placed_alpha), atol=1e-5)
     outside = held.alpha == 0

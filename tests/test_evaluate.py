@@ -129,15 +129,16 @@ def test_bootstrap_interval_brackets_the_mean():
 def test_compose_baselines_and_their_options(scene, tmp_path):
     layers, _ = scene
     background = sm.Video(layers.background, layers.fps)
-    plain = sm.compose(fg=layers, background=background, method="copy-paste")
+    held = {"anchor": "screen", "occlusion": "off"}   # the subject back into its own clip, exactly
+    plain = sm.compose(fg=layers, background=background, method="copy-paste", **held)
     unshadowed = composite(layers.foreground, layers.alpha, layers.background)  # copy-paste casts no shadow
     assert np.abs(plain.frames.astype(int) - unshadowed.astype(int)).max() <= 2  # it rebuilds the rest
     assert np.allclose(plain.alpha, layers.alpha, atol=1e-4) and plain.meta["method"] == "copy-paste"
     tinted_fg, _ = color_jitter(layers.foreground, layers.alpha, brightness=1.5, contrast=1.0, saturation=1.0,
                                 hue=0.0)
     bright = sm.Layers(layers.frames, layers.alpha, tinted_fg, layers.background, layers.fps)
-    pasted = sm.compose(fg=bright, background=background, method="copy-paste")
-    harmonized = sm.compose(fg=bright, background=background, method="harmonized-copy-paste")
+    pasted = sm.compose(fg=bright, background=background, method="copy-paste", **held)
+    harmonized = sm.compose(fg=bright, background=background, method="harmonized-copy-paste", **held)
     inside = layers.alpha > 0.9
     error = lambda result: np.abs(result.frames.astype(int) - layers.frames.astype(int))[inside].mean()  # noqa: E731
     assert error(harmonized) < error(pasted)  # pulled back towards the scene's light

@@ -178,9 +178,10 @@ def _cmd_compose(args) -> int:
            "mirror": "keep" if args.no_mirror else args.mirror}
     settings = {"method": args.method, "model": args.model, "prompt": args.prompt, "seed": args.seed,
                 "steps": args.steps, "guidance": args.guidance, "position": position, "scale": args.scale,
-                "trajectory": args.trajectory, "placement": args.placement,
+                "trajectory": args.trajectory, "placement": args.placement, "anchor": args.anchor,
+                "occlusion": args.occlusion, "occluder": args.occluder,
                 **{key: value for key, value in own.items() if key in method_options(args.method)}}
-    check_compose_outputs(args.fg, args.bg, args.output, args.layers_out)
+    check_compose_outputs(args.fg, args.bg, args.output, args.layers_out, args.occluder)
     if streamable(args.method, {"model": args.model}):  # a few chunks of frames in memory, however long
         meta = compose_to_file(args.fg, args.bg, args.output, layers_out=args.layers_out, **settings)
         print(f"wrote {args.output}: {meta['frames']} frames, method {args.method} (streamed)")
@@ -438,6 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      "scene suits it; given = it stays where --position/--scale/--trajectory put "
                                      "it and only its colours change; auto (default) = given when any of those "
                                      "is set, else model")
+    compose_parser.add_argument("--anchor", choices=["auto", "world", "screen"], default="auto",
+                                help="world = --position/--scale/--trajectory are in the background's first frame "
+                                     "and the subject stays on its spot of the scene as the camera moves (its size "
+                                     "follows the zoom; its own source camera removed); screen = frame "
+                                     "coordinates; auto (default) = world when the background's camera moves")
+    compose_parser.add_argument("--occlusion", choices=["auto", "off"], default="auto",
+                                help="auto (default) = the background's own movers whose feet are nearer the "
+                                     "camera than the subject's pass in front of it; off = the subject is drawn "
+                                     "over everything")
+    compose_parser.add_argument("--occluder", default=None, metavar="MATTE",
+                                help="a matte video of what is in front of the subjects (white = in front), "
+                                     "used instead of --occlusion auto")
     compose_parser.add_argument("--layers-out", default=None, help="also write the result as a Layers folder")
     compose_parser.add_argument("--no-preserve-background", action="store_true",
                                 help="stm: keep the raw generation instead of the given background wherever the "

@@ -106,13 +106,29 @@ def split_job(video: str, folder: str, limits: AppLimits, progress: Callable[[fl
             "caption": meta["caption"], "filters": meta["filters"]}
 
 
+OUTLINE = (0, 255, 255)   # what passed in front of the subject, in the preview
+
+
+def outlined(frames: np.ndarray, mattes: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8: `frames` with the outline of each frame's matte (> 0.5) of `mattes` (T, H, W) drawn."""
+    import cv2
+
+    drawn = frames.copy()
+    for frame, matte in zip(drawn, mattes, strict=True):
+        contours, _ = cv2.findContours((matte > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(frame, contours, -1, OUTLINE, 1)
+    return drawn
+
+
 def compose_job(layers: str, background: str, folder: str, method: str, position, scale, limits: AppLimits,
                 progress: Callable[[float, str], None], prompt: str | None = None, placement: str = "model",
-                seed: int = 0) -> dict:
+                seed: int = 0, anchor: str = "auto", occlusion: str = "auto") -> dict:
     """Compose the Layers folder `layers` into the video `background` (its first `limits.frames` frames) with
     `method`; `position` (x, y) fractions or None (the subject starts where it was in its own frame), `scale`,
-    `placement` (``model``: stm may move it from there; ``given``: it stays), `prompt` (default: the caption).
-    Writes into `folder`: ``result.mp4``, ``side_by_side.mp4`` (subject source | background | result),
+    `placement` (``model``: stm may move it from there; ``given``: it stays), `prompt` (default: the caption),
+    `anchor` and `occlusion` (as `compose`: held on the scene when the camera moves, nearer movers in front).
+    Writes into `folder`: ``result.mp4``, ``side_by_side.mp4`` (subject source | background | result, what
+    passed in front of the subject outlined),
     ``result_layers.zip`` (the result as a Layers folder) and returns their paths with the paper's metrics."""
     from ..eval.features import paper_metrics
     from ..merge.compose import compose, plan_placement
@@ -133,13 +149,14 @@ def compose_job(layers: str, background: str, folder: str, method: str, position
     subject = Layers.load(layers)
     progress(0.15, f"composing with {method}")
     result = compose(fg=subject, background=plate, prompt=prompt, method=method, position=position, scale=scale,
-                     steps=limits.steps, seed=seed, placement=placement)
+                     steps=limits.steps, seed=seed, placement=placement, anchor=anchor, occlusion=occlusion)
     count = len(result.frames)
     progress(0.75, "writing the result")
     result_path = write_video(out / "result.mp4", Video(result.frames, result.fps))
-    panels = [side_by_side([subject.frames[t], plate.frames[t], result.frames[t]],
-                           ["subject", "background", f"result ({method})"], height=min(height, 240))
-              for t in range(count)]
+    shown = result.frames if result.occluders is None else outlined(result.frames, result.occluders)
+    label = f"result ({method})" + ("" if result.occluders is None else ", in front: outlined")
+    panels = [side_by_side([subject.frames[t], plate.frames[t], shown[t]], ["subject", "background", label],
+                           height=min(height, 240)) for t in range(count)]
     side_path = write_video(out / "side_by_side.mp4", Video(np.stack(panels), result.fps))
     layered = out / "result_layers"
     archive = out / "result_layers.zip"
@@ -157,7 +174,8 @@ def compose_job(layers: str, background: str, folder: str, method: str, position
         metrics = paper_metrics(placed_fg, placed_alpha, plate.frames[:count], result.frames, result.alpha,
                                 prompt=prompt or subject.caption)
     progress(1.0, "done")
-    return {"result": str(result_path), "side_by_side": str(side_path),
+    return {"result": str(result_path), "side_by_side": str(side_path), "anchor": result.meta["anchor"],
+            "occlusion": result.meta["occlusion"],
             "layers_zip": str(archive) if archive.exists() else None,
             "metrics": {key: round(float(value), 3) for key, value in metrics.items() if value is not None},
             "mirrored": result.meta.get("mirrored"), "frames": count}

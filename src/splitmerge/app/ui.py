@@ -124,23 +124,27 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
                 note = "" if verdict.get("passed") else f" (the paper's filters would drop it: {verdict.get('reason')})"
                 yield outcome["overlay"], outcome["preview"], outcome["caption"], outcome["layers"], f"{status}{note}"
 
-    def do_compose(layers, caption, background, position, scale, by_hand, method, request: gr.Request,
-                   progress=gr.Progress()):  # noqa: B008
+    def do_compose(layers, caption, background, position, scale, by_hand, hold, in_front, method,
+                   request: gr.Request, progress=gr.Progress()):  # noqa: B008
         if not layers:
             raise error("split a foreground first (step 1)")
         background = checked(background, "background")
         folder = workspace.job_folder(_session(request), "compose")
         kwargs = {"layers": layers, "background": background, "folder": str(folder), "method": method,
                   "position": position, "scale": float(scale), "limits": limits, "prompt": caption or None,
-                  "placement": "given" if by_hand else "model"}
+                  "placement": "given" if by_hand else "model", "anchor": "auto" if hold else "screen",
+                  "occlusion": "auto" if in_front else "off"}
         for status, outcome in run(request, compose_job, kwargs, progress, "compose"):
             if outcome is None:
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), status
             else:
                 files = [outcome["result"]] + ([outcome["layers_zip"]] if outcome["layers_zip"] else [])
                 rows = [[METRIC_NAMES.get(key, key), value] for key, value in outcome["metrics"].items()]
+                held = " (held on the scene: the camera moves)" if outcome["anchor"]["mode"] == "world" else ""
+                hidden = outcome["occlusion"]["frames_occluded"]
+                front = f"; something passed in front in {hidden:.0%} of the frames" if hidden else ""
                 yield (outcome["result"], outcome["side_by_side"], files, rows,
-                       f"{status}: {outcome['frames']} frames with {method}")
+                       f"{status}: {outcome['frames']} frames with {method}{held}{front}")
 
     def do_cancel(request: gr.Request):
         return "cancelling..." if runner.cancel(_session(request)) else "nothing is running"
@@ -181,6 +185,10 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
                                   elem_id="scale")
                 by_hand = gr.Checkbox(False, label="keep it exactly there (else the model may move it)",
                                       elem_id="by-hand")
+                hold = gr.Checkbox(True, label="hold it on its spot of the scene when the camera moves "
+                                               "(else on its spot of the screen)", elem_id="hold")
+                in_front = gr.Checkbox(True, label="let the background's movers nearer the camera pass in front "
+                                                   "of it (outlined in the preview)", elem_id="in-front")
         gr.Markdown("### 3. Compose")
         method = gr.Radio(list(APP_METHODS), value="stm", label="method (stm: the bundled Composer)",
                           elem_id="method")
@@ -205,7 +213,8 @@ def build_app(workspace: Workspace, limits: AppLimits, runner: JobRunner):
         bg_frame.select(place_click, bg_video, [bg_frame, position_state])
         split_button.click(do_split, [fg_video, pick_state], [matte_video, layers_video, caption, layers_state, status],
                            concurrency_limit=4)
-        compose_button.click(do_compose, [layers_state, caption, bg_video, position_state, scale, by_hand, method],
+        compose_button.click(do_compose, [layers_state, caption, bg_video, position_state, scale, by_hand, hold,
+                                          in_front, method],
                              [result_video, side_video, downloads, metrics, status], concurrency_limit=4)
         cancel_button.click(do_cancel, None, status, concurrency_limit=None, queue=False)
         page.unload(forget)

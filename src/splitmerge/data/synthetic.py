@@ -270,8 +270,10 @@ def render_scene(seed: int, frames: int = 49, size: tuple[int, int] = (240, 360)
         view_feet.append([float(x), float(y)])
     params = SceneParams(**{**asdict(params), "feet": view_feet})
     # The exact premultiplied subject (premultiplying the composite would mix background into soft edges).
+    # The camera pans by offsets[t]: frame t's pixel x is frame 0's x - offsets[t] (layers.json "camera", t -> 0).
+    camera = [[1.0, 0.0, round(float(offset), 6), 0.0, 1.0, 0.0, 0.0, 0.0, 1.0] for offset in offsets]
     layers = Layers(source_frames, alpha, foreground, background, FPS, params.caption(),
-                    {"synthetic": asdict(params)}, effects)
+                    {"synthetic": asdict(params), "camera": camera}, effects)
     return layers, params
 
 

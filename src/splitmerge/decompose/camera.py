@@ -260,3 +260,106 @@ def refine_to_reference(gray: np.ndarray, to_reference: np.ndarray, reference: i
 
     frame_map(refine, range(len(gray)))
     return refined / refined[:, 2:3, 2:3]
+
+
+# ------------------------------------------------------------------------------------------ a long shot, streamed
+
+TRACK_SIDE = 288      # px: the short side frames are tracked at (the maps are scaled back to full size)
+KEY_OVERLAP = 0.7     # a new key frame once less than this share of a frame overlaps the current one
+MOVING_TOLERANCE = 1.0  # px: a shot whose maps move no frame corner this far was filmed from a tripod
+
+
+def _scaling(factor: float) -> np.ndarray:
+    """(3, 3): full-size pixel coordinates -> coordinates at `factor` of the size (pixel centres kept)."""
+    offset = 0.5 * factor - 0.5
+    return np.array([[factor, 0, offset], [0, factor, offset], [0, 0, 1.0]])
+
+
+class CameraTracker:
+    """The camera of a shot of any length, a frame at a time: for every frame, the homography taking the first
+    frame's pixels to it (`maps`, (T, 3, 3) float64). Memory holds two frames, whatever the length.
+
+    Each frame is chained to the previous one by flow (`fit_homography`), then registered directly against a key
+    frame by a second flow, which removes the chain's drift; a frame overlapping the key by less than
+    `KEY_OVERLAP` becomes the next key. Frames are tracked with their short side at `TRACK_SIDE` at most.
+    """
+
+    def __init__(self):
+        self.maps: list[np.ndarray] = []
+        self._previous = self._key = None
+        self._key_map = self._to_key = np.eye(3)
+        self._scale = None
+
+    def add(self, frames: np.ndarray) -> None:
+        """Track the next frames, (n, H, W, 3) uint8."""
+        for frame in frames:
+            gray = to_gray(frame[None])[0]
+            if self._scale is None:
+                factor = min(1.0, TRACK_SIDE / min(gray.shape))
+                self._scale = _scaling(factor), factor
+            matrix, factor = self._scale
+            if factor < 1:
+                size = (round(gray.shape[1] * factor), round(gray.shape[0] * factor))
+                gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+            self._track(gray)
+            self.maps.append(np.linalg.inv(matrix) @ self._current() @ matrix)
+
+    def _current(self) -> np.ndarray:
+        """First frame -> the frame just tracked, at the tracking size."""
+        small = np.linalg.inv(self._to_key) @ self._key_map
+        return small / small[2, 2]
+
+    def _track(self, gray: np.ndarray) -> None:
+        if self._previous is None:
+            self._previous = self._key = gray
+            return
+        pair, _ = fit_homography(dis_flow(self._previous, gray))   # previous -> this frame
+        guess = self._to_key @ np.linalg.inv(pair)                 # this frame -> key
+        height, width = gray.shape
+        warped = cv2.warpPerspective(gray, guess, (width, height), flags=cv2.INTER_LINEAR)
+        overlap = cv2.warpPerspective(np.full_like(gray, 255), guess, (width, height), flags=cv2.INTER_NEAREST)
+        if (overlap > 0).mean() >= 0.3:
+            flow = dis_flow(warped, self._key)
+            correction, ratio = fit_homography(flow, weights=cv2.erode(overlap, np.ones((9, 9), np.uint8)) / 255.0)
+            if ratio > 0.2:
+                guess = correction @ guess
+        self._to_key = guess / guess[2, 2]
+        self._previous = gray
+        if (overlap > 0).mean() < KEY_OVERLAP:
+            self._key_map, self._to_key, self._key = self._current(), np.eye(3), gray
+
+
+def track_camera(chunks) -> np.ndarray:
+    """(T, 3, 3) float64: the first frame -> frame t for a shot given as (n, H, W, 3) uint8 chunks (`CameraTracker`)."""
+    tracker = CameraTracker()
+    for chunk in chunks:
+        tracker.add(chunk)
+    return np.stack(tracker.maps) if tracker.maps else np.zeros((0, 3, 3))
+
+
+def camera_moves(maps: np.ndarray, size: tuple[int, int], tolerance: float = MOVING_TOLERANCE) -> bool:
+    """Whether any frame's map (`track_camera`) moves a corner of the (H, W) frame by `tolerance` px or more."""
+    height, width = size
+    return any(_corner_shift(matrix, height, width) >= tolerance for matrix in maps)
+
+
+class CameraChain:
+    """The camera of a clip split window by window, as each frame's map to the clip's first frame (frame t -> 0,
+    the `layers.json` record): each window's own camera (`CameraMotion`) chained through the frame it shares with
+    the window before; across a scene cut nothing is known, so the new shot starts where the last frame was."""
+
+    def __init__(self):
+        self.maps: list[np.ndarray] = []
+
+    def add(self, start: int, camera: CameraMotion | None, count: int) -> None:
+        """Window of `count` frames starting at clip frame `start` (`start` <= frames so far), its camera or None
+        (too short to measure: still)."""
+        base = self.maps[start] if start < len(self.maps) else (self.maps[-1] if self.maps else np.eye(3))
+        for i in range(len(self.maps) - start, count):
+            own = camera.between(i, 0) if camera is not None else np.eye(3)
+            chained = base @ own
+            self.maps.append(chained / chained[2, 2])
+
+    def record(self) -> list[list[float]]:
+        """JSON-able: one row of 9 numbers (row-major) per frame."""
+        return [[round(float(v), 6) for v in matrix.ravel()] for matrix in self.maps]

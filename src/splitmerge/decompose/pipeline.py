@@ -37,6 +37,7 @@ from ..video.geometry import capped_size, parse_size
 from ..video.io import VideoReader
 from ..video.layers import Layers, LayersWriter, Video, premultiply
 from .backends import Segmentation, SplitClip, SubjectPick, get_backend
+from .camera import CameraChain
 from .restore import extend_hole
 from .filters import present_frames, verdict
 from .motion import PICK_SEARCH
@@ -245,6 +246,7 @@ class Decomposer:
         held: tuple[np.ndarray, ...] | None = None  # the previous window's overlap: frames, alpha, plate, effects
         written = 0
         alpha_sum, present = 0.0, 0
+        camera = CameraChain()  # each frame's map to the first (layers.json "camera")
 
         def emit(frame, alpha, background, effects):
             nonlocal written, alpha_sum, present
@@ -275,6 +277,7 @@ class Decomposer:
                 prior = np.zeros(frames.shape[:3], np.float32)
                 prior[:overlap] = held[1][:overlap] if held is not None else 0
             clip = SplitClip(frames, opened.fps)
+            camera.add(start, clip.camera if len(frames) > 1 else None, len(frames))
             segmentation = self._segment(clip, prior, seconds) if len(frames) >= MIN_FRAMES else _nothing(clip)
             if self.pick is not None and start == 0:
                 picked_frame = self._check_pick(segmentation, opened, len(frames))
@@ -315,6 +318,7 @@ class Decomposer:
                 "seconds": {k: round(v, 3) for k, v in seconds.items()},
                 "filters": verdict(found_any, fg_ratio, present / max(written, 1)),
                 "caption": caption or "", "fps": opened.fps, "fps_rational": opened.fps_rational,
+                "camera": camera.record()[:written],
                 "split": {"windows": len(objects), "objects_per_window": objects, "subject": subject,
                           "config": _config_record(config)}}
 

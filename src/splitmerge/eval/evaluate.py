@@ -141,7 +141,11 @@ def _result_of(case: BenchCase, layer, background: Video, method: str, results: 
         return video.frames, None, video.fps
     from ..merge.compose import compose
 
-    composite = compose(fg=layer, background=background, prompt=prompt, method=method, seed=seed, **settings)
+    # A case with truth was filmed as one clip: its subject's layer already moves with the background's camera,
+    # and whatever passed in front of it is in the truth's own frames (the benchmark scores the subject alone).
+    held = {"anchor": "screen", "occlusion": "off"} if case.truth else {}
+    composite = compose(fg=layer, background=background, prompt=prompt, method=method, seed=seed, **held,
+                        **settings)
     return composite.frames, composite.alpha, composite.fps
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from ..data.cutouts import load_cutout, load_photo
 from ..data.shadows import ground_shadow
 from ..errors import OptionError
+from ..video.homography import similarity
 
 CAMERAS = ("static", "pan", "zoom", "handheld")
 PATHS = {"walk": 2.0, "fast": 5.0, "slow": 0.6, "pause": 2.5, "stop": 2.5}  # subject speed, world px/frame
@@ -197,15 +198,6 @@ def _cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(resized[top:top + height, left:left + width])
 
 
-def _similarity(scale: float, degrees: float, source_center, target_center) -> np.ndarray:
-    """(3, 3): rotate by `degrees` and scale about `source_center`, landing it on `target_center`."""
-    matrix = np.eye(3)
-    matrix[:2] = cv2.getRotationMatrix2D((0.0, 0.0), degrees, scale)
-    to_origin = np.array([[1, 0, -source_center[0]], [0, 1, -source_center[1]], [0, 0, 1]], float)
-    to_target = np.array([[1, 0, target_center[0]], [0, 1, target_center[1]], [0, 0, 1]], float)
-    return to_target @ matrix @ to_origin
-
-
 def _smooth_wave(rng: np.random.Generator, count: int, periods=(17.0, 29.0, 43.0)) -> np.ndarray:
     """(count,) a smooth wobble in [-1, 1]: a sum of slow sines with random phases."""
     t = np.arange(count)
@@ -231,7 +223,7 @@ def camera_path(case: TruthCase, world_size: tuple[int, int]) -> np.ndarray:
         center[:, 1] += SHAKE_PX * _smooth_wave(rng, count, (5.0, 13.0, 23.0))
         rolls = SHAKE_DEGREES * _smooth_wave(rng, count)
     view_center = ((width - 1) / 2, (height - 1) / 2)
-    return np.stack([_similarity(scales[t], rolls[t], center[t], view_center) for t in range(count)])
+    return np.stack([similarity(scales[t], rolls[t], center[t], view_center) for t in range(count)])
 
 
 def subject_path(case: TruthCase, world_size: tuple[int, int], cutout_size: tuple[int, int]) -> np.ndarray:
@@ -256,7 +248,7 @@ def subject_path(case: TruthCase, world_size: tuple[int, int], cutout_size: tupl
     sway = SWAY_DEGREES * _smooth_wave(rng, count, (6.0, 10.0, 14.0)) * moving
     scale = case.subject_height * height / cutout_size[0]
     cutout_center = ((cutout_size[1] - 1) / 2, (cutout_size[0] - 1) / 2)
-    return np.stack([_similarity(scale, sway[t], cutout_center, (xs[t], ys[t])) for t in range(count)])
+    return np.stack([similarity(scale, sway[t], cutout_center, (xs[t], ys[t])) for t in range(count)])
 
 
 def mover_path(case: TruthCase, index: int, world_size: tuple[int, int], cutout_size: tuple[int, int]
@@ -272,7 +264,7 @@ def mover_path(case: TruthCase, index: int, world_size: tuple[int, int], cutout_
     y = (world_h - 1) / 2 - (0.02 + 0.06 * index) * height
     scale = MOVER_HEIGHT * height / cutout_size[0]
     cutout_center = ((cutout_size[1] - 1) / 2, (cutout_size[0] - 1) / 2)
-    return np.stack([_similarity(scale, 0.0, cutout_center, (xs[t], y)) for t in range(count)])
+    return np.stack([similarity(scale, 0.0, cutout_center, (xs[t], y)) for t in range(count)])
 
 
 def warp_params(case: TruthCase, times: np.ndarray) -> np.ndarray:

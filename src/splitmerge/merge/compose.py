@@ -22,9 +22,12 @@ import numpy as np
 from ..config_types import is_integer
 from ..errors import OptionError, ShapeError
 from ..paths import check_output
-from ..video.io import read_video, write_video
+from ..video.geometry import resize_frames
+from ..video.io import iter_chunks, read_video, write_video
 from ..video.layers import Layers, Video, composite, uncomposite, union_matte
 from ..video.transforms import place
+from .anchor import Anchoring, SubjectExtent, check_anchor, plan_anchoring, subject_camera
+from .occlusion import check_occlusion, in_front, movers_in_memory, occlude, occluder_chunks
 
 _METHODS: dict[str, Callable[["ComposeInputs"], "Composite"]] = {}
 _OPTIONS: dict[str, tuple[str, ...]] = {}
@@ -74,6 +77,7 @@ class ComposeInputs:
         fps: frames per second (the background's).
         prompt: text, or "" (the subjects' captions joined when none is given).
         seed, steps, guidance: for generative methods.
+        carried: per subject, how the background's camera carries it (`Carried`, ``anchor="world"``) or None.
     """
 
     background: np.ndarray
@@ -84,6 +88,30 @@ class ComposeInputs:
     steps: int | None = None
     guidance: float | None = None
     options: dict = field(default_factory=dict)
+    carried: list = field(default_factory=list)
+
+
+@dataclass
+class Carried:
+    """A world-anchored subject: `camera` (T, 3, 3) the background's first frame -> frame t, and `targets` (T, 2)
+    px where its placement put its anchor, in first-frame coordinates (a method that moves the subject further,
+    `placement="model"`, moves it there and lets the camera carry it: `merge.warp.hold_on_world`)."""
+
+    camera: np.ndarray
+    targets: np.ndarray
+
+
+def carried_anchor(held: dict, plan: "Placement", subject_size: tuple[int, int], size: tuple[int, int],
+                   count: int) -> Carried | None:
+    """The `Carried` of a subject of frame size `subject_size` placed by `plan` with `place` keywords `held`
+    (`held_by`; None unless world-anchored) on a background of `size`, over `count` frames."""
+    if held.get("camera") is None:
+        return None
+    height, width = subject_size
+    position = plan.position if plan.position is not None else \
+        np.asarray(held["center"]) / [max(width - 1, 1), max(height - 1, 1)]
+    targets = np.broadcast_to(np.asarray(position, np.float64), (count, 2)) * [size[1] - 1, size[0] - 1]
+    return Carried(held["camera"], targets)
 
 
 @dataclass
@@ -99,6 +127,8 @@ class Composite:
         meta: method, prompt, placement and the method's own settings (JSON-able).
         effects: (T, H, W) float32, the gain the subjects' drawn effects (shadows) put on the background (1 =
             untouched), or None when the method draws none: frames = fg + (1 - alpha) * effects * background.
+        occluders: (T, H, W) float32, what of the background passed in front of the subjects (`merge.occlusion`),
+            or None when nothing did.
     """
 
     frames: np.ndarray
@@ -107,6 +137,7 @@ class Composite:
     background: np.ndarray
     meta: dict = field(default_factory=dict)
     effects: np.ndarray | None = None
+    occluders: np.ndarray | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the result video (H.264, atomic)."""
@@ -184,7 +215,8 @@ PLACEMENTS = ("auto", "model", "given")
 
 def compose(fg, background, prompt: str | None = None, method: str = "stm", model: str = "default", seed: int = 0,
             steps: int | None = None, guidance: float | None = None, position=None, scale=None, trajectory=None,
-            placement: str = "auto", **options) -> Composite:
+            placement: str = "auto", anchor: str = "auto", occlusion: str = "auto", occluder=None,
+            **options) -> Composite:
     """Compose the foreground layer(s) `fg` (Layers, a Layers folder, or a list of them) into `background` (a
     Video or a video file) with `method` (see `methods()`).
 
@@ -198,11 +230,20 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
     ``given`` (it stays exactly as placed; the model only matches its colours to the scene) or ``auto``
     (``given`` when position, scale or trajectory is set, else ``model``). The baselines always keep it as placed;
     a ``layer`` or ``direct`` Composer draws the subject itself, wherever it sees fit.
+
+    `anchor` says what the placement holds on to (`merge.anchor`): ``world`` (positions, scales and trajectories
+    are in the background's first frame and the subject follows the scene as the camera moves, its own source
+    camera removed), ``screen`` (frame coordinates) or ``auto`` (``world`` when the background's camera moves).
+    `occlusion` (`merge.occlusion`): ``auto`` lets the background's own movers whose feet are nearer the camera
+    than a subject's pass in front of it, ``off`` draws the subjects over everything; `occluder` (a matte video
+    file, or a (T, H, W) float array in [0, 1]) is a user's matte of what is in front, wherever it is.
     `options`: the method's own (`method_options`; e.g. ``stm``: ``mirror``, ``preserve_background``); any other
     is a one-line error. Returns a `Composite`.
     """
     check_options(method, options)
     check_sampling(seed, steps, guidance)
+    check_anchor(anchor)
+    check_occlusion(occlusion)
     subjects = [_as_layers(item) for item in (fg if isinstance(fg, (list, tuple)) else [fg])]
     if not subjects:
         raise OptionError("fg: no foreground layer given")
@@ -213,26 +254,85 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
     for index, layers in enumerate(subjects):
         if not (layers.alpha[:count] > 0).any():
             raise empty_matte(index)
-    placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=plan.position,
-                    scale=plan.scale) for layers in subjects]
+    anchoring = plan_anchoring(anchor, lambda: iter_chunks(iter(video.frames[:count]), CAMERA_CHUNK), size, count)
+    held = [held_by(anchoring, layers.meta.get("camera"), layers.num_frames, layers.alpha[:count], index)
+            for index, layers in enumerate(subjects)]
+    placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=plan.position, scale=plan.scale,
+                    **keywords) for layers, keywords in zip(subjects, held, strict=True)]
     for index, (_, alpha) in enumerate(placed):
         if not (alpha > 0).any():
             raise placed_outside(index, size, plan)
     text = prompt if prompt is not None else " ".join(layers.caption for layers in subjects if layers.caption)
     inputs = ComposeInputs(video.frames[:count], placed, video.fps, text, seed, steps, guidance,
-                           {"model": model, "placement": plan.by, **options})
+                           {"model": model, "placement": plan.by, **options},
+                           [carried_anchor(keywords, plan, layers.alpha.shape[1:], size, count)
+                            for layers, keywords in zip(subjects, held, strict=True)])
     result = _METHODS[method](inputs)
-    result.meta = {**compose_meta(method, text, seed, count, plan), **result.meta}
+    fronts = occluders_for(video, count, occlusion, occluder, placed)
+    if fronts is not None:
+        result.frames, result.alpha, result.effects = occlude(result.frames, result.alpha, result.background,
+                                                              result.effects, fronts)
+        result.occluders = fronts
+    result.meta = {**compose_meta(method, text, seed, count, plan, anchoring),
+                   "occlusion": occlusion_record(occlusion, occluder, fronts), **result.meta}
     return result
+
+
+def occluders_for(video: Video, count: int, occlusion: str, occluder, placed) -> np.ndarray | None:
+    """(T, H, W) what passes in front of the `placed` subjects ((foreground, alpha) pairs) over `video` (a user's
+    `occluder`, else with ``auto`` the background's movers nearer the camera than them, `merge.occlusion`), or
+    None."""
+    size = video.frames.shape[1:3]
+    if occluder is not None:
+        if isinstance(occluder, np.ndarray):
+            if occluder.ndim != 3 or len(occluder) < count or not np.all((occluder >= 0) & (occluder <= 1)):
+                raise OptionError(f"occluder: expected a (T >= {count}, H, W) matte in [0, 1]")
+            fronts = occluder[:count].astype(np.float32)
+            return fronts if fronts.shape[1:] == size else np.clip(resize_frames(fronts, size), 0, 1)
+        return np.concatenate(list(occluder_chunks(occluder, size, count, CAMERA_CHUNK)))
+    if occlusion == "off":
+        return None
+    movers = movers_in_memory(Video(video.frames[:count], video.fps), count)
+    if movers is None:
+        return None
+    return in_front(movers, [alpha for _, alpha in placed])
+
+
+def occlusion_record(occlusion: str, occluder, fronts: np.ndarray | None) -> dict:
+    """JSON-able: the mode, whether a user's matte was given, and the share of frames where something passed in
+    front."""
+    share = 0.0 if fronts is None else float((fronts > 0.5).any(axis=(1, 2)).mean())
+    return {"mode": "occluder" if occluder is not None else occlusion, "frames_occluded": round(share, 4)}
+
+
+CAMERA_CHUNK = 16  # frames read at a time to measure the background's camera
+
+
+def held_by(anchoring: Anchoring, record, num_frames: int, alpha: np.ndarray, index: int) -> dict:
+    """`place`'s keywords for subject `index` (its mattes `alpha` (T, H, W) as composed) under `anchoring`: none
+    for ``screen``; for ``world`` the background's camera, the subject's own (`record`, its ``camera``, of a
+    clip of `num_frames`) and its anchor in its first frame's coordinates (`SubjectExtent`)."""
+    if anchoring.mode != "world":
+        return {}
+    own = subject_camera(record, num_frames, len(alpha), f"fg {index + 1} camera")
+    extent = SubjectExtent(own)
+    extent.add(alpha, 0)
+    return world_keywords(anchoring, own, extent)
+
+
+def world_keywords(anchoring: Anchoring, own: np.ndarray | None, extent: SubjectExtent) -> dict:
+    """`place`'s keywords for a world-anchored subject: its anchor, the background's camera and its own."""
+    return {"center": extent.center(), "camera": anchoring.camera, "source_camera": own}
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 
 
-def check_compose_outputs(fg, background, output, layers_out=None) -> None:
+def check_compose_outputs(fg, background, output, layers_out=None, occluder=None) -> None:
     """Refuse an `output` video or `layers_out` folder that would overwrite or sit inside an input (the
-    `background` file, the `fg` Layers folders) or each other, or that cannot be written (`paths.check_output`)."""
-    given = [*(fg if isinstance(fg, (list, tuple)) else [fg]), background]
+    `background` file, the `fg` Layers folders, an `occluder` matte file) or each other, or that cannot be written
+    (`paths.check_output`)."""
+    given = [*(fg if isinstance(fg, (list, tuple)) else [fg]), background, occluder]
     sources = [item for item in given if isinstance(item, (str, os.PathLike))]
     check_output(output, sources, kind="file", suffixes=VIDEO_SUFFIXES)
     if layers_out is not None:
@@ -323,8 +423,9 @@ def placed_outside(index: int, size: tuple[int, int], plan: Placement) -> Option
     return OptionError(f"fg {index + 1}: placed entirely outside the {size[1]}x{size[0]} frame (position {where})")
 
 
-def compose_meta(method: str, prompt: str, seed: int, count: int, plan: Placement) -> dict:
+def compose_meta(method: str, prompt: str, seed: int, count: int, plan: Placement, anchoring: Anchoring) -> dict:
     """What every result records of how it was asked for."""
     return {"method": method, "prompt": prompt, "seed": seed, "frames": count,
             "placement": {"position": None if plan.position is None else plan.position.tolist(),
-                          "scale": np.asarray(plan.scale).tolist(), "by": plan.by}}
+                          "scale": np.asarray(plan.scale).tolist(), "by": plan.by},
+            "anchor": anchoring.record()}

@@ -43,7 +43,7 @@ from ..video.layers import composite, union_matte
 from .compose import ComposeInputs, Composite, register_method
 from .orientation import matte_centres, mirror_for
 from .windows import CrossFade
-from .warp import LOG_ZOOM, SHIFT_X, SHIFT_Y, apply_warp, effects_gain, light_values, relight_gain
+from .warp import LOG_ZOOM, SHIFT_X, SHIFT_Y, apply_warp, effects_gain, hold_on_world, light_values, relight_gain
 
 CHANGE_LEVEL = 0.08   # mean absolute difference (colours in [0, 1]) above which a pixel counts as changed
 GROW = 3              # px
@@ -141,6 +141,18 @@ def _warp_windows(model, small_fg, small_alpha, small_bg, inputs) -> ClipMap:
     return warp.result()
 
 
+def held_map(clip_map: ClipMap, inputs: ComposeInputs, index: int, size: tuple[int, int]) -> ClipMap:
+    """Subject `index`'s map, held on the world when it is world-anchored and the Composer places it
+    (``placement="model"``): placed as in the first frame, carried by the camera (`warp.hold_on_world`); `size`
+    (H, W): the background's."""
+    carried = inputs.carried[index] if index < len(inputs.carried) else None
+    if carried is None or inputs.options.get("placement") != "model":
+        return clip_map
+    count = clip_map.parameters.shape[1]
+    return ClipMap(hold_on_world(clip_map.parameters, carried.camera[:count], carried.targets[:count], size,
+                                 mirrored=clip_map.flip > 0), clip_map.flip)
+
+
 def drawn_options(config) -> dict:
     """`render_warp`'s `effects` and `relight` for a Composer of `config` (what it draws beside its warp)."""
     return {"effects": config.effects_layer, "relight": config.relight}
@@ -235,6 +247,7 @@ def _stm_warp(inputs: ComposeInputs, model, path: Path) -> Composite:
     for layer, alpha in inputs.subjects:  # each placed over the background with the ones before it rendered
         small_bg = resize_frames(stack.result, size)
         clip_map = _warp_windows(model, resize_frames(layer, size), resize_frames(alpha, size), small_bg, inputs)
+        clip_map = held_map(clip_map, inputs, len(mirrored), background.shape[1:3])
         mirrored.append(stack.warped(clip_map, layer, alpha, drawn_options(model.config)))
     meta = warp_meta(model, path, len(background), inputs, mirrored)
     return Composite(stack.result, inputs.fps, stack.union, background, meta, stack.shading)

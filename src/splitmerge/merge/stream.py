@@ -15,6 +15,8 @@ Passes over the inputs, each reading `chunk` frames at a time:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -24,9 +26,11 @@ from ..video.geometry import resize_frames
 from ..video.io import VideoReader, VideoWriter, iter_chunks, probe
 from ..video.layers import LayersStream, LayersWriter, composite, uncomposite
 from ..video.rates import frame_rate
-from ..video.transforms import SUBJECT_THRESHOLD, place, subject_center
+from ..video.transforms import place
+from .anchor import SubjectExtent, check_anchor, plan_anchoring, subject_camera
 from .compose import (ComposeInputs, Placement, check_compose_outputs, check_options, check_sampling, compose_meta,
-                      empty_matte, placed_outside, plan_placement)
+                      carried_anchor, empty_matte, placed_outside, plan_placement, world_keywords)
+from .occlusion import BackgroundMovers, check_occlusion, in_front, occlude, occluder_chunks
 from .orientation import matte_centres
 
 STREAMED = ("copy-paste", "stm")
@@ -48,9 +52,11 @@ def _frames(path, count: int, chunk: int) -> Iterator[np.ndarray]:
     return iter_chunks(VideoReader(path, max_frames=count), chunk)
 
 
-def _placed(subject: LayersStream, anchor, plan: Placement, size, count: int, chunk: int, colour: bool = True
+def _placed(subject: LayersStream, held: dict, plan: Placement, size, count: int, chunk: int, colour: bool = True
             ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """(frames, placed foreground (n, H', W', 3) uint8, placed alpha (n, H', W')) chunks of one subject."""
+    """(frames, placed foreground (n, H', W', 3) uint8, placed alpha (n, H', W')) chunks of one subject; `held`:
+    `place`'s keywords for the whole clip (its ``center``; with a world anchor the per-frame ``camera`` and
+    ``source_camera``, sliced to each chunk)."""
     start = 0
     for foreground, alpha in subject.chunks(count, chunk, colour):
         frames = slice(start, start + len(alpha))
@@ -60,14 +66,17 @@ def _placed(subject: LayersStream, anchor, plan: Placement, size, count: int, ch
         if position is not None and position.ndim == 2:
             position = position[frames]
         scale = plan.scale if np.ndim(plan.scale) == 0 else np.asarray(plan.scale)[frames]
-        yield (frames, *place(foreground, alpha, size, position=position, scale=scale, center=anchor))
+        keywords = {key: value[frames] if key != "center" and value is not None else value
+                    for key, value in held.items()}
+        yield (frames, *place(foreground, alpha, size, position=position, scale=scale, **keywords))
         start += len(alpha)
 
 
 def compose_to_file(fg, background, output, *, method: str = "stm", model: str = "default",
                     prompt: str | None = None, seed: int = 0, steps: int | None = None,
                     guidance: float | None = None, position=None, scale=None, trajectory=None,
-                    placement: str = "auto", layers_out=None, chunk: int = 16, **options) -> dict:
+                    placement: str = "auto", anchor: str = "auto", occlusion: str = "auto", occluder=None,
+                    layers_out=None, chunk: int = 16, **options) -> dict:
     """Compose Layers folder(s) `fg` into the video file `background`, writing the video `output` (and with
     `layers_out` the result as a Layers folder), streamed. Options as `sm.compose`; `method` one of
     `STREAMED` (see `streamable`). Returns the result's meta (as `Composite.meta`)."""
@@ -78,34 +87,44 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
     folders = list(fg) if isinstance(fg, (list, tuple)) else [fg]
     if not folders:
         raise OptionError("fg: no foreground layer given")
-    check_compose_outputs(folders, background, output, layers_out)
+    check_compose_outputs(folders, background, output, layers_out, occluder)
     subjects = [LayersStream(folder) for folder in folders]
     info = probe(background)
     count = min([info.frames] + [subject.num_frames for subject in subjects])
     size = (info.height, info.width)
     plan = plan_placement(count, position, scale, trajectory, placement)
+    check_anchor(anchor)
+    check_occlusion(occlusion)
     text = prompt if prompt is not None else " ".join(s.caption for s in subjects if s.caption)
     inputs = ComposeInputs(np.empty((0, *size, 3), np.uint8), [], info.fps, text, seed, steps, guidance,
                            {"model": model, "placement": plan.by, **options})
 
-    anchors = []  # pass 1
+    # Pass 0 (a world anchor): the background's camera.
+    anchoring = plan_anchoring(anchor, lambda: _frames(background, count, chunk), size, count, str(background))
+    anchors = []  # pass 1: where each subject is, for its anchor
     for index, subject in enumerate(subjects):
-        present, anything = np.zeros((subject.height, subject.width), bool), False
+        own = (subject_camera(subject.camera, subject.num_frames, count, f"fg {index + 1} camera")
+               if anchoring.mode == "world" else None)
+        extent, anything, start = SubjectExtent(own), False, 0
         for _, alpha in subject.chunks(count, chunk, colour=False):
-            present |= (alpha > SUBJECT_THRESHOLD).any(axis=0)
+            extent.add(alpha, start)
             anything = anything or bool((alpha > 0).any())
+            start += len(alpha)
         if not anything:
             raise empty_matte(index)
-        anchors.append(subject_center(present.astype(np.float32)))
+        anchors.append(world_keywords(anchoring, own, extent) if anchoring.mode == "world"
+                       else {"center": extent.center()})
 
     maps, meta, drawn = [], {}, {}
     if method == "stm":
-        from .stm import drawn_options, stm_model, warp_meta
+        from .stm import drawn_options, held_map, stm_model, warp_meta
 
         composer, path = stm_model(inputs.options)
+        inputs.carried = [carried_anchor(held, plan, (subject.height, subject.width), size, count)
+                          for subject, held in zip(subjects, anchors, strict=True)]
         job = StreamJob(composer, inputs, subjects, anchors, plan, size, count, chunk, background)
         for index in range(len(subjects)):  # each over the background with the ones before it rendered
-            maps.append(_sample_map(job, index, maps))
+            maps.append(held_map(_sample_map(job, index, maps), inputs, index, size))
         meta = warp_meta(composer, path, count, inputs, [bool(clip_map.flip > 0) for clip_map in maps])
         drawn = drawn_options(composer.config)
     else:
@@ -114,15 +133,25 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
                        _placed(subject, anchors[index], plan, size, count, chunk, colour=False)):
                 raise placed_outside(index, size, plan)
 
-    # Pass 3.
+    # Pass 3 (with ``auto`` occlusion after the background's movers are split to a temporary folder beside the
+    # output, removed at the end).
     rate = frame_rate(info.fps)
-    written = 0
+    written, occluded = 0, 0
     layers = LayersWriter(layers_out, rate) if layers_out else None
+    movers = None
     try:
+        if occluder is None and occlusion == "auto":
+            movers = BackgroundMovers(background, count, Path(output).parent)
+        fronts = (occluder_chunks(occluder, size, count, chunk) if occluder is not None else
+                  movers.chunks(size, count, chunk) if movers is not None else repeat(None))
         with VideoWriter(output, rate) as writer:
             streams = [_placed(s, anchors[i], plan, size, count, chunk) for i, s in enumerate(subjects)]
-            for plate, *placed in zip(_frames(background, count, chunk), *streams, strict=False):
+            for plate, front, *placed in zip(_frames(background, count, chunk), fronts, *streams, strict=False):
                 result, union, shading = _render(plate, placed, maps, drawn)
+                if front is not None:
+                    front = front if occluder is not None else in_front(front, [alpha for _, _, alpha in placed])
+                    result, union, shading = occlude(result, union, plate, shading, front)
+                    occluded += int((front > 0.5).any(axis=(1, 2)).sum())
                 for t in range(len(plate)):
                     writer.write(result[t])
                     if layers is not None:
@@ -132,13 +161,18 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
                 written += len(plate)
             if written < count:
                 raise MediaError(f"{background}: ended after {written} frames; its header says {info.frames}")
+        record = {"occlusion": {"mode": "occluder" if occluder is not None else occlusion,
+                                "frames_occluded": round(occluded / max(count, 1), 4)}}
         if layers is not None:
-            layers.close(text, {"compose": {**compose_meta(method, text, seed, count, plan), **meta}})
+            layers.close(text, {"compose": {**compose_meta(method, text, seed, count, plan, anchoring), **record,
+                                            **meta}})
             layers = None
     finally:
         if layers is not None:
             layers.abort()
-    return {**compose_meta(method, text, seed, count, plan), **meta, "streamed": True}
+        if movers is not None:
+            movers.close()
+    return {**compose_meta(method, text, seed, count, plan, anchoring), **record, **meta, "streamed": True}
 
 
 def _render(plate: np.ndarray, placed: list, maps: list, drawn: dict

@@ -304,3 +304,42 @@ def zero_output(backbone: torch.nn.Module) -> None:
     torch.nn.init.zeros_(projection.weight)
     if projection.bias is not None:
         torch.nn.init.zeros_(projection.bias)
+
+
+def hold_on_world(parameters: torch.Tensor, camera, targets, size: tuple[int, int], mirrored: bool = False
+                  ) -> torch.Tensor:
+    """A clip's map (WARP_CHANNELS or more, T) made to place the subject where it placed it in the first frame and
+    let the background's camera carry it (``anchor="world"`` with ``placement="model"``): every frame takes the
+    first frame's zoom, and its shifts are set so the moved subject's anchor lands where the first frame's map put
+    it, carried by the camera's local similarity there (`video.homography.local_similarity`); colours, light and
+    shadow stay per frame. `camera` (T, 3, 3): the background's first frame -> frame t, in pixels of `size`
+    (H, W); `targets` (T, 2) px: where the placement put the subject's anchor in first-frame coordinates (the
+    layer the map moves is already carried there). The two mirror sides share the vertical shift: it is held for
+    the side `mirrored` says is taken (under a camera's roll the sides need different ones). Returns a new
+    tensor."""
+    import numpy as np
+
+    from ..video.homography import apply_homography, local_similarity
+
+    height, width = size
+    held = parameters.detach().clone()
+    values = held.double().numpy()
+    zoom = float(np.exp(log_zoom(torch.from_numpy(values[:, :1])).item()))
+    values[LOG_ZOOM] = values[LOG_ZOOM, 0]
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    to_normal = lambda p: (2 * np.asarray(p) + 1) / np.array([width, height]) - 1  # noqa: E731
+    to_pixels = lambda n: ((np.asarray(n) + 1) * np.array([width, height]) - 1) / 2  # noqa: E731
+    sides = ((1.0, SHIFT_X), (-1.0, SHIFT_X_MIRRORED))
+    for mirror, shift_x in sides[::-1] if not mirrored else sides:   # the side taken goes last: its vertical shift
+        first = np.array([parameters[shift_x, 0].item(), parameters[SHIFT_Y, 0].item()])
+        scale = np.array([mirror * zoom, zoom])     # grid: n_in = scale * n_out + shift
+
+        def moved_first(point, first=first, scale=scale):  # the first frame's forward map, pixels to pixels
+            return to_pixels((to_normal(point) - first) / scale)
+
+        for t in range(values.shape[1]):
+            anchor = apply_homography(camera[t], targets[t])                  # where the carried anchor is
+            lands = apply_homography(local_similarity(camera[t], targets[t]), moved_first(targets[t]))
+            source = scale * (centre - lands) + anchor                        # what the frame's centre shows
+            values[shift_x, t], values[SHIFT_Y, t] = to_normal(source)
+    return torch.from_numpy(values).to(parameters.dtype)

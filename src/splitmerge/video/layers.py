@@ -259,8 +259,9 @@ class Layers(_Clip):
         background: (T, H, W, 3) uint8, the clean plate (subject removed, hole filled).
         fps: frames per second.
         caption: text describing the clip.
-        meta: JSON-able: ``source`` (path, sha1, start_frame, stride, crop), ``backends``, ``seconds`` and any
-            other keys (saved under ``extra`` in layers.json).
+        meta: JSON-able: ``source`` (path, sha1, start_frame, stride, crop), ``backends``, ``seconds``,
+            ``camera`` (when measured: the source camera, one row of 9 numbers per frame, its frame t -> its first
+            frame; `source_camera`) and any other keys (saved under ``extra`` in layers.json).
         effects: None (1 everywhere: no effects), or (T, H, W) or (T, H, W, 3) float32 >= 0, the subject's effects
             on the scene (shadow, reflection, contact) as a gain over the background, 1 = untouched; the clip is
             ``foreground + (1 - alpha) * effects * background`` (`recomposite`). `gain` gives it as an array.
@@ -373,6 +374,9 @@ class Layers(_Clip):
         meta = {"source": header.get("source", {}), "backends": header.get("backends", {}),
                 "seconds": header.get("seconds", {}), "filters": header.get("filters", {}),
                 "fps_rational": header.get("fps_rational"), **header.get("extra", {})}
+        if "camera" in header:
+            source_camera(header["camera"], header["num_frames"], folder / "layers.json")
+            meta["camera"] = header["camera"]
         try:
             return cls(clips["source.mp4"], alpha, within_matte(clips["foreground.mp4"], alpha),
                        clips["background.mp4"], header["fps"], header.get("caption", ""), meta, effects)
@@ -386,7 +390,7 @@ class LayersStream:
     size against it.
 
     Attributes: folder, num_frames, height, width, fps, caption, version (from ``layers.json``); has_effects,
-    effects_scale and effects_channels (None without effects).
+    effects_scale and effects_channels (None without effects); camera ((T, 3, 3) `source_camera`, or None).
     """
 
     def __init__(self, directory: str | os.PathLike):
@@ -404,6 +408,8 @@ class LayersStream:
         self.has_effects = _effects_path(self.folder, header) is not None
         self.effects_scale = header.get("effects_scale")
         self.effects_channels = header.get("effects_channels")
+        self.camera = (source_camera(header["camera"], self.num_frames, self.folder / "layers.json")
+                       if "camera" in header else None)
 
     def _sized(self, name: str, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] != (self.height, self.width):
@@ -567,7 +573,7 @@ class LayersWriter:
 
     def _header(self, caption: str, meta: dict) -> dict:
         height, width = self._size
-        known = ("source", "backends", "seconds", "fps_rational", "filters")
+        known = ("source", "backends", "seconds", "fps_rational", "filters", "camera")
         effects = {"effects_scale": EFFECTS_SCALE, "effects_channels": self._effects_channels} \
             if self._effects_channels else {}
         return {
@@ -579,7 +585,23 @@ class LayersWriter:
             "source": meta.get("source", {}), "backends": meta.get("backends", {}),
             "seconds": meta.get("seconds", {}), "filters": meta.get("filters", {}),
             "extra": {k: v for k, v in meta.items() if k not in known},
+            **({"camera": meta["camera"]} if meta.get("camera") is not None else {}),
         }
+
+
+def source_camera(record, num_frames: int, name) -> np.ndarray:
+    """(T, 3, 3) float64 from a ``camera`` record (one row of 9 numbers per frame: the clip's frame t -> its first
+    frame), or a `LayersFormatError` naming `name` when it is not one finite invertible map per frame."""
+    try:
+        maps = np.asarray(record, dtype=np.float64)
+    except (TypeError, ValueError):
+        maps = np.zeros(0)
+    if maps.shape != (num_frames, 9) or not np.all(np.isfinite(maps)):
+        raise LayersFormatError(f"{name}: camera must be {num_frames} rows of 9 finite numbers (a 3x3 map per frame)")
+    maps = maps.reshape(-1, 3, 3)
+    if np.any(np.abs(np.linalg.det(maps)) < 1e-9) or np.any(np.abs(maps[:, 2, 2]) < 1e-9):
+        raise LayersFormatError(f"{name}: camera holds a map that cannot be inverted")
+    return maps
 
 
 def _required(path: Path) -> Path:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import OptionError, ShapeError
 from .geometry import Box, mask_window
+from .homography import carried_matrices
 
 SUBJECT_THRESHOLD = 0.5
 MATTE_SNAP = 1e-4  # alpha within this of 0 or 1 after resampling is set to exactly 0 or 1
@@ -89,13 +90,26 @@ def affine(foreground: np.ndarray, alpha: np.ndarray, scale, shift, center, out_
     center = np.broadcast_to(np.asarray(center, dtype=np.float64), (frames, 2))
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
         raise OptionError(f"scale must be positive and finite, got {scale.min()}..{scale.max()}")
-    height, width = out_size or foreground.shape[1:3]
+    matrices = np.zeros((frames, 3, 3))
+    matrices[:, 0, 0] = matrices[:, 1, 1] = scale
+    matrices[:, :2, 2] = (1 - scale[:, None]) * center + shift
+    matrices[:, 2, 2] = 1
+    return warp_layer(foreground, alpha, matrices, out_size or foreground.shape[1:3])
+
+
+def warp_layer(foreground: np.ndarray, alpha: np.ndarray, matrices: np.ndarray, out_size: tuple[int, int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Move each frame of the layer by its affine map: `matrices` (T, 3, 3) (or (T, 2, 3)) from input to output
+    pixels; the output canvas is `out_size` (H', W'). What leaves the canvas is lost, what it uncovers is empty."""
+    _check_pair(foreground, alpha)
+    frames = len(foreground)
+    height, width = out_size
     out_fg = np.empty((frames, height, width, 3), dtype=np.uint8)
     out_alpha = np.empty((frames, height, width), dtype=np.float32)
     for t in range(frames):
-        s, (dx, dy), (cx, cy) = scale[t], shift[t], center[t]
-        matrix = np.array([[s, 0, (1 - s) * cx + dx], [0, s, (1 - s) * cy + dy]], dtype=np.float64)
-        interpolation = cv2.INTER_AREA if s < 0.75 else cv2.INTER_LINEAR
+        matrix = np.asarray(matrices[t], dtype=np.float64)[:2]
+        shrink = np.sqrt(abs(np.linalg.det(matrix[:, :2]))) < 0.75
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         out_fg[t] = cv2.warpAffine(foreground[t], matrix, (width, height), flags=interpolation,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         out_alpha[t] = cv2.warpAffine(alpha[t].astype(np.float32), matrix, (width, height), flags=interpolation,
@@ -153,7 +167,8 @@ def color_jitter(foreground: np.ndarray, alpha: np.ndarray, brightness: float = 
 
 
 def place(foreground: np.ndarray, alpha: np.ndarray, out_size: tuple[int, int], position=None, scale=1.0,
-          anchor: str = "clip", center=None) -> tuple[np.ndarray, np.ndarray]:
+          anchor: str = "clip", center=None, camera: np.ndarray | None = None,
+          source_camera: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Put the subject on a canvas of `out_size` (H', W') at a position and size.
 
     Args:
@@ -165,7 +180,12 @@ def place(foreground: np.ndarray, alpha: np.ndarray, out_size: tuple[int, int], 
             own motion around the position; ``"frame"`` anchors each frame's own box centre, so the subject's
             centre follows `position` exactly (frames without a subject use the clip anchor).
         center: the clip anchor (x, y) in input pixels when known (`subject_center` of the whole clip), so a clip
-            placed a chunk of frames at a time lands exactly as placed whole.
+            placed a chunk of frames at a time lands exactly as placed whole; with `source_camera`, in the
+            subject's first-frame coordinates (`merge.anchor.SubjectExtent`).
+        camera: (T, 3, 3) the background's camera, its first frame -> frame t, for a subject anchored to the
+            world: `position` is then a point of the first frame, carried to frame t with its size following the
+            zoom (`homography.carried_matrices`). None: anchored to the screen.
+        source_camera: (T, 3, 3) the subject's own camera, frame t -> its first frame, removed first (None: still).
     """
     _check_pair(foreground, alpha)
     if anchor not in ("clip", "frame"):
@@ -184,6 +204,10 @@ def place(foreground: np.ndarray, alpha: np.ndarray, out_size: tuple[int, int], 
         raise OptionError("position must be finite (x, y) fractions of the frame")
     factor = np.asarray(scale, dtype=np.float64) * out_h / height
     target = position * [out_w - 1, out_h - 1]
+    if camera is not None or source_camera is not None:
+        factor = np.broadcast_to(factor, (frames,))
+        maps = carried_matrices(factor, centers, np.broadcast_to(target, (frames, 2)), camera, source_camera)
+        return warp_layer(foreground, alpha, maps, (out_h, out_w))
     # affine() maps x -> s (x - c) + c + d; the anchor must land on `target` in output pixels.
     shift = target - centers
     return affine(foreground, alpha, factor, shift, centers, out_size=(out_h, out_w))

@@ -1,0 +1,155 @@
+"""What passes in front of a placed subject: the background's own movers that stand nearer the camera.
+
+``occlusion="auto"`` (docs/cli.md, "Moving shots"): the background is split with every mover kept
+(`decompose.pipeline`, ``all_objects``, at most `SPLIT_HEIGHT` px high), and in each frame every mover (a connected
+piece of that matte) that overlaps a placed subject and whose lowest point is lower in the frame than the
+subject's (its feet nearer the camera, where the ground is seen) passes in front of it: there the background's own
+pixels are kept. A user's matte (``occluder=``, a matte video) is taken as in front wherever it is. ``off``: the
+subjects are drawn over everything.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ..errors import MediaError, OptionError
+from ..video.geometry import capped_size, resize_frames
+from ..video.io import VideoReader, iter_chunks, probe
+
+OCCLUSIONS = ("auto", "off")
+SPLIT_HEIGHT = 240      # px: the background is split for its movers at most this high
+FEET_MARGIN = 0.05      # of the frame height: a mover's lowest point must be this much lower than the subject's
+TOUCH_PX = 2            # px a mover's piece and a subject's matte are grown by before asking whether they meet
+
+
+def check_occlusion(occlusion: str) -> None:
+    if occlusion not in OCCLUSIONS:
+        raise OptionError(f"occlusion {occlusion!r}: expected one of {', '.join(OCCLUSIONS)}")
+
+
+def occluder_chunks(path, size: tuple[int, int], count: int, chunk: int) -> Iterator[np.ndarray]:
+    """A user's occluder matte video (gray, 0..1 by its bit depth) as (n, H, W) float32 chunks at `size`; a
+    file with fewer than `count` frames is a one-line error naming it."""
+    info = probe(path)
+    if info.frames is not None and info.frames < count:
+        raise MediaError(f"{path}: the occluder matte has {info.frames} frames; the composition needs {count}")
+    reader = VideoReader(path, max_frames=count, pixels="gray")
+    peak = np.float32(65535 if reader.info.pix_fmt.startswith("gray16") else 255)
+    given = 0
+    for planes in iter_chunks(iter(reader), chunk):
+        mattes = planes.astype(np.float32) / peak
+        given += len(mattes)
+        yield mattes if mattes.shape[1:] == size else np.clip(resize_frames(mattes, size), 0, 1)
+    if given < count:
+        raise MediaError(f"{path}: the occluder matte ends after {given} frames; the composition needs {count}")
+
+
+def _split_options(height: int, width: int, count: int) -> dict:
+    """`split` options that find every mover of a background of (height, width) in its first `count` frames,
+    cheaply (at most `SPLIT_HEIGHT` px high, a median plate, no caption, no effects)."""
+    return {"all_objects": True, "frames": count, "size": capped_size(height, width, SPLIT_HEIGHT),
+            "restorer": "median", "caption": "", "effects": False}
+
+
+def movers_in_memory(video, count: int) -> np.ndarray | None:
+    """(count, H, W) float32: the movers of a `Video` held in memory, at its size; None when nothing moves."""
+    from ..decompose.pipeline import MIN_FRAMES, NoSubjectError, split
+
+    height, width = video.frames.shape[1:3]
+    if count < MIN_FRAMES:
+        return None   # too short to tell what moves
+    try:
+        layers = split(video, **_split_options(height, width, count))
+    except (NoSubjectError, MediaError):
+        return None   # nothing moves (or too short to tell): nothing passes in front
+    alpha = layers.alpha[:count]
+    return alpha if alpha.shape[1:] == (height, width) else np.clip(resize_frames(alpha, (height, width)), 0, 1)
+
+
+class BackgroundMovers:
+    """The movers of a background video file, split once into a temporary Layers folder inside `where` and read
+    back a chunk of mattes at a time at the background's size; none when nothing moves. A context manager: the
+    folder goes when it closes."""
+
+    def __init__(self, background, count: int, where: Path):
+        from ..decompose.pipeline import MIN_FRAMES, NoSubjectError, split_to_folder
+        from ..video.layers import LayersStream
+
+        self._stream = self._folder = None
+        if count < MIN_FRAMES:
+            return   # too short to tell what moves
+        self._folder = Path(tempfile.mkdtemp(prefix=".splitmerge-movers-", dir=where))
+        info = probe(background)
+        try:
+            split_to_folder(background, self._folder / "movers", **_split_options(info.height, info.width, count))
+            self._stream = LayersStream(self._folder / "movers")
+        except (NoSubjectError, MediaError):
+            return   # nothing moves: nothing passes in front
+        except BaseException:
+            self.close()
+            raise
+
+    def chunks(self, size: tuple[int, int], count: int, chunk: int) -> Iterator[np.ndarray | None]:
+        """(n, H, W) float32 mover mattes at `size`, or None per chunk when there are none."""
+        if self._stream is None:
+            for _ in range(0, count, chunk):
+                yield None
+            return
+        for _, alpha in self._stream.chunks(count, chunk, colour=False):
+            yield alpha if alpha.shape[1:] == size else np.clip(resize_frames(alpha, size), 0, 1)
+
+    def close(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+
+def in_front(movers: np.ndarray, subjects: list[np.ndarray]) -> np.ndarray:
+    """(n, H, W) float32: the parts of the movers' mattes `movers` (n, H, W) that pass in front of the subjects
+    (`subjects`: each one's placed matte, (n, H, W)): each connected piece of a mover that meets a subject (both
+    grown by `TOUCH_PX`) and reaches lower in the frame, by `FEET_MARGIN` of its height, than every subject it
+    meets does (the lowest point of the subject's whole matte in that frame: its feet)."""
+    height = movers.shape[1]
+    kernel = np.ones((2 * TOUCH_PX + 1, 2 * TOUCH_PX + 1), np.uint8)
+    front = np.zeros(movers.shape, np.float32)
+    for t in range(len(movers)):
+        solid = [(alpha[t] > 0.5) for alpha in subjects]
+        present = [mask for mask in solid if mask.any()]
+        if not present or not (movers[t] > 0.5).any():
+            continue
+        grown = [cv2.dilate(mask.astype(np.uint8), kernel) > 0 for mask in present]
+        feet = [int(np.flatnonzero(mask.any(axis=1))[-1]) for mask in present]
+        count, pieces, stats, _ = cv2.connectedComponentsWithStats(cv2.dilate((movers[t] > 0.5).astype(np.uint8),
+                                                                              kernel))
+        for piece in range(1, count):
+            where = pieces == piece
+            met = [foot for foot, near in zip(feet, grown, strict=True) if (where & near).any()]
+            lowest = stats[piece, cv2.CC_STAT_TOP] + stats[piece, cv2.CC_STAT_HEIGHT] - 1
+            if met and lowest > max(met) + FEET_MARGIN * height:
+                front[t][where] = movers[t][where]
+    return front
+
+
+def occlude(frames: np.ndarray, alpha: np.ndarray | None, background: np.ndarray, effects: np.ndarray | None,
+            occluders: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Put the background's own pixels back over a result wherever `occluders` (n, H, W) pass in front:
+    frames (n, H, W, 3) uint8, the subjects' matte (n, H, W) and their effects' gain (n, H, W) follow (what is
+    behind the occluder is hidden, its shadow too)."""
+    weight = occluders[..., None]
+    mixed = np.rint(weight * background + (1 - weight) * frames.astype(np.float32))
+    frames = np.where(weight > 0, mixed, frames).astype(np.uint8)
+    alpha = None if alpha is None else (alpha * (1 - occluders)).astype(np.float32)
+    if effects is not None:
+        effects = (occluders + (1 - occluders) * effects).astype(np.float32)
+    return frames, alpha, effects
