@@ -222,8 +222,8 @@ def test_a_farther_mover_passes_behind():
 
 def test_a_users_occluder_matte_and_the_streamed_path(walk_in_front, tmp_path, capsys):
     """`--occluder MATTE` hides the subject wherever the matte says, streamed or not; `--occlusion auto` streamed
-    writes what `compose` in memory writes (the movers' matte went through a 16-bit file on the way: the result's
-    matte within 0.01, and the encoded videos, whose encoder then decides differently here and there, close)."""
+    writes what `compose` in memory writes (the movers' matte goes through an 8-bit file on the streamed way; the
+    in-memory one is quantised alike)."""
     from splitmerge.video.io import write_matte
 
     clip = walk_in_front
@@ -242,9 +242,9 @@ def test_a_users_occluder_matte_and_the_streamed_path(walk_in_front, tmp_path, c
     kept = sm.compose(fg=sm.Layers.load(tmp_path / "subject"), background=sm.read_video(tmp_path / "shot.mp4"),
                       method="copy-paste", position=clip.position)
     kept.save(tmp_path / "kept.mp4")
-    assert np.abs(sm.Layers.load(tmp_path / "auto").alpha - kept.alpha).max() < 0.01
-    streamed, in_memory = sm.read_video(tmp_path / "auto.mp4").frames, sm.read_video(tmp_path / "kept.mp4").frames
-    assert np.abs(streamed.astype(int) - in_memory.astype(int)).mean() < 1.0
+    assert np.abs(sm.Layers.load(tmp_path / "auto").alpha - kept.alpha).max() <= 0.5 / 255 + 1e-6  # 8-bit file
+    assert kept.meta["occlusion"]["frames_occluded"] > 0
+    assert np.array_equal(sm.read_video(tmp_path / "auto.mp4").frames, sm.read_video(tmp_path / "kept.mp4").frames)
     assert not list(tmp_path.glob(".splitmerge-movers-*"))   # the movers' folder went
     assert main(["compose", *common, "-o", str(tmp_path / "x.mp4"), "--occluder", str(tmp_path / "x.mp4")]) == 2
     with pytest.raises(SystemExit) as stopped:
@@ -258,36 +258,44 @@ def test_a_users_occluder_matte_and_the_streamed_path(walk_in_front, tmp_path, c
 
 def test_a_placing_composer_places_once_and_the_camera_carries():
     """With `placement="model"` on a world anchor, a map that moves the subject differently in every frame is
-    held to its first frame's move, carried by the camera: the moved subject's centre follows the camera's
-    map of its first-frame centre (within 0.3 px) and keeps its zoom, on both mirror sides."""
+    held to its first frame's move, carried by the camera: on both mirror sides, under a zoom and a roll, every
+    frame's result is the first frame's result carried by the camera (an L shape, so a wrong turn shows:
+    IoU >= 0.93, measured 0.948-0.983; the unheld map at most 0.40)."""
+    import cv2
     import torch
 
-    from splitmerge.eval.anchor_truth import matte_centroid
-    from splitmerge.merge.warp import LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, WARP_CHANNELS, apply_warp, \
-        hold_on_world
+    from splitmerge.merge.stm import ClipMap, render_warp
+    from splitmerge.merge.warp import LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, WARP_CHANNELS, hold_on_world
 
     count, size = 6, (60, 90)
-    camera = np.stack([similarity(1.0 + 0.04 * t, 2.0 * t, (44.5, 29.5), (44.5 - 3.0 * t, 29.5 + t))
+    camera = np.stack([similarity(1.0 + 0.04 * t, 3.0 * t, (44.5, 29.5), (44.5 - 3.0 * t, 29.5 + t))
                        for t in range(count)])
-    yy, xx = np.mgrid[:60, :90]
-    disc = (np.hypot(xx - 40, yy - 30) < 8).astype(np.float32)
-    layer = np.tile(disc, (count, 1, 1))[..., None].repeat(3, axis=3).astype(np.uint8) * 200
-    targets = np.tile([[40.0, 30.0]], (count, 1))
-    carried_layer, carried_alpha = place(layer, np.tile(disc, (count, 1, 1)), size, position=(40 / 89, 30 / 59),
-                                         center=(40.0, 30.0), camera=camera)
+    shape = np.zeros(size, np.float32)
+    shape[22:40, 36:42] = 1.0
+    shape[34:40, 36:50] = 1.0      # an L
+    alpha = np.tile(shape, (count, 1, 1))
+    layer = (alpha[..., None] * 200).astype(np.uint8).repeat(3, axis=3)
+    centre = (42.5, 30.5)
+    carried_layer, carried_alpha = place(layer, alpha, size, position=(centre[0] / 89, centre[1] / 59),
+                                         center=centre, camera=camera)
     rng = np.random.default_rng(0)
     parameters = torch.zeros(WARP_CHANNELS, count)
     parameters[[LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y]] = torch.from_numpy(
         rng.uniform(-0.2, 0.2, (4, count))).float()
+    background = np.zeros((count, *size, 3), np.uint8)
+    targets = np.tile(centre, (count, 1))
+
+    def iou(a, b):
+        return float(((a > 0.5) & (b > 0.5)).sum() / ((a > 0.5) | (b > 0.5)).sum())
+
     for flip in (-10.0, 10.0):
-        held = hold_on_world(parameters, camera, targets, size, mirrored=flip > 0)
+        held, reflections = hold_on_world(parameters, camera, targets, size, mirrored=flip > 0)
         assert torch.allclose(held[LOG_ZOOM], held[LOG_ZOOM, 0].expand(count))
-        _, moved = apply_warp(held[None], torch.tensor([flip]),
-                              torch.from_numpy(carried_layer / 255.0).float().permute(3, 0, 1, 2)[None],
-                              torch.from_numpy(carried_alpha)[None, None], hard=True)
-        mattes = moved[0, 0].numpy()
-        first = matte_centroid(mattes[0])
+        clip_map = ClipMap(held, -10.0 if reflections is not None else flip, reflections)
+        assert clip_map.mirrored == (flip > 0)
+        _, mattes, _ = render_warp(clip_map, carried_layer, carried_alpha, background)
+        _, unheld, _ = render_warp(ClipMap(parameters, flip), carried_layer, carried_alpha, background)
         for t in range(1, count):
-            assert np.linalg.norm(matte_centroid(mattes[t]) - apply_homography(camera[t], first)) < 0.3
-            zoom = np.sqrt(mattes[t].sum() / carried_alpha[t].sum())
-            assert abs(zoom - np.sqrt(mattes[0].sum() / carried_alpha[0].sum())) < 0.03
+            expected = cv2.warpAffine(mattes[0], camera[t][:2], (size[1], size[0]), flags=cv2.INTER_LINEAR)
+            assert iou(mattes[t], expected) >= 0.93, (flip, t, iou(mattes[t], expected))
+            assert iou(unheld[t], expected) < 0.8

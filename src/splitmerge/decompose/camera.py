@@ -269,10 +269,10 @@ KEY_OVERLAP = 0.7     # a new key frame once less than this share of a frame ove
 MOVING_TOLERANCE = 1.0  # px: a shot whose maps move no frame corner this far was filmed from a tripod
 
 
-def _scaling(factor: float) -> np.ndarray:
-    """(3, 3): full-size pixel coordinates -> coordinates at `factor` of the size (pixel centres kept)."""
-    offset = 0.5 * factor - 0.5
-    return np.array([[factor, 0, offset], [0, factor, offset], [0, 0, 1.0]])
+def _scaling(full: tuple[int, int], small: tuple[int, int]) -> np.ndarray:
+    """(3, 3): pixel coordinates of a (H, W) `full` frame -> those of it resized to `small` (pixel centres kept)."""
+    fy, fx = small[0] / full[0], small[1] / full[1]
+    return np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1.0]])
 
 
 class CameraTracker:
@@ -296,11 +296,11 @@ class CameraTracker:
             gray = to_gray(frame[None])[0]
             if self._scale is None:
                 factor = min(1.0, TRACK_SIDE / min(gray.shape))
-                self._scale = _scaling(factor), factor
-            matrix, factor = self._scale
-            if factor < 1:
-                size = (round(gray.shape[1] * factor), round(gray.shape[0] * factor))
-                gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+                small = (round(gray.shape[0] * factor), round(gray.shape[1] * factor))
+                self._scale = _scaling(gray.shape, small), small
+            matrix, small = self._scale
+            if small != gray.shape:
+                gray = cv2.resize(gray, (small[1], small[0]), interpolation=cv2.INTER_AREA)
             self._track(gray)
             self.maps.append(np.linalg.inv(matrix) @ self._current() @ matrix)
 

@@ -23,7 +23,8 @@ from ..errors import OptionError
 from ..video.geometry import apply_resize, plan_resize
 from ..video.homography import apply_homography, similarity, translation
 from ..video.layers import Layers, Video
-from .split_truth import load_worlds
+from ..video.transforms import subject_center
+from .split_truth import NOISE_SIGMA, load_worlds, smooth_wave
 
 CAMERAS = ("pan", "zoom", "handheld", "rotation", "pan-zoom", "still")
 SOURCE_CAMERAS = ("still", "pan")
@@ -33,7 +34,6 @@ SHAKE_PX = 5.0           # handheld: translation amplitude, px
 SHAKE_DEGREES = 1.5      # handheld: roll amplitude, degrees
 ROLL_END = 8.0           # rotation: degrees by the last frame
 SOURCE_PAN_SPEED = 2.0   # px per frame, the subject's own camera
-NOISE_SIGMA = 1.5        # sensor noise on the background's frames (8-bit levels)
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,6 @@ class AnchorClip:
     truth_alpha: np.ndarray
 
 
-def _wave(rng: np.random.Generator, count: int, periods) -> np.ndarray:
-    """(count,) a smooth wobble in [-1, 1]: slow sines with random phases."""
-    t = np.arange(count)
-    return sum(np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)) for period in periods) / len(periods)
-
-
 def camera_path(case: AnchorCase, world_size: tuple[int, int]) -> np.ndarray:
     """(T, 3, 3) the world -> view maps of the case's virtual camera (centred on the world, moving about it)."""
     height, width = case.size
@@ -115,9 +109,9 @@ def camera_path(case: AnchorCase, world_size: tuple[int, int]) -> np.ndarray:
     if case.camera in ("zoom", "pan-zoom"):
         scales = np.geomspace(1.0, ZOOM_END if case.camera == "zoom" else np.sqrt(ZOOM_END), count)
     if case.camera == "handheld":
-        centre[:, 0] += SHAKE_PX * _wave(rng, count, (7.0, 11.0, 19.0))
-        centre[:, 1] += SHAKE_PX * _wave(rng, count, (5.0, 13.0, 23.0))
-        rolls = SHAKE_DEGREES * _wave(rng, count, (17.0, 29.0, 43.0))
+        centre[:, 0] += SHAKE_PX * smooth_wave(rng, count, (7.0, 11.0, 19.0))
+        centre[:, 1] += SHAKE_PX * smooth_wave(rng, count, (5.0, 13.0, 23.0))
+        rolls = SHAKE_DEGREES * smooth_wave(rng, count, (17.0, 29.0, 43.0))
     if case.camera == "rotation":
         rolls = np.linspace(0.0, ROLL_END, count)
     view_centre = ((width - 1) / 2, (height - 1) / 2)
@@ -204,8 +198,7 @@ def render_anchor_case(case: AnchorCase) -> AnchorClip:
     middle = views[count // 2] @ np.linalg.inv(views[0])
     spot = apply_homography(np.linalg.inv(middle), [(width - 1) * (0.5 + case.offset[0]),
                                                      (height - 1) * (0.5 + case.offset[1])])
-    rows, cols = np.flatnonzero((first_matte > 0.5).any(axis=1)), np.flatnonzero((first_matte > 0.5).any(axis=0))
-    anchor = np.array([(cols[0] + cols[-1]) / 2, (rows[0] + rows[-1]) / 2])
+    anchor = np.array(subject_center(first_matte))
     placement = translation(spot - anchor)   # scale 1: the subject keeps its size against the frame
     truth = np.empty((count, height, width), np.float32)
     for t in range(count):
@@ -307,9 +300,9 @@ def render_occlusion_case(case: OcclusionCase = OcclusionCase()) -> OcclusionCli
     subject_case = AnchorCase("subject", "photo:coffee", case.subject, "still", subject_height=case.subject_height,
                               frames=count, size=case.size)
     subject, _, first_matte = _subject_clip(subject_case)
-    rows, cols = np.flatnonzero((first_matte > 0.5).any(axis=1)), np.flatnonzero((first_matte > 0.5).any(axis=0))
-    anchor = np.array([(cols[0] + cols[-1]) / 2, (rows[0] + rows[-1]) / 2])
-    spot = np.array([(width - 1) / 2, case.subject_feet * height - (rows[-1] - anchor[1])])
+    anchor = np.array(subject_center(first_matte))
+    feet = np.flatnonzero((first_matte > 0.5).any(axis=1))[-1]
+    spot = np.array([(width - 1) / 2, case.subject_feet * height - (feet - anchor[1])])
     moved = translation(spot - anchor)
     placed = np.clip(cv2.warpAffine(first_matte, moved[:2], (width, height), flags=cv2.INTER_LINEAR), 0, 1)
     truth = (placed[None] * (1 - movers)).astype(np.float32)

@@ -206,8 +206,10 @@ def _cross_cases(root: Path, data: Path | None, cases: int, seed: int, frames: i
         count = min(subject.num_frames, scene.num_frames)
         if subject.frames.shape[1:3] != scene.frames.shape[1:3]:
             raise OptionError("cross: subject and background clips differ in size")
+        camera = subject.meta.get("camera")   # the subject's own camera, for a world anchor to remove
         layers = Layers(subject.frames[:count], subject.alpha[:count], subject.foreground[:count],
-                        scene.background[:count], subject.fps, subject.caption)
+                        scene.background[:count], subject.fps, subject.caption,
+                        {"camera": camera[:count]} if camera is not None else {})
         key = f"cross-{index:03d}-{pool[first][0]}-on-{pool[second][0]}"
         _write_case(root, key, "cross", layers, scene.background[:count], scene.fps,
                     {"flip": False, "crop": None, "jitter": None}, None, {},

@@ -198,7 +198,7 @@ def _cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(resized[top:top + height, left:left + width])
 
 
-def _smooth_wave(rng: np.random.Generator, count: int, periods=(17.0, 29.0, 43.0)) -> np.ndarray:
+def smooth_wave(rng: np.random.Generator, count: int, periods=(17.0, 29.0, 43.0)) -> np.ndarray:
     """(count,) a smooth wobble in [-1, 1]: a sum of slow sines with random phases."""
     t = np.arange(count)
     wave = sum(np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)) for period in periods)
@@ -219,9 +219,9 @@ def camera_path(case: TruthCase, world_size: tuple[int, int]) -> np.ndarray:
     elif case.camera == "zoom":
         scales = np.linspace(1.0, ZOOM_END, count)
     elif case.camera == "handheld":
-        center[:, 0] += SHAKE_PX * _smooth_wave(rng, count, (7.0, 11.0, 19.0))
-        center[:, 1] += SHAKE_PX * _smooth_wave(rng, count, (5.0, 13.0, 23.0))
-        rolls = SHAKE_DEGREES * _smooth_wave(rng, count)
+        center[:, 0] += SHAKE_PX * smooth_wave(rng, count, (7.0, 11.0, 19.0))
+        center[:, 1] += SHAKE_PX * smooth_wave(rng, count, (5.0, 13.0, 23.0))
+        rolls = SHAKE_DEGREES * smooth_wave(rng, count)
     view_center = ((width - 1) / 2, (height - 1) / 2)
     return np.stack([similarity(scales[t], rolls[t], center[t], view_center) for t in range(count)])
 
@@ -240,12 +240,12 @@ def subject_path(case: TruthCase, world_size: tuple[int, int], cutout_size: tupl
         speed[int(round(STOP_SPAN[0] * count)): int(round(STOP_SPAN[1] * count))] = 0.0
     travelled = np.concatenate([[0.0], np.cumsum(speed[1:])])
     xs = (world_w - 1) / 2 + travelled - travelled[-1] / 2
-    bob = 0.01 * height * _smooth_wave(rng, count, (9.0, 15.0, 21.0))
+    bob = 0.01 * height * smooth_wave(rng, count, (9.0, 15.0, 21.0))
     moving = np.convolve(speed > 0, np.ones(3) / 3, mode="same")  # the sway eases out when it stops
     if case.path == "stop":
         bob = bob * moving          # it stands really still (the old ``pause`` path keeps bobbing)
     ys = (world_h - 1) / 2 + 0.12 * height + bob
-    sway = SWAY_DEGREES * _smooth_wave(rng, count, (6.0, 10.0, 14.0)) * moving
+    sway = SWAY_DEGREES * smooth_wave(rng, count, (6.0, 10.0, 14.0)) * moving
     scale = case.subject_height * height / cutout_size[0]
     cutout_center = ((cutout_size[1] - 1) / 2, (cutout_size[0] - 1) / 2)
     return np.stack([similarity(scale, sway[t], cutout_center, (xs[t], ys[t])) for t in range(count)])

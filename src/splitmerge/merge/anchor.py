@@ -19,7 +19,7 @@ from ..decompose.camera import camera_moves, track_camera
 from ..errors import MediaError, OptionError
 from ..video.homography import apply_homography
 from ..video.layers import source_camera
-from ..video.transforms import SUBJECT_THRESHOLD
+from ..video.transforms import subject_box
 
 ANCHORS = ("auto", "world", "screen")
 
@@ -58,13 +58,13 @@ def plan_anchoring(anchor: str, chunks, size: tuple[int, int], count: int, name:
     return Anchoring("world", camera, moving)
 
 
-def subject_camera(record, num_frames: int, count: int, name: str) -> np.ndarray | None:
-    """(count, 3, 3) a subject's own camera (its frame t -> its first frame) from its ``camera`` record, or None
-    when it has none. `num_frames`: the subject clip's length (the record's); `name` names it in errors."""
+def subject_camera(record, num_frames: int, count: int, name: str, size: tuple[int, int]) -> np.ndarray | None:
+    """(count, 3, 3) a subject's own camera (its frame t -> its first frame) from its ``camera`` record (checked:
+    `video.layers.source_camera`), or None when it has none. `num_frames` and `size` (H, W): the subject clip's;
+    `name` names it in errors."""
     if record is None:
         return None
-    maps = record if isinstance(record, np.ndarray) and record.ndim == 3 else source_camera(record, num_frames, name)
-    return maps[:count]
+    return source_camera(record, num_frames, name, size)[:count]
 
 
 class SubjectExtent:
@@ -81,12 +81,12 @@ class SubjectExtent:
     def add(self, alpha: np.ndarray, start: int) -> None:
         """Mattes (n, H, W) of frames `start`..`start` + n - 1."""
         self.size = alpha.shape[1:]
-        for t, frame in enumerate(alpha > SUBJECT_THRESHOLD):
-            rows, cols = np.flatnonzero(frame.any(axis=1)), np.flatnonzero(frame.any(axis=0))
-            if not len(rows):
+        for t, frame in enumerate(alpha):
+            box = subject_box(frame)
+            if box is None:
                 continue
-            corners = np.array([[cols[0], rows[0]], [cols[-1], rows[0]], [cols[0], rows[-1]], [cols[-1], rows[-1]]],
-                               np.float64)
+            right, bottom = box.left + box.width - 1, box.top + box.height - 1
+            corners = np.array([[box.left, box.top], [right, box.top], [box.left, bottom], [right, bottom]], float)
             if self.camera is not None:
                 corners = apply_homography(self.camera[start + t], corners)
             self.low = np.minimum(self.low, corners.min(axis=0))
@@ -98,3 +98,45 @@ class SubjectExtent:
             return (self.size[1] - 1) / 2, (self.size[0] - 1) / 2
         middle = (self.low + self.high) / 2
         return float(middle[0]), float(middle[1])
+
+
+def placing(anchoring: Anchoring, record, num_frames: int, size: tuple[int, int], count: int, mattes, name: str
+            ) -> dict:
+    """`place`'s keywords for one subject of `count` frames: its anchor ``center`` (the centre of its box over the
+    clip, `SubjectExtent`; in its first frame's coordinates when world-anchored) and, world-anchored, the
+    background's ``camera`` and the subject's own ``source_camera`` (from `record`, its ``camera``; its clip has
+    `num_frames` frames of `size` (H, W)). `mattes`: the subject's mattes as (first frame, (n, H, W)) chunks;
+    `name` names the subject in errors."""
+    world = anchoring.mode == "world"
+    own = subject_camera(record, num_frames, count, name, size) if world else None
+    extent = SubjectExtent(own)
+    for start, alpha in mattes:
+        extent.add(alpha, start)
+    keywords = {"center": extent.center()}
+    if world:
+        keywords.update(camera=anchoring.camera, source_camera=own)
+    return keywords
+
+
+@dataclass
+class Carried:
+    """A world-anchored subject: `camera` (T, 3, 3) the background's first frame -> frame t, and `targets` (T, 2)
+    px where its placement put its anchor, in first-frame coordinates (a method that moves the subject further,
+    `placement="model"`, moves it there and lets the camera carry it: `merge.warp.hold_on_world`)."""
+
+    camera: np.ndarray
+    targets: np.ndarray
+
+
+def carried_anchor(keywords: dict, position, subject_size: tuple[int, int], size: tuple[int, int], count: int
+                   ) -> Carried | None:
+    """The `Carried` of a subject of frame size `subject_size` placed at `position` (None, (x, y) or (T, 2)
+    fractions: `place`'s) with `place` keywords `keywords` (`placing`; None unless world-anchored) on a background
+    of `size` (H, W), over `count` frames."""
+    if keywords.get("camera") is None:
+        return None
+    height, width = subject_size
+    if position is None:
+        position = np.asarray(keywords["center"]) / [max(width - 1, 1), max(height - 1, 1)]
+    targets = np.broadcast_to(np.asarray(position, np.float64), (count, 2)) * [size[1] - 1, size[0] - 1]
+    return Carried(keywords["camera"], targets)

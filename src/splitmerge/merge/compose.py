@@ -22,12 +22,11 @@ import numpy as np
 from ..config_types import is_integer
 from ..errors import OptionError, ShapeError
 from ..paths import check_output
-from ..video.geometry import resize_frames
 from ..video.io import iter_chunks, read_video, write_video
 from ..video.layers import Layers, Video, composite, uncomposite, union_matte
 from ..video.transforms import place
-from .anchor import Anchoring, SubjectExtent, check_anchor, plan_anchoring, subject_camera
-from .occlusion import check_occlusion, in_front, movers_in_memory, occlude, occluder_chunks
+from .anchor import Anchoring, carried_anchor, check_anchor, placing, plan_anchoring
+from .occlusion import check_occlusion, occlude, occluded_frames, occluders_for, occlusion_record
 
 _METHODS: dict[str, Callable[["ComposeInputs"], "Composite"]] = {}
 _OPTIONS: dict[str, tuple[str, ...]] = {}
@@ -89,29 +88,6 @@ class ComposeInputs:
     guidance: float | None = None
     options: dict = field(default_factory=dict)
     carried: list = field(default_factory=list)
-
-
-@dataclass
-class Carried:
-    """A world-anchored subject: `camera` (T, 3, 3) the background's first frame -> frame t, and `targets` (T, 2)
-    px where its placement put its anchor, in first-frame coordinates (a method that moves the subject further,
-    `placement="model"`, moves it there and lets the camera carry it: `merge.warp.hold_on_world`)."""
-
-    camera: np.ndarray
-    targets: np.ndarray
-
-
-def carried_anchor(held: dict, plan: "Placement", subject_size: tuple[int, int], size: tuple[int, int],
-                   count: int) -> Carried | None:
-    """The `Carried` of a subject of frame size `subject_size` placed by `plan` with `place` keywords `held`
-    (`held_by`; None unless world-anchored) on a background of `size`, over `count` frames."""
-    if held.get("camera") is None:
-        return None
-    height, width = subject_size
-    position = plan.position if plan.position is not None else \
-        np.asarray(held["center"]) / [max(width - 1, 1), max(height - 1, 1)]
-    targets = np.broadcast_to(np.asarray(position, np.float64), (count, 2)) * [size[1] - 1, size[0] - 1]
-    return Carried(held["camera"], targets)
 
 
 @dataclass
@@ -255,74 +231,39 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
         if not (layers.alpha[:count] > 0).any():
             raise empty_matte(index)
     anchoring = plan_anchoring(anchor, lambda: iter_chunks(iter(video.frames[:count]), CAMERA_CHUNK), size, count)
-    held = [held_by(anchoring, layers.meta.get("camera"), layers.num_frames, layers.alpha[:count], index)
-            for index, layers in enumerate(subjects)]
+    placing_keywords = [placing(anchoring, layers.meta.get("camera"), layers.num_frames, layers.alpha.shape[1:],
+                                count, [(0, layers.alpha[:count])], f"fg {index + 1} camera")
+                        for index, layers in enumerate(subjects)]
     placed = [place(layers.foreground[:count], layers.alpha[:count], size, position=plan.position, scale=plan.scale,
-                    **keywords) for layers, keywords in zip(subjects, held, strict=True)]
+                    **keywords) for layers, keywords in zip(subjects, placing_keywords, strict=True)]
     for index, (_, alpha) in enumerate(placed):
         if not (alpha > 0).any():
             raise placed_outside(index, size, plan)
     text = prompt if prompt is not None else " ".join(layers.caption for layers in subjects if layers.caption)
     inputs = ComposeInputs(video.frames[:count], placed, video.fps, text, seed, steps, guidance,
                            {"model": model, "placement": plan.by, **options},
-                           [carried_anchor(keywords, plan, layers.alpha.shape[1:], size, count)
-                            for layers, keywords in zip(subjects, held, strict=True)])
+                           [carried_anchor(keywords, plan.position, layers.alpha.shape[1:], size, count)
+                            for layers, keywords in zip(subjects, placing_keywords, strict=True)])
     result = _METHODS[method](inputs)
-    fronts = occluders_for(video, count, occlusion, occluder, placed)
+    fronts = occluders_for(video, count, occlusion, occluder, subject_mattes(result, placed), CAMERA_CHUNK)
     if fronts is not None:
         result.frames, result.alpha, result.effects = occlude(result.frames, result.alpha, result.background,
                                                               result.effects, fronts)
         result.occluders = fronts
     result.meta = {**compose_meta(method, text, seed, count, plan, anchoring),
-                   "occlusion": occlusion_record(occlusion, occluder, fronts), **result.meta}
+                   "occlusion": occlusion_record(occlusion, occluder, occluded_frames(fronts), count), **result.meta}
     return result
-
-
-def occluders_for(video: Video, count: int, occlusion: str, occluder, placed) -> np.ndarray | None:
-    """(T, H, W) what passes in front of the `placed` subjects ((foreground, alpha) pairs) over `video` (a user's
-    `occluder`, else with ``auto`` the background's movers nearer the camera than them, `merge.occlusion`), or
-    None."""
-    size = video.frames.shape[1:3]
-    if occluder is not None:
-        if isinstance(occluder, np.ndarray):
-            if occluder.ndim != 3 or len(occluder) < count or not np.all((occluder >= 0) & (occluder <= 1)):
-                raise OptionError(f"occluder: expected a (T >= {count}, H, W) matte in [0, 1]")
-            fronts = occluder[:count].astype(np.float32)
-            return fronts if fronts.shape[1:] == size else np.clip(resize_frames(fronts, size), 0, 1)
-        return np.concatenate(list(occluder_chunks(occluder, size, count, CAMERA_CHUNK)))
-    if occlusion == "off":
-        return None
-    movers = movers_in_memory(Video(video.frames[:count], video.fps), count)
-    if movers is None:
-        return None
-    return in_front(movers, [alpha for _, alpha in placed])
-
-
-def occlusion_record(occlusion: str, occluder, fronts: np.ndarray | None) -> dict:
-    """JSON-able: the mode, whether a user's matte was given, and the share of frames where something passed in
-    front."""
-    share = 0.0 if fronts is None else float((fronts > 0.5).any(axis=(1, 2)).mean())
-    return {"mode": "occluder" if occluder is not None else occlusion, "frames_occluded": round(share, 4)}
 
 
 CAMERA_CHUNK = 16  # frames read at a time to measure the background's camera
 
 
-def held_by(anchoring: Anchoring, record, num_frames: int, alpha: np.ndarray, index: int) -> dict:
-    """`place`'s keywords for subject `index` (its mattes `alpha` (T, H, W) as composed) under `anchoring`: none
-    for ``screen``; for ``world`` the background's camera, the subject's own (`record`, its ``camera``, of a
-    clip of `num_frames`) and its anchor in its first frame's coordinates (`SubjectExtent`)."""
-    if anchoring.mode != "world":
-        return {}
-    own = subject_camera(record, num_frames, len(alpha), f"fg {index + 1} camera")
-    extent = SubjectExtent(own)
-    extent.add(alpha, 0)
-    return world_keywords(anchoring, own, extent)
-
-
-def world_keywords(anchoring: Anchoring, own: np.ndarray | None, extent: SubjectExtent) -> dict:
-    """`place`'s keywords for a world-anchored subject: its anchor, the background's camera and its own."""
-    return {"center": extent.center(), "camera": anchoring.camera, "source_camera": own}
+def subject_mattes(result: Composite, placed: list) -> list[np.ndarray]:
+    """Each subject's matte where `result` put it, for the occlusion order: the result's own matte for one subject
+    (a Composer may have moved it), else the placed mattes (the result's union cannot tell subjects apart)."""
+    if len(placed) == 1 and result.alpha is not None:
+        return [result.alpha]
+    return [alpha for _, alpha in placed]
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")

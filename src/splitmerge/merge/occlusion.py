@@ -3,8 +3,9 @@
 ``occlusion="auto"`` (docs/cli.md, "Moving shots"): the background is split with every mover kept
 (`decompose.pipeline`, ``all_objects``, at most `SPLIT_HEIGHT` px high), and in each frame every mover (a connected
 piece of that matte) that overlaps a placed subject and whose lowest point is lower in the frame than the
-subject's (its feet nearer the camera, where the ground is seen) passes in front of it: there the background's own
-pixels are kept. A user's matte (``occluder=``, a matte video) is taken as in front wherever it is. ``off``: the
+subject's by `FEET_MARGIN` of the frame's height (its feet nearer the camera, where the ground is seen; the margin
+leaves movers at about the subject's depth behind it) passes in front of it: there the background's own pixels
+are kept. A user's matte (``occluder=``, a matte video) is taken as in front wherever it is. ``off``: the
 subjects are drawn over everything.
 """
 
@@ -68,14 +69,15 @@ def movers_in_memory(video, count: int) -> np.ndarray | None:
         layers = split(video, **_split_options(height, width, count))
     except (NoSubjectError, MediaError):
         return None   # nothing moves (or too short to tell): nothing passes in front
-    alpha = layers.alpha[:count]
+    # quantised as the streamed path's matte file stores it (8 bits), so both paths put the same pixels in front
+    alpha = (np.rint(layers.alpha[:count] * 255) / 255).astype(np.float32)
     return alpha if alpha.shape[1:] == (height, width) else np.clip(resize_frames(alpha, (height, width)), 0, 1)
 
 
 class BackgroundMovers:
     """The movers of a background video file, split once into a temporary Layers folder inside `where` and read
-    back a chunk of mattes at a time at the background's size; none when nothing moves. A context manager: the
-    folder goes when it closes."""
+    back a chunk of mattes at a time at the background's size; none when nothing moves. `close` removes the
+    folder."""
 
     def __init__(self, background, count: int, where: Path):
         from ..decompose.pipeline import MIN_FRAMES, NoSubjectError, split_to_folder
@@ -84,8 +86,8 @@ class BackgroundMovers:
         self._stream = self._folder = None
         if count < MIN_FRAMES:
             return   # too short to tell what moves
-        self._folder = Path(tempfile.mkdtemp(prefix=".splitmerge-movers-", dir=where))
         info = probe(background)
+        self._folder = Path(tempfile.mkdtemp(prefix=".splitmerge-movers-", dir=where))
         try:
             split_to_folder(background, self._folder / "movers", **_split_options(info.height, info.width, count))
             self._stream = LayersStream(self._folder / "movers")
@@ -108,18 +110,12 @@ class BackgroundMovers:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        self.close()
-
 
 def in_front(movers: np.ndarray, subjects: list[np.ndarray]) -> np.ndarray:
     """(n, H, W) float32: the parts of the movers' mattes `movers` (n, H, W) that pass in front of the subjects
     (`subjects`: each one's placed matte, (n, H, W)): each connected piece of a mover that meets a subject (both
-    grown by `TOUCH_PX`) and reaches lower in the frame, by `FEET_MARGIN` of its height, than every subject it
-    meets does (the lowest point of the subject's whole matte in that frame: its feet)."""
+    grown by `TOUCH_PX`) and reaches lower in the frame, by `FEET_MARGIN` of the frame's height, than every
+    subject it meets does (the lowest point of the subject's whole matte in that frame: its feet)."""
     height = movers.shape[1]
     kernel = np.ones((2 * TOUCH_PX + 1, 2 * TOUCH_PX + 1), np.uint8)
     front = np.zeros(movers.shape, np.float32)
@@ -153,3 +149,36 @@ def occlude(frames: np.ndarray, alpha: np.ndarray | None, background: np.ndarray
     if effects is not None:
         effects = (occluders + (1 - occluders) * effects).astype(np.float32)
     return frames, alpha, effects
+
+
+def occluders_for(video, count: int, occlusion: str, occluder, subjects: list[np.ndarray], chunk: int = 16
+                  ) -> np.ndarray | None:
+    """(T, H, W) what passes in front of the subjects (each one's matte (T, H, W)) over `video` (a `Video` held in
+    memory): a user's `occluder` (a matte file, read `chunk` frames at a time, or a (T, H, W) array in [0, 1]),
+    else with ``auto`` the background's movers nearer the camera than them (`in_front`); None when nothing does."""
+    size = video.frames.shape[1:3]
+    if occluder is not None:
+        if isinstance(occluder, np.ndarray):
+            if occluder.ndim != 3 or len(occluder) < count or not np.all((occluder >= 0) & (occluder <= 1)):
+                raise OptionError(f"occluder: expected a (T >= {count}, H, W) matte in [0, 1]")
+            fronts = occluder[:count].astype(np.float32)
+            return fronts if fronts.shape[1:] == size else np.clip(resize_frames(fronts, size), 0, 1)
+        return np.concatenate(list(occluder_chunks(occluder, size, count, chunk)))
+    if occlusion == "off":
+        return None
+    from ..video.layers import Video
+
+    movers = movers_in_memory(Video(video.frames[:count], video.fps), count)
+    return None if movers is None else in_front(movers, subjects)
+
+
+def occlusion_record(occlusion: str, occluder, occluded_frames: int, count: int) -> dict:
+    """JSON-able, for a result's meta: the mode (``occluder`` when a user's matte was given) and the share of its
+    `count` frames where something passed in front (`occluded_frames` of them)."""
+    return {"mode": "occluder" if occluder is not None else occlusion,
+            "frames_occluded": round(occluded_frames / max(count, 1), 4)}
+
+
+def occluded_frames(fronts: np.ndarray | None) -> int:
+    """How many frames of `fronts` (T, H, W) or None have something in front (matte > 0.5 somewhere)."""
+    return 0 if fronts is None else int((fronts > 0.5).any(axis=(1, 2)).sum())

@@ -40,6 +40,7 @@ from ..data.torch_dataset import from_signed, to_signed
 from ..errors import OptionError
 from ..video.geometry import resize_frames
 from ..video.layers import composite, union_matte
+from ..video.transforms import warp_layer
 from .compose import ComposeInputs, Composite, register_method
 from .orientation import matte_centres, mirror_for
 from .windows import CrossFade
@@ -89,15 +90,22 @@ def mirror_choice(policy: str, placement: str, prompt: str, centres: np.ndarray,
 @dataclass
 class ClipMap:
     """What a warp Composer decided for one subject over a whole clip: per-frame map `parameters`
-    (out_channels, T: the warp's, and a drawn Composer's shadow and light, `merge.warp.light_values`) and the
-    mirror logit `flip`."""
+    (out_channels, T: the warp's, and a drawn Composer's shadow and light, `merge.warp.light_values`), the
+    mirror logit `flip`, and for a mirrored subject held on the world (`warp.hold_on_world`) the `reflections`
+    (T, 3, 3) that mirror the layer before the map moves it (the map then unmirrored)."""
 
     parameters: torch.Tensor
     flip: float
+    reflections: np.ndarray | None = None
+
+    @property
+    def mirrored(self) -> bool:
+        return bool(self.flip > 0) or self.reflections is not None
 
     def frames(self, selection: slice) -> "ClipMap":
         """The map of frames `selection` only."""
-        return ClipMap(self.parameters[:, selection], self.flip)
+        return ClipMap(self.parameters[:, selection], self.flip,
+                       None if self.reflections is None else self.reflections[selection])
 
 
 class WarpMap:
@@ -149,8 +157,9 @@ def held_map(clip_map: ClipMap, inputs: ComposeInputs, index: int, size: tuple[i
     if carried is None or inputs.options.get("placement") != "model":
         return clip_map
     count = clip_map.parameters.shape[1]
-    return ClipMap(hold_on_world(clip_map.parameters, carried.camera[:count], carried.targets[:count], size,
-                                 mirrored=clip_map.flip > 0), clip_map.flip)
+    parameters, reflections = hold_on_world(clip_map.parameters, carried.camera[:count], carried.targets[:count],
+                                            size, mirrored=clip_map.flip > 0)
+    return ClipMap(parameters, -abs(clip_map.flip) if reflections is not None else clip_map.flip, reflections)
 
 
 def drawn_options(config) -> dict:
@@ -172,9 +181,11 @@ def render_warp(clip_map: ClipMap, layer: np.ndarray, alpha: np.ndarray, backgro
     for start in range(0, len(background), chunk):
         end = min(start + chunk, len(background))
         parameters = clip_map.parameters[None, :, start:end]
-        colour = torch.from_numpy(layer[start:end].astype(np.float32) / 255).permute(3, 0, 1, 2)[None]
-        moved, moved_alpha = apply_warp(parameters, mirror, colour, torch.from_numpy(alpha[start:end])[None, None],
-                                        hard=True)
+        pair = layer[start:end], alpha[start:end]
+        if clip_map.reflections is not None:   # mirrored about the carried axis first (`warp.hold_on_world`)
+            pair = warp_layer(*pair, clip_map.reflections[start:end], background.shape[1:3])
+        colour = torch.from_numpy(pair[0].astype(np.float32) / 255).permute(3, 0, 1, 2)[None]
+        moved, moved_alpha = apply_warp(parameters, mirror, colour, torch.from_numpy(pair[1])[None, None], hard=True)
         values = light_values(parameters) if (effects or relight) else None
         if relight:
             moved = torch.minimum(moved * relight_gain(moved_alpha, values), moved_alpha)
@@ -210,7 +221,7 @@ class RenderedStack:
         """Render a subject layer moved by `clip_map` (`render_warp`, `drawn`: `drawn_options`) over the result so
         far. Returns whether it was mirrored."""
         self.add(*render_warp(clip_map, layer, alpha, self.result, **drawn))
-        return bool(clip_map.flip > 0)
+        return clip_map.mirrored
 
 
 def stm_model(options: dict):

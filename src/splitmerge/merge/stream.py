@@ -5,11 +5,15 @@ result is the same, frame for frame, as `sm.compose` in memory followed by `Comp
 the whole clip (harmonized copy-paste's statistics, generative models) and go through `sm.compose`.
 
 Passes over the inputs, each reading `chunk` frames at a time:
-1. each subject's matte: is it empty, and its box over the clip (the placement anchor, `place(center=...)`);
+0. with a world anchor (`merge.anchor`), the background's camera;
+1. each subject's matte: is it empty, and its box over the clip (the placement anchor, `place(center=...)`; in
+   its first frame's coordinates when world-anchored);
 2. (stm, per subject) its placed matte at the Composer's size: is it inside the frame, and its centres for the
    mirror rule; then the map, window by window, from a rolling buffer of the Composer-size frames (the
    background with the earlier subjects already rendered, as in memory);
-3. the background and every subject at full resolution: placed, warped or pasted in order, written.
+3. the background and every subject at full resolution: placed, warped or pasted in order, what passes in front
+   put back (`merge.occlusion`; with ``auto`` the background's movers are split first, into a temporary folder
+   beside the output that is removed at the end), written.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from ..video.io import VideoReader, VideoWriter, iter_chunks, probe
 from ..video.layers import LayersStream, LayersWriter, composite, uncomposite
 from ..video.rates import frame_rate
 from ..video.transforms import place
-from .anchor import SubjectExtent, check_anchor, plan_anchoring, subject_camera
+from .anchor import carried_anchor, check_anchor, placing, plan_anchoring
 from .compose import (ComposeInputs, Placement, check_compose_outputs, check_options, check_sampling, compose_meta,
-                      carried_anchor, empty_matte, placed_outside, plan_placement, world_keywords)
-from .occlusion import BackgroundMovers, check_occlusion, in_front, occlude, occluder_chunks
+                      empty_matte, placed_outside, plan_placement)
+from .occlusion import (BackgroundMovers, check_occlusion, in_front, occlude, occluded_frames, occluder_chunks,
+                        occlusion_record)
 from .orientation import matte_centres
 
 STREAMED = ("copy-paste", "stm")
@@ -52,11 +57,11 @@ def _frames(path, count: int, chunk: int) -> Iterator[np.ndarray]:
     return iter_chunks(VideoReader(path, max_frames=count), chunk)
 
 
-def _placed(subject: LayersStream, held: dict, plan: Placement, size, count: int, chunk: int, colour: bool = True
-            ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """(frames, placed foreground (n, H', W', 3) uint8, placed alpha (n, H', W')) chunks of one subject; `held`:
-    `place`'s keywords for the whole clip (its ``center``; with a world anchor the per-frame ``camera`` and
-    ``source_camera``, sliced to each chunk)."""
+def _placed(subject: LayersStream, placing: dict, plan: Placement, size, count: int, chunk: int,
+            colour: bool = True) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """(frames, placed foreground (n, H', W', 3) uint8, placed alpha (n, H', W')) chunks of one subject;
+    `placing`: `place`'s keywords for the whole clip (`anchor.placing`: its ``center``; with a world anchor the
+    per-frame ``camera`` and ``source_camera``, sliced to each chunk)."""
     start = 0
     for foreground, alpha in subject.chunks(count, chunk, colour):
         frames = slice(start, start + len(alpha))
@@ -67,7 +72,7 @@ def _placed(subject: LayersStream, held: dict, plan: Placement, size, count: int
             position = position[frames]
         scale = plan.scale if np.ndim(plan.scale) == 0 else np.asarray(plan.scale)[frames]
         keywords = {key: value[frames] if key != "center" and value is not None else value
-                    for key, value in held.items()}
+                    for key, value in placing.items()}
         yield (frames, *place(foreground, alpha, size, position=position, scale=scale, **keywords))
         start += len(alpha)
 
@@ -101,40 +106,59 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
 
     # Pass 0 (a world anchor): the background's camera.
     anchoring = plan_anchoring(anchor, lambda: _frames(background, count, chunk), size, count, str(background))
-    anchors = []  # pass 1: where each subject is, for its anchor
-    for index, subject in enumerate(subjects):
-        own = (subject_camera(subject.camera, subject.num_frames, count, f"fg {index + 1} camera")
-               if anchoring.mode == "world" else None)
-        extent, anything, start = SubjectExtent(own), False, 0
-        for _, alpha in subject.chunks(count, chunk, colour=False):
-            extent.add(alpha, start)
-            anything = anything or bool((alpha > 0).any())
-            start += len(alpha)
-        if not anything:
-            raise empty_matte(index)
-        anchors.append(world_keywords(anchoring, own, extent) if anchoring.mode == "world"
-                       else {"center": extent.center()})
+    placings = [_placing(anchoring, subject, index, count, chunk) for index, subject in enumerate(subjects)]  # pass 1
 
     maps, meta, drawn = [], {}, {}
     if method == "stm":
         from .stm import drawn_options, held_map, stm_model, warp_meta
 
         composer, path = stm_model(inputs.options)
-        inputs.carried = [carried_anchor(held, plan, (subject.height, subject.width), size, count)
-                          for subject, held in zip(subjects, anchors, strict=True)]
-        job = StreamJob(composer, inputs, subjects, anchors, plan, size, count, chunk, background)
+        inputs.carried = [carried_anchor(keywords, plan.position, (subject.height, subject.width), size, count)
+                          for subject, keywords in zip(subjects, placings, strict=True)]
+        job = StreamJob(composer, inputs, subjects, placings, plan, size, count, chunk, background)
         for index in range(len(subjects)):  # each over the background with the ones before it rendered
             maps.append(held_map(_sample_map(job, index, maps), inputs, index, size))
-        meta = warp_meta(composer, path, count, inputs, [bool(clip_map.flip > 0) for clip_map in maps])
+        meta = warp_meta(composer, path, count, inputs, [clip_map.mirrored for clip_map in maps])
         drawn = drawn_options(composer.config)
     else:
         for index, subject in enumerate(subjects):
             if not any(bool((alpha > 0).any()) for _, _, alpha in
-                       _placed(subject, anchors[index], plan, size, count, chunk, colour=False)):
+                       _placed(subject, placings[index], plan, size, count, chunk, colour=False)):
                 raise placed_outside(index, size, plan)
 
-    # Pass 3 (with ``auto`` occlusion after the background's movers are split to a temporary folder beside the
-    # output, removed at the end).
+    record = _write_result(output, layers_out, background, info, subjects, placings, plan, size, count, chunk,
+                           maps, drawn, occlusion, occluder,
+                           lambda occlusion_meta: {"compose": {**compose_meta(method, text, seed, count, plan,
+                                                                              anchoring), **occlusion_meta, **meta}},
+                           text)
+    return {**compose_meta(method, text, seed, count, plan, anchoring), **record, **meta, "streamed": True}
+
+
+def _placing(anchoring, subject: LayersStream, index: int, count: int, chunk: int) -> dict:
+    """Pass 1 for subject `index`: its `place` keywords (`anchor.placing`) from its mattes, read a chunk at a time;
+    an empty matte is a one-line error."""
+    seen = []
+
+    def mattes():
+        start = 0
+        for _, alpha in subject.chunks(count, chunk, colour=False):
+            seen.append(bool((alpha > 0).any()))
+            yield start, alpha
+            start += len(alpha)
+
+    keywords = placing(anchoring, subject.camera, subject.num_frames, (subject.height, subject.width), count,
+                       mattes(), f"fg {index + 1} camera")
+    if not any(seen):
+        raise empty_matte(index)
+    return keywords
+
+
+def _write_result(output, layers_out, background, info, subjects, placings, plan, size, count, chunk, maps, drawn,
+                  occlusion, occluder, layers_meta, text) -> dict:
+    """Pass 3: the background and every subject at full resolution, placed, warped by its map (stm) or pasted, in
+    order, what passes in front put back over them (with ``auto`` occlusion the background's movers are split first
+    into a temporary folder beside the output, removed at the end), written to `output` (and `layers_out`, its
+    meta from `layers_meta(occlusion record)`). Returns the occlusion record."""
     rate = frame_rate(info.fps)
     written, occluded = 0, 0
     layers = LayersWriter(layers_out, rate) if layers_out else None
@@ -145,13 +169,15 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
         fronts = (occluder_chunks(occluder, size, count, chunk) if occluder is not None else
                   movers.chunks(size, count, chunk) if movers is not None else repeat(None))
         with VideoWriter(output, rate) as writer:
-            streams = [_placed(s, anchors[i], plan, size, count, chunk) for i, s in enumerate(subjects)]
+            streams = [_placed(s, placings[i], plan, size, count, chunk) for i, s in enumerate(subjects)]
             for plate, front, *placed in zip(_frames(background, count, chunk), fronts, *streams, strict=False):
                 result, union, shading = _render(plate, placed, maps, drawn)
                 if front is not None:
-                    front = front if occluder is not None else in_front(front, [alpha for _, _, alpha in placed])
+                    if occluder is None:
+                        mattes = [union] if len(placed) == 1 else [alpha for _, _, alpha in placed]
+                        front = in_front(front, mattes)
                     result, union, shading = occlude(result, union, plate, shading, front)
-                    occluded += int((front > 0.5).any(axis=(1, 2)).sum())
+                    occluded += occluded_frames(front)
                 for t in range(len(plate)):
                     writer.write(result[t])
                     if layers is not None:
@@ -161,18 +187,16 @@ def compose_to_file(fg, background, output, *, method: str = "stm", model: str =
                 written += len(plate)
             if written < count:
                 raise MediaError(f"{background}: ended after {written} frames; its header says {info.frames}")
-        record = {"occlusion": {"mode": "occluder" if occluder is not None else occlusion,
-                                "frames_occluded": round(occluded / max(count, 1), 4)}}
+        record = {"occlusion": occlusion_record(occlusion, occluder, occluded, count)}
         if layers is not None:
-            layers.close(text, {"compose": {**compose_meta(method, text, seed, count, plan, anchoring), **record,
-                                            **meta}})
+            layers.close(text, layers_meta(record))
             layers = None
     finally:
         if layers is not None:
             layers.abort()
         if movers is not None:
             movers.close()
-    return {**compose_meta(method, text, seed, count, plan, anchoring), **record, **meta, "streamed": True}
+    return record
 
 
 def _render(plate: np.ndarray, placed: list, maps: list, drawn: dict
@@ -195,13 +219,13 @@ def _render(plate: np.ndarray, placed: list, maps: list, drawn: dict
 @dataclass
 class StreamJob:
     """What every pass of a streamed stm composition reads: the Composer, the inputs, the subjects' folders
-    with their anchors and placement plan, the output size (H, W), the frame count, the chunk, the background
-    video's path."""
+    with their `place` keywords (`anchor.placing`) and placement plan, the output size (H, W), the frame count,
+    the chunk, the background video's path."""
 
     composer: object
     inputs: ComposeInputs
     subjects: list
-    anchors: list
+    placings: list
     plan: Placement
     size: tuple[int, int]
     count: int
@@ -210,7 +234,7 @@ class StreamJob:
 
     def placed(self, index: int, colour: bool = True):
         """Subject `index` placed, chunk by chunk (`_placed`)."""
-        return _placed(self.subjects[index], self.anchors[index], self.plan, self.size, self.count, self.chunk,
+        return _placed(self.subjects[index], self.placings[index], self.plan, self.size, self.count, self.chunk,
                        colour)
 
 

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..video.homography import apply_homography, local_similarity
 
 POOL, LOG_ZOOM, SHIFT_X, SHIFT_X_MIRRORED, SHIFT_Y, FLIP = range(6)
 GAIN, OFFSET = slice(6, 9), slice(9, 12)
@@ -306,40 +309,49 @@ def zero_output(backbone: torch.nn.Module) -> None:
         torch.nn.init.zeros_(projection.bias)
 
 
-def hold_on_world(parameters: torch.Tensor, camera, targets, size: tuple[int, int], mirrored: bool = False
-                  ) -> torch.Tensor:
+def _normalised(points, size: tuple[int, int]) -> np.ndarray:
+    """Pixel (x, y) -> grid_sample's normalised coordinates (align_corners=False) in a (H, W) frame."""
+    return (2 * np.asarray(points, np.float64) + 1) / np.array([size[1], size[0]]) - 1
+
+
+def _pixels(points, size: tuple[int, int]) -> np.ndarray:
+    """Inverse of `_normalised`."""
+    return ((np.asarray(points, np.float64) + 1) * np.array([size[1], size[0]]) - 1) / 2
+
+
+def hold_on_world(parameters: torch.Tensor, camera: np.ndarray, targets: np.ndarray, size: tuple[int, int],
+                  mirrored: bool = False) -> tuple[torch.Tensor, np.ndarray | None]:
     """A clip's map (WARP_CHANNELS or more, T) made to place the subject where it placed it in the first frame and
-    let the background's camera carry it (``anchor="world"`` with ``placement="model"``): every frame takes the
-    first frame's zoom, and its shifts are set so the moved subject's anchor lands where the first frame's map put
-    it, carried by the camera's local similarity there (`video.homography.local_similarity`); colours, light and
-    shadow stay per frame. `camera` (T, 3, 3): the background's first frame -> frame t, in pixels of `size`
-    (H, W); `targets` (T, 2) px: where the placement put the subject's anchor in first-frame coordinates (the
-    layer the map moves is already carried there). The two mirror sides share the vertical shift: it is held for
-    the side `mirrored` says is taken (under a camera's roll the sides need different ones). Returns a new
-    tensor."""
-    import numpy as np
+    let the background's camera carry it (``anchor="world"`` with ``placement="model"``).
 
-    from ..video.homography import apply_homography, local_similarity
+    Every frame takes the first frame's zoom, and its shifts are set so the map is the first frame's, conjugated by
+    the camera's local similarity at the subject's anchor (`video.homography.local_similarity`): the moved subject
+    lands where the first frame put it, carried. Colours, light and shadow stay per frame. A mirror does not
+    commute with a camera's roll (the grid can only mirror about the frame's vertical axis), so a `mirrored` map
+    becomes its unmirrored part plus `reflections`: per frame the (3, 3) pixel map that mirrors the already
+    carried layer about the carried axis, to apply to the layer first (`render_warp`).
 
-    height, width = size
-    held = parameters.detach().clone()
-    values = held.double().numpy()
+    Args:
+        parameters: the sampled map; camera: (T, 3, 3) the background's first frame -> frame t, pixels of `size`
+            (H, W); targets: (T, 2) px where the placement put the subject's anchor, first-frame coordinates (the
+            layer the map moves is already carried there); mirrored: whether the mirrored side is taken.
+    Returns:
+        (the held map, to be rendered unmirrored when `mirrored`; the reflections (T, 3, 3) or None).
+    """
+    values = parameters.detach().double().cpu().numpy().copy()
     zoom = float(np.exp(log_zoom(torch.from_numpy(values[:, :1])).item()))
+    width = size[1]
+    # grid: n_in = scale * n_out + shift. Mirrored: n_out = (n_in - b) / (-k) = U(-n_in), U unmirrored with -b.
+    first = np.array([-values[SHIFT_X_MIRRORED, 0] if mirrored else values[SHIFT_X, 0], values[SHIFT_Y, 0]])
     values[LOG_ZOOM] = values[LOG_ZOOM, 0]
-    centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    to_normal = lambda p: (2 * np.asarray(p) + 1) / np.array([width, height]) - 1  # noqa: E731
-    to_pixels = lambda n: ((np.asarray(n) + 1) * np.array([width, height]) - 1) / 2  # noqa: E731
-    sides = ((1.0, SHIFT_X), (-1.0, SHIFT_X_MIRRORED))
-    for mirror, shift_x in sides[::-1] if not mirrored else sides:   # the side taken goes last: its vertical shift
-        first = np.array([parameters[shift_x, 0].item(), parameters[SHIFT_Y, 0].item()])
-        scale = np.array([mirror * zoom, zoom])     # grid: n_in = scale * n_out + shift
-
-        def moved_first(point, first=first, scale=scale):  # the first frame's forward map, pixels to pixels
-            return to_pixels((to_normal(point) - first) / scale)
-
-        for t in range(values.shape[1]):
-            anchor = apply_homography(camera[t], targets[t])                  # where the carried anchor is
-            lands = apply_homography(local_similarity(camera[t], targets[t]), moved_first(targets[t]))
-            source = scale * (centre - lands) + anchor                        # what the frame's centre shows
-            values[shift_x, t], values[SHIFT_Y, t] = to_normal(source)
-    return torch.from_numpy(values).to(parameters.dtype)
+    centre = np.array([(size[1] - 1) / 2, (size[0] - 1) / 2])
+    reflections = np.empty((values.shape[1], 3, 3)) if mirrored else None
+    mirror = np.array([[-1.0, 0, width - 1], [0, 1, 0], [0, 0, 1]])   # pixels about the frame's vertical axis
+    for t in range(values.shape[1]):
+        carry = local_similarity(camera[t], targets[t])
+        anchor = apply_homography(carry, targets[t])                          # where the carried anchor is
+        lands = apply_homography(carry, _pixels((_normalised(targets[t], size) - first) / zoom, size))
+        values[SHIFT_X, t], values[SHIFT_Y, t] = _normalised(zoom * (centre - lands) + anchor, size)
+        if mirrored:
+            reflections[t] = carry @ mirror @ np.linalg.inv(carry)
+    return torch.from_numpy(values).to(parameters.dtype), reflections

@@ -53,11 +53,6 @@ def local_similarity(matrix: np.ndarray, point) -> np.ndarray:
     return similarity
 
 
-def similarity_scale(matrix: np.ndarray) -> float:
-    """The size factor of an affine map (3, 3) or (2, 3): sqrt |det| of its linear part."""
-    return float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, np.float64)[:2, :2]))))
-
-
 def carried_matrices(factor, centers, targets, camera: np.ndarray | None = None,
                      source_camera: np.ndarray | None = None) -> np.ndarray:
     """(T, 3, 3) affine maps from a subject's frames to the background's, frame by frame.

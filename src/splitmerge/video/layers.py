@@ -375,7 +375,8 @@ class Layers(_Clip):
                 "seconds": header.get("seconds", {}), "filters": header.get("filters", {}),
                 "fps_rational": header.get("fps_rational"), **header.get("extra", {})}
         if "camera" in header:
-            source_camera(header["camera"], header["num_frames"], folder / "layers.json")
+            source_camera(header["camera"], header["num_frames"], folder / "layers.json",
+                          (header["height"], header["width"]))
             meta["camera"] = header["camera"]
         try:
             return cls(clips["source.mp4"], alpha, within_matte(clips["foreground.mp4"], alpha),
@@ -408,8 +409,8 @@ class LayersStream:
         self.has_effects = _effects_path(self.folder, header) is not None
         self.effects_scale = header.get("effects_scale")
         self.effects_channels = header.get("effects_channels")
-        self.camera = (source_camera(header["camera"], self.num_frames, self.folder / "layers.json")
-                       if "camera" in header else None)
+        self.camera = (source_camera(header["camera"], self.num_frames, self.folder / "layers.json",
+                                     (self.height, self.width)) if "camera" in header else None)
 
     def _sized(self, name: str, frame: np.ndarray) -> np.ndarray:
         if frame.shape[:2] != (self.height, self.width):
@@ -589,18 +590,30 @@ class LayersWriter:
         }
 
 
-def source_camera(record, num_frames: int, name) -> np.ndarray:
-    """(T, 3, 3) float64 from a ``camera`` record (one row of 9 numbers per frame: the clip's frame t -> its first
-    frame), or a `LayersFormatError` naming `name` when it is not one finite invertible map per frame."""
+CAMERA_LIMIT = 1e6   # no entry of a camera map is this large (a frame's maps move it by pixels, not by millions)
+
+
+def source_camera(record, num_frames: int, name, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(T, 3, 3) float64 from a ``camera`` record (one row of 9 numbers per frame, or (T, 3, 3): the clip's frame
+    t -> its first frame), or a `LayersFormatError` naming `name` when it is not one finite, invertible map per
+    frame that keeps the (H, W) frame of `size` (when given) in front of the camera."""
     try:
         maps = np.asarray(record, dtype=np.float64)
     except (TypeError, ValueError):
         maps = np.zeros(0)
-    if maps.shape != (num_frames, 9) or not np.all(np.isfinite(maps)):
-        raise LayersFormatError(f"{name}: camera must be {num_frames} rows of 9 finite numbers (a 3x3 map per frame)")
+    if maps.ndim == 3 and maps.shape[1:] == (3, 3):
+        maps = maps.reshape(len(maps), 9)
+    if maps.shape != (num_frames, 9) or not np.all(np.isfinite(maps)) or np.abs(maps).max() >= CAMERA_LIMIT:
+        raise LayersFormatError(f"{name}: camera must be {num_frames} rows of 9 finite numbers (a 3x3 map per "
+                                f"frame, entries below {CAMERA_LIMIT:g})")
     maps = maps.reshape(-1, 3, 3)
-    if np.any(np.abs(np.linalg.det(maps)) < 1e-9) or np.any(np.abs(maps[:, 2, 2]) < 1e-9):
+    if np.any(np.abs(np.linalg.det(maps)) < 1e-9):
         raise LayersFormatError(f"{name}: camera holds a map that cannot be inverted")
+    if size is not None:
+        height, width = size
+        corners = np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float)
+        if np.any(np.einsum("tj,cj->tc", maps[:, 2], corners) <= 0):
+            raise LayersFormatError(f"{name}: camera holds a map that sends part of the frame behind the camera")
     return maps
 
 
