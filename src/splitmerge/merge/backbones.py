@@ -65,13 +65,43 @@ def input_projection(model: nn.Module, kind: str) -> nn.Module:
     return model.patch_embedding if kind == "wan" else model.patch_embed.proj
 
 
+def cogvideox_rotary(model: nn.Module, frames: int, height: int, width: int, device
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The 3-D rotary position embeddings (cos, sin) a CogVideoX transformer with
+    ``use_rotary_positional_embeddings`` (CogVideoX-5B and its I2V) needs for latents of `frames` x `height` x
+    `width`, built as diffusers' CogVideoX pipelines build them (`_prepare_rotary_positional_embeddings`: 1.0's
+    grid resized and cropped into the config's sample grid, 1.5's sliced); None for a transformer without them."""
+    config = model.config
+    if not config.use_rotary_positional_embeddings:
+        return None
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+
+    patch, patch_t = config.patch_size, config.patch_size_t
+    grid = (height // patch, width // patch)
+    base_height, base_width = config.sample_height // patch, config.sample_width // patch
+    if patch_t is None:
+        return get_3d_rotary_pos_embed(embed_dim=config.attention_head_dim,
+                                       crops_coords=get_resize_crop_region_for_grid(grid, base_width, base_height),
+                                       grid_size=grid, temporal_size=frames, device=device)
+    return get_3d_rotary_pos_embed(embed_dim=config.attention_head_dim, crops_coords=None, grid_size=grid,
+                                   temporal_size=(frames + patch_t - 1) // patch_t, grid_type="slice",
+                                   max_size=(base_height, base_width), device=device)
+
+
 def run_backbone(model: nn.Module, kind: str, latents: torch.Tensor, timestep: torch.Tensor,
                  text: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) latents -> (B, C_out, T, H, W) prediction."""
+    """(B, C, T, H, W) latents -> (B, C_out, T, H, W) prediction. A CogVideoX transformer gets its rotary
+    position embeddings (`cogvideox_rotary`) and, when its config has one, the I2V offset embedding at the
+    pipelines' value (2.0)."""
     if kind == "wan":
         return model(hidden_states=latents, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+    frames, height, width = latents.shape[2:]
+    extra = {"image_rotary_emb": cogvideox_rotary(model, frames, height, width, latents.device)}
+    if getattr(model.config, "ofs_embed_dim", None):
+        extra["ofs"] = latents.new_full((latents.shape[0],), 2.0)
     out = model(hidden_states=latents.transpose(1, 2), encoder_hidden_states=text, timestep=timestep,
-                return_dict=False)[0]
+                return_dict=False, **extra)[0]
     return out.transpose(1, 2)
 
 

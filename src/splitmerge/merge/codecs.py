@@ -89,7 +89,11 @@ class PixelCodec:
 
 class VaeCodec:
     """A diffusers video VAE from a local folder, frozen. Latents are normalised per channel when the VAE config
-    gives ``latents_mean``/``latents_std`` (Wan), else scaled by ``scaling_factor`` (CogVideoX)."""
+    gives ``latents_mean``/``latents_std`` (Wan), else scaled by ``scaling_factor`` (CogVideoX).
+
+    The VAE is not one of the Composer's modules (it is frozen, never saved with it, never wrapped by DDP/FSDP), so
+    `Composer.to` and ``accelerator.prepare`` do not move it: it follows its inputs instead, moving to the device
+    of the first video or latent it is given there (`_on`), and returns latents on that device."""
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype=torch.float32):
         folder = Path(path).expanduser()
@@ -119,7 +123,15 @@ class VaeCodec:
         self.scaling = float(getattr(config, "scaling_factor", 1.0) or 1.0)
         self.path, self.device, self.dtype = str(folder), device, dtype
 
+    def _on(self, device: torch.device) -> None:
+        """Move the VAE to `device` when it is elsewhere (once per device change, not per call)."""
+        if torch.device(device) != torch.device(self.device):
+            self.vae.to(device)
+            self.device = torch.device(device)
+
     def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) in [-1, 1] -> (B, C, T', H', W') normalised latents, on the video's device."""
+        self._on(video.device)
         with torch.no_grad():
             latent = self.vae.encode(video.to(self.device, self.dtype)).latent_dist.mode()
         if self.mean is not None:
@@ -127,6 +139,8 @@ class VaeCodec:
         return latent * self.scaling
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Inverse of `encode`: (B, 3, T, H, W) float32 on the latent's device."""
+        self._on(latent.device)
         latent = latent * self.std.to(latent) + self.mean.to(latent) if self.mean is not None \
             else latent / self.scaling
         with torch.no_grad():

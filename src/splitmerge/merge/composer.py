@@ -42,6 +42,7 @@ from ..config_types import check_field_types
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
+from .weight_files import check_weights
 from .reader import EVEN_LIGHT, ODD_LIGHT, SceneReader
 from .appearance import appearance_error, appearance_gradient_only, geometry_gradient_only
 from .depth_law import depth_law_error, matte_extent
@@ -105,6 +106,8 @@ class ComposerConfig:
     flow_shift: float = 3.0           # flow: training noise levels and sampling steps pushed towards noise
     noise_levels: str = "logit-normal"  # flow training draws: "logit-normal" (SD3/Wan) or "uniform" in (0, 1)
     train_timesteps: int = 1000
+    gradient_checkpointing: bool = False  # recompute each transformer block's activations in the backward pass
+    #                                   (diffusers' checkpointing: memory of one block's activations, not all)
     lora_rank: int | None = None      # LoRA on the attention projections instead of a full fine-tune
     lora_targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
     base: str | None = None           # the pretrained transformer folder a LoRA Composer was widened from
@@ -196,6 +199,8 @@ class Composer(nn.Module):
             if self.config.output == "warp":
                 zero_output(backbone)
         self.transformer = backbone
+        if self.config.gradient_checkpointing:
+            self.transformer.enable_gradient_checkpointing()
         self.reader = self.light_reader = None
         if self.config.reader_width:
             light = ODD_LIGHT + EVEN_LIGHT if self.config.light_reader_width else ()
@@ -534,11 +539,17 @@ class Composer(nn.Module):
         """The training loss (`loss`): calling the module lets DDP/FSDP wrappers see the forward pass."""
         return self.loss(batch, generator)
 
+    def _v_schedule(self) -> dict:
+        """The ``v`` objective's noise schedule, one for training (`_ddpm`) and sampling (`_sampler`): CogVideoX's
+        (scaled-linear betas rescaled to zero terminal SNR, v-prediction)."""
+        return {"num_train_timesteps": self.config.train_timesteps, "beta_schedule": "scaled_linear",
+                "beta_start": 0.00085, "beta_end": 0.012, "prediction_type": "v_prediction",
+                "rescale_betas_zero_snr": True}
+
     def _ddpm(self):
         from diffusers import DDPMScheduler
 
-        return DDPMScheduler(num_train_timesteps=self.config.train_timesteps, beta_schedule="scaled_linear",
-                             beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction")
+        return DDPMScheduler(**self._v_schedule())
 
     # ------------------------------------------------------------------------------------------------- sampling
 
@@ -670,9 +681,7 @@ class Composer(nn.Module):
                                                    shift=self.config.flow_shift)
         from diffusers import DDIMScheduler
 
-        return DDIMScheduler(num_train_timesteps=self.config.train_timesteps, beta_schedule="scaled_linear",
-                             beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction",
-                             timestep_spacing="trailing", rescale_betas_zero_snr=True)
+        return DDIMScheduler(**self._v_schedule(), timestep_spacing="trailing")
 
     # ------------------------------------------------------------------------------------------------ save/load
 
@@ -715,6 +724,7 @@ class Composer(nn.Module):
             raise MissingFileError(f"{folder}: no reader.safetensors (its config has a scene reader)")
         if config.light_reader_width and not (folder / "light_reader.safetensors").is_file():
             raise MissingFileError(f"{folder}: no light_reader.safetensors (its config has a light reader)")
+        check_weights(config, config.base if config.lora_rank else None)   # before the transformer loads
         try:
             return cls._load(folder, config)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:

@@ -36,6 +36,7 @@ from .composer import Composer, ComposerConfig
 from .light_fit import fit_clip_light, fit_light
 from .precision import MODES as PRECISIONS
 from .precision import resolve as resolve_precision
+from .weight_files import check_weights
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
 # The scene reader's fresh procedural scenes (`reader_scenes`) take training seeds from here up: far above a
@@ -76,6 +77,7 @@ class TrainConfig:
     mixed_precision: str = "no"                          # no (fp32), auto, bf16, fp16 (`merge.precision`)
     compile: bool = False                                # compile the backbone's blocks (`compile_blocks`)
     checkpoint_every: int = 50
+    keep_last: int | None = None                         # checkpoints kept (the newest); None keeps every one
     validate_every: int = 50
     validation_clips: int = 2
     validation_steps: int = 10
@@ -96,6 +98,8 @@ class TrainConfig:
                      "reader_batch"):
             if int(getattr(self, name)) < 1:
                 raise OptionError(f"{name} must be a positive integer")
+        if self.keep_last is not None and (not is_integer(self.keep_last) or self.keep_last < 1):
+            raise OptionError(f"keep_last {self.keep_last!r}: the number of newest checkpoints kept, at least 1")
         if self.reader_warmup < 0:
             raise OptionError(f"reader_warmup {self.reader_warmup}: must be >= 0")
         if not is_integer(self.reader_scenes) or not 0 <= self.reader_scenes <= READER_SCENE_SEEDS:
@@ -159,11 +163,10 @@ def _expand(value):
 def build_composer(config: TrainConfig) -> Composer:
     """The Composer a config asks for: built from its settings, or around a pretrained backbone (widened)."""
     composer_config = ComposerConfig(**config.composer)
+    check_weights(composer_config, config.pretrained)   # every folder named before the first one loads
     if config.pretrained:
         from .backbones import load_backbone
 
-        if not Path(config.pretrained).is_dir():
-            raise MissingFileError(f"{config.pretrained}: no such pretrained transformer folder")
         composer_config.base = str(config.pretrained)
         return Composer.from_backbone(composer_config, load_backbone(composer_config.backbone, config.pretrained))
     return Composer(composer_config)
@@ -484,6 +487,7 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
         done = step + 1
         if accelerator.is_main_process and (done % config.checkpoint_every == 0 or done == last):
             _checkpoint(run, done, core, optimizer, ema)
+            prune_checkpoints(run, config.keep_last)
             _plot_losses(run)
         if accelerator.is_main_process and validation is not None and (done % config.validate_every == 0 or
                                                                        done == last):
@@ -527,6 +531,19 @@ def _checkpoint(run: Path, step: int, core: Composer, optimizer, ema: Ema | None
 
             save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(folder / "ema.safetensors"))
         (folder / "state.json").write_text(json.dumps({"step": step}) + "\n")
+
+
+def prune_checkpoints(run: Path, keep_last: int | None) -> list[Path]:
+    """Remove all but the `keep_last` newest checkpoints of `run` (None: keep every one; a paper-scale checkpoint
+    is tens of GB). Only complete ones count and go (a partial folder is an interrupted write). Returns the removed."""
+    if keep_last is None:
+        return []
+    found = sorted((run / "checkpoints").glob("step-*"))
+    complete = [path for path in found if (path / "state.json").is_file()]
+    removed = complete[:-keep_last]
+    for path in removed:
+        shutil.rmtree(path)
+    return removed
 
 
 def augment_settings(config: TrainConfig):

@@ -1,0 +1,45 @@
+"""Whether every weight file a Composer needs is there, checked before any is loaded.
+
+A paper-scale Composer loads a 5B transformer (minutes), a VAE and a T5 text encoder. Each is a local folder
+(nothing is downloaded), and a missing or pickle-only one must be named before the first of them loads, not after
+the transformer has (the VAE) or at the first forward pass (the T5). Only safetensors count: weights are never
+read from pickles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MissingFileError
+
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
+
+
+def _safetensors(folder: Path, what: str) -> None:
+    """A one-line error unless `folder` holds a config.json and at least one .safetensors file."""
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder}: no such folder (the {what})")
+    if not (folder / "config.json").is_file():
+        raise MissingFileError(f"{folder}: no config.json (the {what})")
+    if not any(folder.glob("*.safetensors")):
+        raise MissingFileError(f"{folder}: no .safetensors weights (the {what}; pickles such as .bin are never "
+                               "loaded)")
+
+
+def check_weights(config, pretrained: str | Path | None = None) -> None:
+    """Every local weights folder `config` (a `ComposerConfig`) and `pretrained` (a transformer folder to widen,
+    or a LoRA Composer's base) name: the transformer's, the VAE's, the T5 text encoder's and its tokenizer. Raises
+    `MissingFileError` naming the first that is missing; loads nothing."""
+    if pretrained is not None:
+        _safetensors(Path(pretrained), "pretrained transformer")
+    codec = config.codec or {}
+    if codec.get("kind") == "vae" and codec.get("path"):
+        _safetensors(Path(codec["path"]).expanduser(), "VAE")
+    if config.text_encoder == "t5" and config.text_encoder_path:
+        folder = Path(config.text_encoder_path).expanduser()
+        model = folder / "text_encoder" if (folder / "text_encoder").is_dir() else folder
+        tokenizer = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
+        _safetensors(model, "T5 text encoder")
+        if not any((tokenizer / name).is_file() for name in TOKENIZER_FILES):
+            raise MissingFileError(f"{tokenizer}: no tokenizer ({', '.join(TOKENIZER_FILES)}) for the T5 text "
+                                   "encoder")

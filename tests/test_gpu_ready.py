@@ -1,0 +1,162 @@
+"""What the paper-scale presets need before they meet a GPU (issue 20), checked on the CPU with tiny random
+models: CogVideoX's rotary position embeddings, one noise schedule for training and sampling."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from splitmerge.merge.backbones import build_backbone, cogvideox_rotary, run_backbone  # noqa: E402
+from splitmerge.merge.composer import Composer, ComposerConfig  # noqa: E402
+
+ROTARY_COGVIDEOX = {"num_attention_heads": 2, "attention_head_dim": 16, "time_embed_dim": 32, "text_embed_dim": 32,
+                    "num_layers": 1, "sample_width": 12, "sample_height": 8, "sample_frames": 4, "patch_size": 2,
+                    "temporal_compression_ratio": 1, "max_text_seq_length": 8, "in_channels": 4, "out_channels": 4,
+                    "use_rotary_positional_embeddings": True}
+
+
+def test_cogvideox_gets_its_rotary_embeddings_as_the_pipeline_builds_them():
+    """A CogVideoX transformer with rotary embeddings (as CogVideoX-5B-I2V's config has) is called with the
+    embeddings diffusers' own pipeline helper makes for the same latents; without them its output differs."""
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    torch.manual_seed(0)
+    model = build_backbone("cogvideox", **ROTARY_COGVIDEOX).eval()
+    latents = torch.randn(1, 4, 3, 10, 12)   # (B, C, T, H, W): not the config's sample size (a cropped grid)
+    timestep, text = torch.tensor([500]), torch.randn(1, 8, 32)
+    pipeline = SimpleNamespace(transformer=model, vae_scale_factor_spatial=1)
+    theirs = CogVideoXImageToVideoPipeline._prepare_rotary_positional_embeddings(pipeline, 10, 12, 3, "cpu")
+    ours = cogvideox_rotary(model, 3, 10, 12, "cpu")
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    with torch.no_grad():
+        called = run_backbone(model, "cogvideox", latents, timestep, text)
+        direct = model(hidden_states=latents.transpose(1, 2), encoder_hidden_states=text, timestep=timestep,
+                       image_rotary_emb=theirs, return_dict=False)[0].transpose(1, 2)
+        unrotated = model(hidden_states=latents.transpose(1, 2), encoder_hidden_states=text, timestep=timestep,
+                          return_dict=False)[0].transpose(1, 2)
+    assert torch.equal(called, direct) and not torch.allclose(called, unrotated, atol=1e-4)
+    plain = build_backbone("cogvideox", **{**ROTARY_COGVIDEOX, "use_rotary_positional_embeddings": False})
+    assert cogvideox_rotary(plain, 3, 10, 12, "cpu") is None
+
+
+def test_a_rotary_cogvideox_composer_trains_and_samples():
+    config = ComposerConfig(backbone="cogvideox", backbone_config={**ROTARY_COGVIDEOX, "text_embed_dim": 384},
+                            text_encoder="none", text_length=8, objective="v")
+    torch.manual_seed(0)
+    model = Composer(config)
+    b, t, h, w = 1, 2, 16, 24
+    batch = {"video": torch.rand(b, 3, t, h, w) * 2 - 1, "foreground": torch.zeros(b, 3, t, h, w) - 1,
+             "alpha": torch.zeros(b, 1, t, h, w), "alpha_target": torch.zeros(b, 1, t, h, w),
+             "background": torch.rand(b, 3, t, h, w) * 2 - 1,
+             "caption": ["a box"]}
+    loss = model.loss(batch, torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    frames = model.sample(batch["foreground"], batch["alpha"], batch["background"], batch["caption"], steps=2)
+    assert frames.shape == batch["video"].shape and torch.isfinite(frames).all()
+
+
+def test_training_and_sampling_share_the_v_schedule():
+    """The v objective trains on the noise levels it samples through: zero terminal SNR in both (the sampler had
+    it, training did not)."""
+    model = Composer(ComposerConfig(backbone="cogvideox", backbone_config={**ROTARY_COGVIDEOX,
+                                                                           "text_embed_dim": 384},
+                                    text_encoder="none", text_length=8, objective="v"))
+    training, sampling = model._ddpm(), model._sampler()
+    assert torch.allclose(training.alphas_cumprod, sampling.alphas_cumprod)
+    assert float(training.alphas_cumprod[-1]) < 1e-6   # the last level is pure noise
+
+
+def test_the_vae_follows_its_inputs_to_their_device(tmp_path):
+    """`Composer.to` and accelerate never move the frozen VAE: it moves to the device of what it is given (here the
+    `meta` device, where shapes are computed without memory) and returns latents there."""
+    from diffusers import AutoencoderKLWan
+
+    from splitmerge.merge.codecs import VaeCodec
+
+    torch.manual_seed(0)
+    AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                     temperal_downsample=[False, True, True], latents_mean=[0.1] * 4,
+                     latents_std=[2.0] * 4).save_pretrained(tmp_path / "vae")
+    codec = VaeCodec(tmp_path / "vae")
+    video = torch.rand(1, 3, 5, 16, 16, device="meta")
+    latent = codec.encode(video)
+    assert latent.device.type == "meta" and next(codec.vae.parameters()).device.type == "meta"
+    assert latent.shape == (1, 4, 2, 16 // codec.spatial, 16 // codec.spatial)
+    assert codec.decode(latent).device.type == "meta"
+
+
+@pytest.mark.parametrize("backbone", ["wan", "cogvideox"])
+def test_gradient_checkpointing_changes_memory_not_the_step(backbone):
+    """`gradient_checkpointing: true` recomputes the blocks in the backward pass: the same loss and gradients."""
+    from test_composer import TINY_COGVIDEOX, TINY_WAN, make_batch
+
+    settings = TINY_WAN if backbone == "wan" else TINY_COGVIDEOX
+    batch = make_batch(size=(1, 4, 16, 24))
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = Composer(ComposerConfig(backbone=backbone, backbone_config=dict(settings), text_encoder="none",
+                                        text_length=8, gradient_checkpointing=checkpointing))
+        assert model.transformer.gradient_checkpointing is checkpointing
+        loss = model.loss(batch, torch.Generator().manual_seed(0))["loss"]
+        loss.backward()
+        grads.append((float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1], strict=True))
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    """`keep_last: 2` on a 12-step run checkpointed every 4 steps keeps steps 8 and 12, and a resumed run still
+    finds its checkpoint; an unfinished (partial) folder neither counts nor goes."""
+    from test_train import small_config
+
+    from splitmerge.cli import main
+    from splitmerge.data import build
+    from splitmerge.merge.train import prune_checkpoints
+
+    data = tmp_path / "data"
+    build([], data, synthetic=2, frames=8, size=(32, 48))
+    run = tmp_path / "run"
+    config = small_config(tmp_path, keep_last=2, max_steps=12, checkpoint_every=4)
+    assert main(["train", "--config", str(config), "--data", str(data), "-o", str(run), "--stop-at", "8"]) == 0
+    assert main(["train", "--config", str(config), "--data", str(data), "-o", str(run), "--resume"]) == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000008", "step-000012"]
+    partial = run / "checkpoints" / "step-000016"
+    partial.mkdir()
+    assert prune_checkpoints(run, 1) == [run / "checkpoints" / "step-000008"] and partial.is_dir()
+    assert prune_checkpoints(run, None) == []
+    bad = small_config(tmp_path, keep_last=0)
+    assert main(["train", "--config", str(bad), "--data", str(data), "-o", str(tmp_path / "zero")]) == 2
+
+
+def test_every_weights_folder_is_checked_before_any_loads(tmp_path, monkeypatch):
+    """A missing VAE, T5 or tokenizer is named before the transformer loads (not after it, or at the first
+    forward pass); pickle-only weights do not count."""
+    from splitmerge.errors import MissingFileError
+    from splitmerge.merge import backbones
+    from splitmerge.merge.train import TrainConfig, build_composer, preset_path
+    from splitmerge.merge.weight_files import check_weights
+
+    folder = tmp_path / "weights"
+    for part in ("transformer", "vae", "text_encoder"):
+        (folder / part).mkdir(parents=True)
+        (folder / part / "config.json").write_text("{}")
+        (folder / part / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    (folder / "tokenizer").mkdir()
+    monkeypatch.setenv("SPLITMERGE_WAN", str(folder))
+    loaded = []
+    monkeypatch.setattr(backbones, "load_backbone", lambda *args: loaded.append(args))
+    config = TrainConfig.load(preset_path("wan-1.3b-stm"))
+    with pytest.raises(MissingFileError, match="no tokenizer"):
+        build_composer(config)
+    (folder / "tokenizer" / "tokenizer.json").write_text("{}")
+    check_weights(ComposerConfig(**config.composer), config.pretrained)   # all there now
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").rename(folder / "vae" / "diffusion_pytorch_model.bin")
+    with pytest.raises(MissingFileError, match="vae: no .safetensors weights"):
+        build_composer(config)
+    assert loaded == []   # nothing was loaded before the error
