@@ -3,6 +3,7 @@ models: CogVideoX's rotary position embeddings, one noise schedule for training 
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 pytest.importorskip("diffusers")
 
+from splitmerge.errors import OptionError  # noqa: E402
 from splitmerge.merge.backbones import build_backbone, cogvideox_rotary, run_backbone  # noqa: E402
 from splitmerge.merge.composer import Composer, ComposerConfig  # noqa: E402
 
@@ -160,3 +162,65 @@ def test_every_weights_folder_is_checked_before_any_loads(tmp_path, monkeypatch)
     with pytest.raises(MissingFileError, match="vae: no .safetensors weights"):
         build_composer(config)
     assert loaded == []   # nothing was loaded before the error
+
+
+def test_captions_are_encoded_once_and_read_back_unchanged(tmp_path, monkeypatch):
+    """With a `TextCache`, a caption goes through the text encoder once; later steps read the very same features
+    (also the empty caption of classifier-free guidance's dropout); another token length starts a new set."""
+    from splitmerge.merge import text
+    from splitmerge.merge.text_cache import TextCache
+
+    model = Composer(ComposerConfig(text_encoder="minilm", text_length=8, backbone_config={
+        "patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 16, "num_layers": 1,
+        "ffn_dim": 32, "freq_dim": 32, "text_dim": 384, "rope_max_seq_len": 32}))
+    direct = model.encode_text(["a cat walks", "a red box", ""])
+    calls = []
+    encoder = text.default_encoder()
+    original = encoder.tokens
+    monkeypatch.setattr(encoder, "tokens", lambda captions, length: calls.append(list(captions)) or
+                        original(captions, length))
+    model.text_cache = TextCache(tmp_path / "cache", model.text_cache_key())
+    first = model.encode_text(["a cat walks", "a red box", ""])
+    again = model.encode_text(["a red box", "a cat walks", "a cat walks", ""])
+    assert calls == [["", "a cat walks", "a red box"]] and model.text_cache.encoded == 3
+    assert torch.equal(first, direct) and torch.equal(again[0], direct[1]) and torch.equal(again[3], direct[2])
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3
+    longer = TextCache(tmp_path / "cache", model.text_cache_key().replace("|8", "|9"))
+    assert longer.folder != model.text_cache.folder
+
+
+def test_a_run_with_the_text_cache_logs_the_same_losses(tmp_path):
+    from test_train import losses, small_config
+
+    from splitmerge.cli import main
+    from splitmerge.data import build
+
+    data = tmp_path / "data"
+    build([], data, synthetic=2, frames=8, size=(32, 48))
+    runs = {}
+    for cached in (False, True):
+        config = small_config(tmp_path, text_cache=cached, max_steps=4, checkpoint_every=4, validate_every=4)
+        runs[cached] = tmp_path / f"run{int(cached)}"
+        assert main(["train", "--config", str(config), "--data", str(data), "-o", str(runs[cached])]) == 0
+    assert losses(runs[True]) == losses(runs[False])
+    assert list((runs[True] / "text_cache").rglob("*.safetensors")) and not (runs[False] / "text_cache").exists()
+
+
+def test_composer_json_names_weights_by_reference(tmp_path, monkeypatch):
+    """A preset's ``$SPLITMERGE_WAN/vae`` stays a reference in the config (checked: an unset variable is named),
+    and is resolved where the weights load, so a saved Composer loads on a machine that sets the variable
+    elsewhere."""
+    from splitmerge.merge.train import TrainConfig, preset_path
+    from splitmerge.merge.weight_files import resolve
+
+    monkeypatch.setenv("SPLITMERGE_WAN", str(tmp_path / "here"))
+    config = TrainConfig.load(preset_path("wan-1.3b-stm"))
+    assert config.pretrained == "$SPLITMERGE_WAN/transformer"
+    assert config.composer["codec"]["path"] == "$SPLITMERGE_WAN/vae"
+    assert config.composer["text_encoder_path"] == "$SPLITMERGE_WAN"
+    assert resolve(config.composer["codec"]["path"]) == tmp_path / "here" / "vae"
+    monkeypatch.setenv("SPLITMERGE_WAN", "/elsewhere")
+    assert resolve(config.composer["codec"]["path"]) == Path("/elsewhere/vae")
+    monkeypatch.delenv("SPLITMERGE_WAN")
+    with pytest.raises(OptionError, match="set the environment variable SPLITMERGE_WAN"):
+        resolve("$SPLITMERGE_WAN/vae")

@@ -176,5 +176,7 @@ def build_codec(spec: CodecSpec | dict, device: str = "cpu"):
     if spec.kind == "vae":
         if not spec.path:
             raise OptionError("a vae codec needs the local VAE folder (codec.path)")
-        return VaeCodec(spec.path, device)
+        from .weight_files import resolve
+
+        return VaeCodec(resolve(spec.path), device)
     raise OptionError(f"codec kind {spec.kind!r}: expected pixel or vae")

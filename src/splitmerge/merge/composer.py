@@ -42,7 +42,7 @@ from ..config_types import check_field_types
 from ..errors import MissingFileError, OptionError
 from .backbones import build_backbone, load_backbone, run_backbone
 from .codecs import build_codec
-from .weight_files import check_weights
+from .weight_files import check_weights, resolve
 from .reader import EVEN_LIGHT, ODD_LIGHT, SceneReader
 from .appearance import appearance_error, appearance_gradient_only, geometry_gradient_only
 from .depth_law import depth_law_error, matte_extent
@@ -199,6 +199,7 @@ class Composer(nn.Module):
             if self.config.output == "warp":
                 zero_output(backbone)
         self.transformer = backbone
+        self.text_cache = None   # a `merge.text_cache.TextCache` a training run sets: captions encoded once
         if self.config.gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
         self.reader = self.light_reader = None
@@ -268,10 +269,21 @@ class Composer(nn.Module):
             captions = ["" if float(d) < dropout else c for c, d in zip(captions, draws, strict=True)]
         if self.config.text_encoder == "none":
             return torch.zeros(len(captions), self.config.text_length, self.text_dim, device=device)
+        if self.text_cache is not None:
+            return self.text_cache.features(captions, lambda missing: self._encode(missing, device)).to(device)
+        return self._encode(captions, device)
+
+    def text_cache_key(self) -> str:
+        """What encodes this Composer's captions (a `TextCache` key): the encoder, its folder, the token length."""
+        return f"{self.config.text_encoder}|{self.config.text_encoder_path}|{self.config.text_length}"
+
+    def _encode(self, captions: list[str], device) -> torch.Tensor:
+        """(B, L, D) features of `captions` from the configured text encoder, on `device`."""
         if self.config.text_encoder == "t5":
             from .text import t5_encoder
 
-            return t5_encoder(self.config.text_encoder_path, str(device)).tokens(captions, self.config.text_length)
+            folder = str(resolve(self.config.text_encoder_path))
+            return t5_encoder(folder, str(device)).tokens(captions, self.config.text_length)
         from .text import default_encoder
 
         return default_encoder().tokens(captions, self.config.text_length).to(device)
@@ -749,9 +761,9 @@ class Composer(nn.Module):
 
         from .backbones import input_projection
 
-        if not config.base or not Path(config.base).is_dir():
+        if not config.base or not resolve(config.base).is_dir():
             raise MissingFileError(f"{folder}: a LoRA Composer needs its base transformer folder ({config.base})")
-        model = cls.from_backbone(config, load_backbone(config.backbone, config.base))
+        model = cls.from_backbone(config, load_backbone(config.backbone, resolve(config.base)))
         input_projection(model.transformer, config.backbone).load_state_dict(
             load_file(str(folder / "input_projection.safetensors")))
         set_peft_model_state_dict(model.transformer, load_file(str(folder / "adapter" / "adapter_model.safetensors")))

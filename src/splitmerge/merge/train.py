@@ -36,7 +36,8 @@ from .composer import Composer, ComposerConfig
 from .light_fit import fit_clip_light, fit_light
 from .precision import MODES as PRECISIONS
 from .precision import resolve as resolve_precision
-from .weight_files import check_weights
+from .text_cache import TextCache
+from .weight_files import WEIGHT_REFERENCES, check_weights, resolve
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
 # The scene reader's fresh procedural scenes (`reader_scenes`) take training seeds from here up: far above a
@@ -78,6 +79,8 @@ class TrainConfig:
     compile: bool = False                                # compile the backbone's blocks (`compile_blocks`)
     checkpoint_every: int = 50
     keep_last: int | None = None                         # checkpoints kept (the newest); None keeps every one
+    text_cache: bool = False                             # captions' features kept in RUN/text_cache (each encoded
+    #                                                      once: `merge.text_cache`; for large text encoders)
     validate_every: int = 50
     validation_clips: int = 2
     validation_steps: int = 10
@@ -138,9 +141,27 @@ class TrainConfig:
             raise OptionError(f"{path}: unknown fields {', '.join(sorted(unknown))}")
         record.update({k: v for k, v in overrides.items() if v is not None})
         try:
-            return cls(**_expand(record))
+            return cls(**_expand_except_weights(record))
         except OptionError as error:
             raise OptionError(f"{path}: {error}") from None
+
+
+def _expand_except_weights(record: dict) -> dict:
+    """`_expand` every value but the weights references (`weight_files.WEIGHT_REFERENCES`), which stay as written
+    (``$SPLITMERGE_WAN/vae``, so ``composer.json`` names them the same way) once `resolve` has checked them."""
+    expanded = {key: value if key in ("pretrained", "composer") else _expand(value) for key, value in record.items()}
+    composer = dict(record.get("composer") or {})
+    for key, value in composer.items():
+        if key not in WEIGHT_REFERENCES:
+            composer[key] = _expand(value)
+    for reference in [record.get("pretrained"), *(composer.get(key) for key in WEIGHT_REFERENCES)]:
+        if isinstance(reference, dict):
+            reference = reference.get("path")
+        if isinstance(reference, str):
+            resolve(reference)
+    if "composer" in record:
+        expanded["composer"] = composer
+    return expanded
 
 
 def _expand(value):
@@ -167,8 +188,9 @@ def build_composer(config: TrainConfig) -> Composer:
     if config.pretrained:
         from .backbones import load_backbone
 
-        composer_config.base = str(config.pretrained)
-        return Composer.from_backbone(composer_config, load_backbone(composer_config.backbone, config.pretrained))
+        composer_config.base = str(config.pretrained)   # the reference, as the config gives it (`resolve`)
+        return Composer.from_backbone(composer_config, load_backbone(composer_config.backbone,
+                                                                     resolve(config.pretrained)))
     return Composer(composer_config)
 
 
@@ -411,7 +433,7 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
 
     if not config.data:
         raise OptionError("train: no dataset (--data DATASET)")
-    run = check_output(run, [config.data, config.pretrained], kind="folder")
+    run = check_output(run, [config.data, resolve(config.pretrained)], kind="folder")
     checkpoint = latest_checkpoint(run) if resume else None
     if not resume and run.exists() and any(run.iterdir()):
         raise OptionError(f"{run}: exists and is not empty; pass --resume to continue it, or use a new folder")
@@ -426,6 +448,8 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     torch.manual_seed(config.seed)  # the initial weights: the same on every rank
     config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
     model = build_composer(config)
+    if config.text_cache:   # each caption encoded once for the run (`merge.text_cache`)
+        model.text_cache = TextCache(run / "text_cache", model.text_cache_key())
     if config.compile and not compile_blocks(model.transformer):
         print("train: compile: no C++ compiler found (c++, g++ or clang++); the blocks run uncompiled",
               file=sys.stderr)

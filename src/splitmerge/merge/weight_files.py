@@ -8,11 +8,26 @@ read from pickles.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from ..errors import MissingFileError
+from ..errors import MissingFileError, OptionError
 
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
+WEIGHT_REFERENCES = ("codec", "text_encoder_path", "base")   # `ComposerConfig` fields naming weights folders
+
+
+def resolve(reference: str | os.PathLike | None) -> Path | None:
+    """The folder a weights reference names: environment variables (``$SPLITMERGE_WAN/vae``) and ``~`` expanded.
+    Configs and ``composer.json`` keep the reference itself, so a model moves between machines that set the same
+    variables; an unset variable is a one-line error naming it. None stays None."""
+    if reference is None:
+        return None
+    text = os.path.expanduser(os.path.expandvars(str(reference)))
+    if "$" in text:
+        missing = text[text.index("$"):].split("/")[0].strip("${}")
+        raise OptionError(f"{reference!r}: set the environment variable {missing} (a local weights folder)")
+    return Path(text)
 
 
 def _safetensors(folder: Path, what: str) -> None:
@@ -28,15 +43,15 @@ def _safetensors(folder: Path, what: str) -> None:
 
 def check_weights(config, pretrained: str | Path | None = None) -> None:
     """Every local weights folder `config` (a `ComposerConfig`) and `pretrained` (a transformer folder to widen,
-    or a LoRA Composer's base) name: the transformer's, the VAE's, the T5 text encoder's and its tokenizer. Raises
-    `MissingFileError` naming the first that is missing; loads nothing."""
+    or a LoRA Composer's base; references as `resolve` reads them) name: the transformer's, the VAE's, the T5 text
+    encoder's and its tokenizer. Raises `MissingFileError` naming the first that is missing; loads nothing."""
     if pretrained is not None:
-        _safetensors(Path(pretrained), "pretrained transformer")
+        _safetensors(resolve(pretrained), "pretrained transformer")
     codec = config.codec or {}
     if codec.get("kind") == "vae" and codec.get("path"):
-        _safetensors(Path(codec["path"]).expanduser(), "VAE")
+        _safetensors(resolve(codec["path"]), "VAE")
     if config.text_encoder == "t5" and config.text_encoder_path:
-        folder = Path(config.text_encoder_path).expanduser()
+        folder = resolve(config.text_encoder_path)
         model = folder / "text_encoder" if (folder / "text_encoder").is_dir() else folder
         tokenizer = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
         _safetensors(model, "T5 text encoder")
