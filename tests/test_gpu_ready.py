@@ -224,3 +224,36 @@ def test_composer_json_names_weights_by_reference(tmp_path, monkeypatch):
     monkeypatch.delenv("SPLITMERGE_WAN")
     with pytest.raises(OptionError, match="set the environment variable SPLITMERGE_WAN"):
         resolve("$SPLITMERGE_WAN/vae")
+
+
+def test_dataloader_workers_give_the_same_batches_and_losses(tmp_path):
+    """Batches read ahead by two worker processes are the ones the training process would make (samples are pure
+    functions of seed, step and index), so a run logs the same losses with `num_workers: 2` as with 0, and a
+    run stopped and resumed with workers logs them too."""
+    from test_train import losses, small_config
+
+    from splitmerge.cli import main
+    from splitmerge.data import StmDataset, build
+    from splitmerge.merge.train import StepBatches, TrainConfig, step_batches
+
+    data = tmp_path / "data"
+    build([], data, synthetic=3, frames=8, size=(32, 48))
+    config = TrainConfig(data=str(data), frames=8, size=(32, 48), batch_size=2, max_steps=5, num_workers=2)
+    dataset = StmDataset(data, frames=8, size=(32, 48))
+    ahead = list(step_batches(dataset, config, 0, 1, 2, 5, pin=False))
+    here = [StepBatches(dataset, config, 0, 1)[step] for step in range(2, 5)]
+    assert all(torch.equal(a["video"], b["video"]) and a["id"] == b["id"] for a, b in zip(ahead, here, strict=True))
+    runs = {}
+    for workers in (0, 2):
+        path = small_config(tmp_path, num_workers=workers, max_steps=6, checkpoint_every=3, validate_every=6)
+        runs[workers] = tmp_path / f"run{workers}"
+        if workers:
+            assert main(["train", "--config", str(path), "--data", str(data), "-o", str(runs[workers]),
+                         "--stop-at", "3"]) == 0
+            assert main(["train", "--config", str(path), "--data", str(data), "-o", str(runs[workers]),
+                         "--resume"]) == 0
+        else:
+            assert main(["train", "--config", str(path), "--data", str(data), "-o", str(runs[workers])]) == 0
+    assert losses(runs[2]) == losses(runs[0])
+    with pytest.raises(OptionError, match="num_workers"):
+        TrainConfig(num_workers=-1)

@@ -177,8 +177,13 @@ class StmDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict:
+        return self.sample(index, self.epoch)
+
+    def sample(self, index: int, epoch: int) -> dict:
+        """Clip `index` as epoch `epoch` draws it: a pure function of (seed, epoch, index), whatever process asks
+        (a DataLoader worker gives the very sample the training process would)."""
         row = self.rows[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, int(epoch), index])
         count = self.frames or row["num_frames"]
         start = int(rng.integers(0, row["num_frames"] - count + 1))
         folder = clip_folder(self.root, row)

@@ -85,7 +85,7 @@ class TrainConfig:
     validation_clips: int = 2
     validation_steps: int = 10
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 0                                 # DataLoader worker processes reading batches ahead
 
     def __post_init__(self):
         check_field_types(self, "training config")
@@ -101,6 +101,8 @@ class TrainConfig:
                      "reader_batch"):
             if int(getattr(self, name)) < 1:
                 raise OptionError(f"{name} must be a positive integer")
+        if not is_integer(self.num_workers) or self.num_workers < 0:
+            raise OptionError(f"num_workers {self.num_workers!r}: the DataLoader's worker processes, 0 or more")
         if self.keep_last is not None and (not is_integer(self.keep_last) or self.keep_last < 1):
             raise OptionError(f"keep_last {self.keep_last!r}: the number of newest checkpoints kept, at least 1")
         if self.reader_warmup < 0:
@@ -147,20 +149,21 @@ class TrainConfig:
 
 
 def _expand_except_weights(record: dict) -> dict:
-    """`_expand` every value but the weights references (`weight_files.WEIGHT_REFERENCES`), which stay as written
-    (``$SPLITMERGE_WAN/vae``, so ``composer.json`` names them the same way) once `resolve` has checked them."""
+    """`_expand` every value but the weights references (`pretrained` and the composer's
+    `weight_files.WEIGHT_REFERENCES`), which stay as written (``$SPLITMERGE_WAN/vae``, so ``composer.json`` names
+    them the same way) once `resolve` has checked them."""
+    composer = record.get("composer")
     expanded = {key: value if key in ("pretrained", "composer") else _expand(value) for key, value in record.items()}
-    composer = dict(record.get("composer") or {})
-    for key, value in composer.items():
-        if key not in WEIGHT_REFERENCES:
-            composer[key] = _expand(value)
-    for reference in [record.get("pretrained"), *(composer.get(key) for key in WEIGHT_REFERENCES)]:
+    references = [record.get("pretrained")]
+    if isinstance(composer, dict):   # (anything else is refused by the config's own type checks)
+        expanded["composer"] = {key: value if key in WEIGHT_REFERENCES else _expand(value)
+                                for key, value in composer.items()}
+        references += [composer.get(key) for key in WEIGHT_REFERENCES]
+    for reference in references:
         if isinstance(reference, dict):
             reference = reference.get("path")
         if isinstance(reference, str):
             resolve(reference)
-    if "composer" in record:
-        expanded["composer"] = composer
     return expanded
 
 
@@ -297,6 +300,34 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         return config.learning_rate
     progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Step `step`'s batch for one rank, as a dataset a `DataLoader` can read ahead in worker processes: every
+    sample is a pure function of (seed, step, index) (`StmDataset.sample`, the step as its epoch), so the batches
+    are the same with any number of workers, and a resumed run starts at its step."""
+
+    def __init__(self, dataset, config: TrainConfig, rank: int, world: int):
+        from ..data.torch_dataset import collate_samples
+
+        self.dataset, self.config, self.rank, self.world = dataset, config, rank, world
+        self.collate = collate_samples
+
+    def __len__(self) -> int:
+        return self.config.max_steps
+
+    def __getitem__(self, step: int) -> dict:
+        indices = batch_indices(self.config, step, len(self.dataset), self.rank, self.world)
+        return self.collate([self.dataset.sample(index, step) for index in indices])
+
+
+def step_batches(dataset, config: TrainConfig, rank: int, world: int, start: int, last: int, pin: bool):
+    """The batches of steps `start`..`last` - 1 in order: read ahead by `config.num_workers` worker processes
+    (none: in this process), pinned in page-locked memory for a GPU when `pin`."""
+    return torch.utils.data.DataLoader(StepBatches(dataset, config, rank, world), batch_size=None,
+                                       sampler=range(start, last), num_workers=config.num_workers, pin_memory=pin,
+                                       prefetch_factor=2 if config.num_workers else None,
+                                       persistent_workers=False)
 
 
 def batch_indices(config: TrainConfig, step: int, size: int, rank: int, world: int) -> list[int]:
@@ -481,9 +512,8 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     validation = _validation_batch(config, collate_samples)
     started, loss_value = time.perf_counter(), math.nan
     last = config.stop_at or config.max_steps
-    for step in range(start, last):
-        dataset.set_epoch(step)
-        batch = collate_samples([dataset[i] for i in batch_indices(config, step, len(dataset), rank, world)])
+    batches = step_batches(dataset, config, rank, world, start, last, pin=accelerator.device.type == "cuda")
+    for step, batch in zip(range(start, last), batches, strict=True):
         if light:  # the reader's light is regressed onto the truth's as in its warm-up (merge/light_fit.py)
             batch["light"] = fit_clip_light(batch["alpha_target"], batch["effects"])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1_009 + rank)
