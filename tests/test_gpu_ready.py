@@ -3,6 +3,7 @@ models: CogVideoX's rotary position embeddings, one noise schedule for training 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -257,3 +258,34 @@ def test_dataloader_workers_give_the_same_batches_and_losses(tmp_path):
     assert losses(runs[2]) == losses(runs[0])
     with pytest.raises(OptionError, match="num_workers"):
         TrainConfig(num_workers=-1)
+
+
+def test_sampling_runs_where_the_gpu_is_in_bf16(monkeypatch, tmp_path):
+    """`load_composer` puts the model on `inference_device` (a GPU when there is one; `SPLITMERGE_DEVICE` says
+    otherwise, a device that is not there is a one-line error); sampling autocasts to bf16 on a GPU only; a VAE
+    encodes and decodes in tiles and slices."""
+    import contextlib
+
+    from diffusers import AutoencoderKLWan
+
+    from splitmerge.merge.codecs import VaeCodec
+    from splitmerge.merge.composer import sampling_autocast
+    from splitmerge.merge.stm import inference_device
+
+    monkeypatch.delenv("SPLITMERGE_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert inference_device().type == expected
+    monkeypatch.setenv("SPLITMERGE_DEVICE", "cpu")
+    assert inference_device() == torch.device("cpu")
+    for bad in ("tpu", "gpu0") + (() if torch.cuda.is_available() else ("cuda",)):
+        monkeypatch.setenv("SPLITMERGE_DEVICE", bad)
+        with pytest.raises(OptionError, match="SPLITMERGE_DEVICE"):
+            inference_device()
+    assert isinstance(sampling_autocast(torch.device("cpu")), contextlib.nullcontext)
+    with warnings.catch_warnings():   # (without a GPU torch says it disables the autocast it builds)
+        warnings.simplefilter("ignore", UserWarning)
+        assert isinstance(sampling_autocast(torch.device("cuda")), torch.autocast)
+    AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                     temperal_downsample=[False, True, True], latents_mean=[0.1] * 4,
+                     latents_std=[2.0] * 4).save_pretrained(tmp_path / "vae")
+    assert VaeCodec(tmp_path / "vae").vae.use_tiling

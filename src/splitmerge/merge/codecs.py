@@ -108,6 +108,9 @@ class VaeCodec:
         if cls is None or "Autoencoder" not in kind:
             raise OptionError(f"{folder}: {kind!r} is not a diffusers video VAE")
         self.vae = cls.from_pretrained(folder, torch_dtype=dtype).to(device).eval().requires_grad_(False)
+        for memory_saver in ("enable_tiling", "enable_slicing"):   # 49 frames of 480x720 in tiles, one clip at a time
+            if hasattr(self.vae, memory_saver):
+                getattr(self.vae, memory_saver)()
         config = self.vae.config
         self.temporal = int(getattr(config, "temporal_compression_ratio", None) or
                             getattr(self.vae, "temporal_compression_ratio", None) or 4)

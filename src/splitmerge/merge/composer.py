@@ -179,6 +179,16 @@ def _read_config(folder: Path) -> ComposerConfig:
         raise OptionError(f"{record_path}: {error}") from None
 
 
+def sampling_autocast(device: torch.device):
+    """bf16 autocast for sampling on a GPU (the paper-scale backbones run there in bf16); nothing on a CPU, where
+    the CPU presets sample in fp32, as they are measured."""
+    import contextlib
+
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 class Composer(nn.Module):
     """See the module docstring. `backbone` may be given (e.g. a pretrained, widened one); else it is built."""
 
@@ -639,9 +649,13 @@ class Composer(nn.Module):
         return (logit - mirrored) / 2 - margin
 
     def _denoise(self, foreground, alpha, background, captions, steps, guidance, generator, flip=None):
-        """The sampling loop. Returns (final latent (B, C, t, h, w), matte (layered outputs; see `estimator`)
-        or None, (the last (guided) raw output, the mirror logit chosen at the first step or given as `flip`
-        (warp) or None), the conditions)."""
+        """The sampling loop, in bf16 autocast on a GPU (`sampling_autocast`). Returns (final latent (B, C, t, h,
+        w), matte (layered outputs; see `estimator`) or None, (the last (guided) raw output, the mirror logit chosen
+        at the first step or given as `flip` (warp) or None), the conditions)."""
+        with sampling_autocast(next(self.parameters()).device):
+            return self._denoise_steps(foreground, alpha, background, captions, steps, guidance, generator, flip)
+
+    def _denoise_steps(self, foreground, alpha, background, captions, steps, guidance, generator, flip=None):
         device = next(self.parameters()).device
         foreground, alpha, background = foreground.to(device), alpha.to(device), background.to(device)
         conditions = self.conditions(foreground, alpha, background)

@@ -51,11 +51,33 @@ GROW = 3              # px
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
+DEVICE_VARIABLE = "SPLITMERGE_DEVICE"   # where sampling runs: "cpu", "cuda", "cuda:N"; default a GPU when there is
+
+
+def inference_device() -> torch.device:
+    """Where a Composer samples: `SPLITMERGE_DEVICE` when set, else the first GPU when there is one, else the CPU.
+    A value torch does not know, or a GPU that is not there, is a one-line error."""
+    import os
+
+    chosen = os.environ.get(DEVICE_VARIABLE)
+    if not chosen:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(chosen)
+    except (RuntimeError, ValueError):
+        raise OptionError(f"{DEVICE_VARIABLE}={chosen!r}: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda") or device.type == "cuda" and not torch.cuda.is_available():
+        here = "cpu, cuda" if torch.cuda.is_available() else "cpu only"
+        raise OptionError(f"{DEVICE_VARIABLE}={chosen!r}: no such device here ({here})")
+    return device
+
+
 @lru_cache(maxsize=2)
 def load_composer(path: str):
+    """The Composer in folder `path`, in eval mode, on `inference_device` (its outputs come back to the CPU)."""
     from .composer import Composer
 
-    model = Composer.from_pretrained(path).eval()
+    model = Composer.from_pretrained(path).eval().to(inference_device())
     if not model.config.sample_frames or not model.config.sample_size:
         raise OptionError(f"{path}: the Composer records no training clip size (sample_frames/sample_size)")
     return model
@@ -126,7 +148,7 @@ class WarpMap:
             to_signed(small_fg)[None], torch.from_numpy(small_alpha)[None, None], to_signed(small_bg)[None],
             [inputs.prompt], steps=inputs.steps or 20, guidance=inputs.guidance or 1.0, generator=self.generator,
             flip=self.forced)
-        weight = self.windows.add(index, found[0].T.numpy())
+        weight = self.windows.add(index, found[0].T.float().cpu().numpy())
         self.flips.append((weight, float(flip[0])))
 
     def result(self) -> ClipMap:
@@ -287,7 +309,8 @@ def _stm_generated(inputs: ComposeInputs, model, path: Path) -> Composite:
                            guidance=inputs.guidance or 1.0, generator=generator, with_matte=layered)
         out, matte = out if layered else (out, torch.zeros(1, 1, window, *size))
         # The matte rides as a fourth channel: both are cross-faded alike.
-        windows.add(index, np.concatenate([from_signed(out[0]), matte[0, 0, ..., None].numpy()], axis=-1))
+        windows.add(index, np.concatenate([from_signed(out[0]), matte[0, 0, ..., None].float().cpu().numpy()],
+                                          axis=-1))
     faded = windows.result()
     generated = np.rint(faded[..., :3]).clip(0, 255).astype(np.uint8)
     if size != (height, width):
