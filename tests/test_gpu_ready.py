@@ -289,3 +289,16 @@ def test_sampling_runs_where_the_gpu_is_in_bf16(monkeypatch, tmp_path):
                      temperal_downsample=[False, True, True], latents_mean=[0.1] * 4,
                      latents_std=[2.0] * 4).save_pretrained(tmp_path / "vae")
     assert VaeCodec(tmp_path / "vae").vae.use_tiling
+
+
+def test_the_weights_average_follows_its_weights_to_their_device():
+    """The EMA is made (or read from a checkpoint) on the CPU before `accelerator.prepare` moves the model to a
+    GPU: each average moves to its weight's device at its first update (here the `meta` device) instead of
+    failing on a cross-device add."""
+    from splitmerge.merge.train import Ema
+
+    model = torch.nn.Linear(3, 2)
+    ema = Ema(model, 0.9)
+    model.to("meta")
+    ema.update(model)
+    assert {tensor.device.type for tensor in ema.shadow.values()} == {"meta"} and ema.updates == 1

@@ -399,7 +399,9 @@ def latest_checkpoint(run: Path) -> Path | None:
 class Ema:
     """Exponential moving average of the trainable weights, with the usual warm-up: the decay after u updates is
     min(decay, (1 + u) / (10 + u)), so a short run's average is not dominated by its first, untrained weights
-    (measured: EMA 0.999 without warm-up after 1500 steps sampled 4x worse than the raw weights)."""
+    (measured: EMA 0.999 without warm-up after 1500 steps sampled 4x worse than the raw weights). Each average
+    lives where its weight lives: it follows the weight to the GPU ``accelerator.prepare`` moved it to (made, or
+    read from a checkpoint, on the CPU before that)."""
 
     def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
         self.decay, self.updates = decay, updates
@@ -410,6 +412,8 @@ class Ema:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for name, p in model.named_parameters():
             if name in self.shadow:
+                if self.shadow[name].device != p.device:
+                    self.shadow[name] = self.shadow[name].to(p.device)
                 self.shadow[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
         self.updates += 1
 
@@ -583,7 +587,8 @@ def _checkpoint(run: Path, step: int, core: Composer, optimizer, ema: Ema | None
         if ema is not None:
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(folder / "ema.safetensors"))
+            save_file({k: v.detach().cpu().contiguous() for k, v in ema.shadow.items()},
+                      str(folder / "ema.safetensors"))
         (folder / "state.json").write_text(json.dumps({"step": step}) + "\n")
 
 
@@ -673,7 +678,7 @@ def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainCo
         middle = inputs.shape[0] // 2
         row = [inputs[middle], background[middle], made[middle]]
         if layered:
-            matte = mattes[i, 0].numpy()
+            matte = mattes[i, 0].float().cpu().numpy()   # (sampled on the GPU when training there)
             scores["iou"].append(mask_iou(matte, target))
             row.append(np.repeat((matte[middle] * 255).round().astype(np.uint8)[..., None], 3, axis=-1))
         rows.append(row + [truth[middle]])
