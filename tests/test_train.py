@@ -156,6 +156,8 @@ def test_two_ddp_processes_keep_identical_weights(dataset, tmp_path):
     assert summary["processes"] == 2 and len(summary["weight_checksums"]) == 2
     assert summary["weight_checksums"][0] == summary["weight_checksums"][1]
     assert len(losses(run)) == 4
+    # both ranks sampled the validation clips (as a sharded model needs); one wrote them
+    assert len((run / "validation.jsonl").read_text().splitlines()) == 1
 
 
 def test_config_errors_and_schedule(tmp_path):

@@ -547,9 +547,9 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
             _checkpoint(run, done, core, optimizer, ema)
             prune_checkpoints(run, config.keep_last)
             _plot_losses(run)
-        if accelerator.is_main_process and validation is not None and (done % config.validate_every == 0 or
-                                                                       done == last):
-            _validate(run, done, core, validation, config, grid, write_png)
+        if validation is not None and (done % config.validate_every == 0 or done == last):
+            # every rank samples (a sharded model's forward needs them all: FSDP); the main one writes
+            _validate(run, done, core, validation, config, grid, write_png, write=accelerator.is_main_process)
         accelerator.wait_for_everyone()
     # One number per rank that any difference in the weights changes: under DDP they must all agree.
     checksum = torch.stack([p.detach().double().sum() for p in core.parameters()]).sum().reshape(1)
@@ -639,11 +639,13 @@ def _validation_batch(config: TrainConfig, collate) -> dict | None:
     return batch
 
 
-def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png) -> None:
+def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png,
+              write: bool = True) -> None:
     """Sample the held-out clips: a picture (inputs | generated [| its matte] | truth) and one line of
     ``validation.jsonl`` with what the training is for, measured against the copy-paste of the same inputs:
     PSNR to the truth, CIEDE2000 colour error on the true subject region, (layered outputs) the placement IoU
-    of the generated matte with the true one and (warp) how often its mirror choice undoes the input's flip."""
+    of the generated matte with the true one and (warp) how often its mirror choice undoes the input's flip.
+    Every rank samples; only with `write` (the main process) are the picture and the line written."""
     from ..data.torch_dataset import from_signed
     from ..eval.metrics import colour_error, mask_iou, psnr
     from ..video.layers import composite
@@ -682,6 +684,8 @@ def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainCo
             scores["iou"].append(mask_iou(matte, target))
             row.append(np.repeat((matte[middle] * 255).round().astype(np.uint8)[..., None], 3, axis=-1))
         rows.append(row + [truth[middle]])
+    if not write:
+        return
     labels = ["input subject (transformed)", "background", "generated"] + ["its matte"] * layered + ["truth"]
     write_png(run / "validation" / f"step-{step:06d}.png", grid(rows, labels, height=120))
     record = {"step": step, **{key: round(float(np.mean(v)), 4) for key, v in scores.items() if v}}
