@@ -26,7 +26,8 @@ from ..video.io import iter_chunks, read_video, write_video
 from ..video.layers import Layers, Video, composite, uncomposite, union_matte
 from ..video.transforms import place
 from .anchor import Anchoring, carried_anchor, check_anchor, placing, plan_anchoring
-from .occlusion import check_occlusion, occlude, occluded_frames, occluders_for, occlusion_record
+from .occlusion import (check_occlusion, occlude, occluded_frames, occluders_for, occlusion_record,
+                        subjects_for_order)
 
 _METHODS: dict[str, Callable[["ComposeInputs"], "Composite"]] = {}
 _OPTIONS: dict[str, tuple[str, ...]] = {}
@@ -245,7 +246,8 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
                            [carried_anchor(keywords, plan.position, layers.alpha.shape[1:], size, count)
                             for layers, keywords in zip(subjects, placing_keywords, strict=True)])
     result = _METHODS[method](inputs)
-    fronts = occluders_for(video, count, occlusion, occluder, subject_mattes(result, placed), CAMERA_CHUNK)
+    fronts = occluders_for(video, count, occlusion, occluder,
+                           subjects_for_order(result.alpha, [alpha for _, alpha in placed]), CAMERA_CHUNK)
     if fronts is not None:
         result.frames, result.alpha, result.effects = occlude(result.frames, result.alpha, result.background,
                                                               result.effects, fronts)
@@ -256,14 +258,6 @@ def compose(fg, background, prompt: str | None = None, method: str = "stm", mode
 
 
 CAMERA_CHUNK = 16  # frames read at a time to measure the background's camera
-
-
-def subject_mattes(result: Composite, placed: list) -> list[np.ndarray]:
-    """Each subject's matte where `result` put it, for the occlusion order: the result's own matte for one subject
-    (a Composer may have moved it), else the placed mattes (the result's union cannot tell subjects apart)."""
-    if len(placed) == 1 and result.alpha is not None:
-        return [result.alpha]
-    return [alpha for _, alpha in placed]
 
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")

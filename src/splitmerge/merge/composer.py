@@ -775,7 +775,7 @@ class Composer(nn.Module):
 
         from .backbones import input_projection
 
-        if not config.base or not resolve(config.base).is_dir():
+        if not config.base:   # (a base that is named but missing was refused by `check_weights`)
             raise MissingFileError(f"{folder}: a LoRA Composer needs its base transformer folder ({config.base})")
         model = cls.from_backbone(config, load_backbone(config.backbone, resolve(config.base)))
         input_projection(model.transformer, config.backbone).load_state_dict(

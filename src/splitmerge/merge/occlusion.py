@@ -34,6 +34,19 @@ def check_occlusion(occlusion: str) -> None:
         raise OptionError(f"occlusion {occlusion!r}: expected one of {', '.join(OCCLUSIONS)}")
 
 
+def at_size(mattes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(n, H, W) float32 mattes at `size` (H, W): as they are when they already are, else resized within [0, 1]."""
+    return mattes if mattes.shape[1:] == size else np.clip(resize_frames(mattes, size), 0, 1)
+
+
+def subjects_for_order(result_alpha: np.ndarray | None, placed_alphas: list[np.ndarray]) -> list[np.ndarray]:
+    """Each subject's matte where the result put it, for `in_front`'s order: the result's own matte for one
+    subject (a Composer may have moved it), else the placed mattes (a union cannot tell subjects apart)."""
+    if len(placed_alphas) == 1 and result_alpha is not None:
+        return [result_alpha]
+    return list(placed_alphas)
+
+
 def occluder_chunks(path, size: tuple[int, int], count: int, chunk: int) -> Iterator[np.ndarray]:
     """A user's occluder matte video (gray, 0..1 by its bit depth) as (n, H, W) float32 chunks at `size`; a
     file with fewer than `count` frames is a one-line error naming it."""
@@ -46,7 +59,7 @@ def occluder_chunks(path, size: tuple[int, int], count: int, chunk: int) -> Iter
     for planes in iter_chunks(iter(reader), chunk):
         mattes = planes.astype(np.float32) / peak
         given += len(mattes)
-        yield mattes if mattes.shape[1:] == size else np.clip(resize_frames(mattes, size), 0, 1)
+        yield at_size(mattes, size)
     if given < count:
         raise MediaError(f"{path}: the occluder matte ends after {given} frames; the composition needs {count}")
 
@@ -71,7 +84,7 @@ def movers_in_memory(video, count: int) -> np.ndarray | None:
         return None   # nothing moves (or too short to tell): nothing passes in front
     # quantised as the streamed path's matte file stores it (8 bits), so both paths put the same pixels in front
     alpha = (np.rint(layers.alpha[:count] * 255) / 255).astype(np.float32)
-    return alpha if alpha.shape[1:] == (height, width) else np.clip(resize_frames(alpha, (height, width)), 0, 1)
+    return at_size(alpha, (height, width))
 
 
 class BackgroundMovers:
@@ -104,7 +117,7 @@ class BackgroundMovers:
                 yield None
             return
         for _, alpha in self._stream.chunks(count, chunk, colour=False):
-            yield alpha if alpha.shape[1:] == size else np.clip(resize_frames(alpha, size), 0, 1)
+            yield at_size(alpha, size)
 
     def close(self) -> None:
         if self._folder is not None:
@@ -162,7 +175,7 @@ def occluders_for(video, count: int, occlusion: str, occluder, subjects: list[np
             if occluder.ndim != 3 or len(occluder) < count or not np.all((occluder >= 0) & (occluder <= 1)):
                 raise OptionError(f"occluder: expected a (T >= {count}, H, W) matte in [0, 1]")
             fronts = occluder[:count].astype(np.float32)
-            return fronts if fronts.shape[1:] == size else np.clip(resize_frames(fronts, size), 0, 1)
+            return at_size(fronts, size)
         return np.concatenate(list(occluder_chunks(occluder, size, count, chunk)))
     if occlusion == "off":
         return None

@@ -35,7 +35,7 @@ from .anchor import carried_anchor, check_anchor, placing, plan_anchoring
 from .compose import (ComposeInputs, Placement, check_compose_outputs, check_options, check_sampling, compose_meta,
                       empty_matte, placed_outside, plan_placement)
 from .occlusion import (BackgroundMovers, check_occlusion, in_front, occlude, occluded_frames, occluder_chunks,
-                        occlusion_record)
+                        occlusion_record, subjects_for_order)
 from .orientation import matte_centres
 
 STREAMED = ("copy-paste", "stm")
@@ -174,8 +174,7 @@ def _write_result(output, layers_out, background, info, subjects, placings, plan
                 result, union, shading = _render(plate, placed, maps, drawn)
                 if front is not None:
                     if occluder is None:
-                        mattes = [union] if len(placed) == 1 else [alpha for _, _, alpha in placed]
-                        front = in_front(front, mattes)
+                        front = in_front(front, subjects_for_order(union, [alpha for _, _, alpha in placed]))
                     result, union, shading = occlude(result, union, plate, shading, front)
                     occluded += occluded_frames(front)
                 for t in range(len(plate)):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -37,7 +36,7 @@ from .light_fit import fit_clip_light, fit_light
 from .precision import MODES as PRECISIONS
 from .precision import resolve as resolve_precision
 from .text_cache import TextCache
-from .weight_files import WEIGHT_REFERENCES, check_weights, resolve
+from .weight_files import WEIGHT_REFERENCES, check_weights, expand_variables, resolve
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # presets ship inside the package
 # The scene reader's fresh procedural scenes (`reader_scenes`) take training seeds from here up: far above a
@@ -168,19 +167,14 @@ def _expand_except_weights(record: dict) -> dict:
 
 
 def _expand(value):
-    """Environment variables in every string of a config ($SPLITMERGE_WAN/transformer); an unset one is an
-    error that names it."""
+    """Environment variables in every string of a config ($DATA/clips); an unset one is an error that names it
+    (`weight_files.expand_variables`)."""
     if isinstance(value, dict):
         return {key: _expand(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_expand(item) for item in value]
     if isinstance(value, str) and "$" in value:
-        expanded = os.path.expandvars(value)
-        if "$" in expanded:
-            missing = expanded[expanded.index("$"):].split("/")[0].strip("${}")
-            raise OptionError(f"config value {value!r}: set the environment variable {missing} (a local weights "
-                              "folder)")
-        return expanded
+        return expand_variables(value, f"config value {value!r}")
     return value
 
 

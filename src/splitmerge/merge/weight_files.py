@@ -17,17 +17,23 @@ TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
 WEIGHT_REFERENCES = ("codec", "text_encoder_path", "base")   # `ComposerConfig` fields naming weights folders
 
 
+def expand_variables(text: str, name: str | None = None) -> str:
+    """`text` with its environment variables (``$SPLITMERGE_WAN/vae``) expanded; an unset one is a one-line error
+    that names it (and `name`, what the text is, default the text itself)."""
+    expanded = os.path.expandvars(text)
+    if "$" in expanded:
+        missing = expanded[expanded.index("$"):].split("/")[0].strip("${}")
+        raise OptionError(f"{name or repr(text)}: set the environment variable {missing} (a local weights folder)")
+    return expanded
+
+
 def resolve(reference: str | os.PathLike | None) -> Path | None:
-    """The folder a weights reference names: environment variables (``$SPLITMERGE_WAN/vae``) and ``~`` expanded.
+    """The folder a weights reference names: environment variables (`expand_variables`) and ``~`` expanded.
     Configs and ``composer.json`` keep the reference itself, so a model moves between machines that set the same
-    variables; an unset variable is a one-line error naming it. None stays None."""
+    variables. None stays None."""
     if reference is None:
         return None
-    text = os.path.expanduser(os.path.expandvars(str(reference)))
-    if "$" in text:
-        missing = text[text.index("$"):].split("/")[0].strip("${}")
-        raise OptionError(f"{reference!r}: set the environment variable {missing} (a local weights folder)")
-    return Path(text)
+    return Path(os.path.expanduser(expand_variables(str(reference))))
 
 
 def _safetensors(folder: Path, what: str) -> None:
