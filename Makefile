@@ -50,6 +50,7 @@ demo: setup
 test: setup-dev
 	$(PY) -m ruff check -q src tests benchmarks
 	$(PY) -m pytest -q --durations=15 tests
+	benchmarks/gpu_smoke.sh --cpu --layers 2
 
 bench: setup-dev
 	$(PY) benchmarks/video_io.py

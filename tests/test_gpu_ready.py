@@ -15,6 +15,7 @@ pytest.importorskip("diffusers")
 from splitmerge.errors import OptionError  # noqa: E402
 from splitmerge.merge.backbones import build_backbone, cogvideox_rotary, run_backbone  # noqa: E402
 from splitmerge.merge.composer import Composer, ComposerConfig  # noqa: E402
+from test_composer import TINY_WAN  # noqa: E402
 
 ROTARY_COGVIDEOX = {"num_attention_heads": 2, "attention_head_dim": 16, "time_embed_dim": 32, "text_embed_dim": 32,
                     "num_layers": 1, "sample_width": 12, "sample_height": 8, "sample_frames": 4, "patch_size": 2,
@@ -120,7 +121,7 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
 
     from splitmerge.cli import main
     from splitmerge.data import build
-    from splitmerge.merge.train import prune_checkpoints
+    from splitmerge.merge.checkpoint import prune_checkpoints
 
     data = tmp_path / "data"
     build([], data, synthetic=2, frames=8, size=(32, 48))
@@ -295,10 +296,204 @@ def test_the_weights_average_follows_its_weights_to_their_device():
     """The EMA is made (or read from a checkpoint) on the CPU before `accelerator.prepare` moves the model to a
     GPU: each average moves to its weight's device at its first update (here the `meta` device) instead of
     failing on a cross-device add."""
-    from splitmerge.merge.train import Ema
+    from splitmerge.merge.checkpoint import Ema
 
     model = torch.nn.Linear(3, 2)
     ema = Ema(model, 0.9)
     model.to("meta")
     ema.update(model)
     assert {tensor.device.type for tensor in ema.shadow.values()} == {"meta"} and ema.updates == 1
+
+
+def test_a_composer_saved_from_gathered_weights_loads_back_by_name(tmp_path, monkeypatch):
+    """`save_pretrained(folder, weights)` writes weights given by parameter name (what a sharded run gathers) in
+    diffusers' layout, in shards with an index past the shard size (10 GB; 4 KB here), and `saved_weights` reads
+    them back under the same names; a LoRA Composer saves (and reads back) only its adapters and input projection."""
+    from splitmerge.merge import composer_files
+
+    torch.manual_seed(0)
+    model = Composer(ComposerConfig(backbone="wan", backbone_config=dict(TINY_WAN), text_encoder="none",
+                                    text_length=8, output="direct"))
+    weights = {name: value.clone() + 1 for name, value in model.state_dict().items()}
+    monkeypatch.setattr(composer_files, "SHARD_SIZE", 4096)
+    model.save_pretrained(tmp_path / "sharded", weights)
+    shards = sorted(p.name for p in (tmp_path / "sharded" / "transformer").glob("*.safetensors"))
+    assert len(shards) > 2 and (tmp_path / "sharded" / "transformer" /
+                                "diffusion_pytorch_model.safetensors.index.json").is_file()
+    loaded = Composer.from_pretrained(tmp_path / "sharded")
+    assert all(torch.equal(loaded.state_dict()[name], value) for name, value in weights.items())
+    read = composer_files.saved_weights(model, tmp_path / "sharded")
+    assert read.keys() == weights.keys() and all(torch.equal(read[k], weights[k]) for k in weights)
+
+    lora = Composer.from_backbone(ComposerConfig(backbone="wan", text_encoder="none", text_length=8, lora_rank=2,
+                                                 output="direct", codec={"kind": "pixel", "spatial": 2}),
+                                  build_backbone("wan", **{**TINY_WAN, "in_channels": 12, "out_channels": 12}))
+    trainable = {name for name, p in lora.named_parameters() if p.requires_grad}
+    lora.save_pretrained(tmp_path / "lora")
+    assert set(composer_files.saved_weights(lora, tmp_path / "lora", shapes_only=True)) == trainable
+
+
+def test_a_checkpoint_of_another_model_or_format_is_refused_before_loading(tmp_path, capsys):
+    """Every process checks a checkpoint's names and shapes (file headers) before any collective starts: another
+    model's checkpoint, optimizer moments that do not fit and the optimizer format keyed by position (before
+    names) are one-line errors, exit 2, and the checkpoint is left as it was."""
+    import json
+    import shutil
+
+    import yaml
+    from test_train import small_config
+
+    from splitmerge.cli import main
+    from splitmerge.data import build
+
+    data = tmp_path / "data"
+    build([], data, synthetic=2, frames=8, size=(32, 48))
+    run = tmp_path / "run"
+    config = small_config(tmp_path, max_steps=4, checkpoint_every=2, validate_every=4)
+    assert main(["train", "--config", str(config), "--data", str(data), "-o", str(run), "--stop-at", "2"]) == 0
+    checkpoint = run / "checkpoints" / "step-000002"
+    kept = tmp_path / "kept"
+    shutil.copytree(checkpoint, kept)
+    capsys.readouterr()
+
+    def refused(config_path: Path, expected: str) -> None:
+        assert main(["train", "--config", str(config_path), "--data", str(data), "-o", str(run), "--resume"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], lines
+        assert sorted(p.name for p in checkpoint.rglob("*")) == sorted(p.name for p in kept.rglob("*"))
+        shutil.rmtree(checkpoint)
+        shutil.copytree(kept, checkpoint)
+
+    composer = yaml.safe_load(config.read_text())["composer"]
+    wider = {**composer, "backbone_config": {**composer["backbone_config"], "ffn_dim": 96}}
+    deeper = {**composer, "backbone_config": {**composer["backbone_config"], "num_layers": 3}}
+    for name, changed, expected in (("wider", wider, "another model's checkpoint?"),
+                                    ("deeper", deeper, "no transformer.blocks.2.")):
+        (tmp_path / name).mkdir()
+        refused(small_config(tmp_path / name, composer=changed), expected)
+    record = json.loads((checkpoint / "optimizer.json").read_text())
+    (checkpoint / "optimizer.json").write_text(json.dumps({k: v for k, v in record.items() if k != "format"}))
+    refused(config, "written before checkpoints were keyed by name")
+    from safetensors.torch import load_file, save_file
+
+    moments = load_file(str(checkpoint / "optimizer.safetensors"))
+    name = next(key for key in moments if key.endswith("/exp_avg"))
+    save_file({**moments, name: torch.zeros(3)}, str(checkpoint / "optimizer.safetensors"))
+    refused(config, f"{name} does not fit")
+    assert main(["train", "--config", str(config), "--data", str(data), "-o", str(run), "--resume"]) == 0
+
+
+def test_random_init_builds_the_presets_architecture_with_no_weights_folder(tmp_path, monkeypatch):
+    """`random_init: true` needs neither the weights nor the variable naming them: the preset's references become
+    ``random:<architecture>/<part>[@layers]``, which build the bundled full-width architecture (here cut to one
+    layer) with the same random weights every time; a config without an architecture or with a bad reference is a
+    one-line error."""
+    from splitmerge.merge import random_weights
+    from splitmerge.merge.codecs import VaeCodec
+    from splitmerge.merge.text import T5TextEncoder
+    from splitmerge.merge.train import TrainConfig, preset_path
+
+    monkeypatch.delenv("SPLITMERGE_WAN", raising=False)
+    config = TrainConfig.load(preset_path("wan-1.3b-stm"), random_init=True, random_init_layers=1)
+    assert config.pretrained == "random:wan2.1-t2v-1.3b/transformer@1"
+    assert config.composer["codec"]["path"] == "random:wan2.1-t2v-1.3b/vae"
+    assert config.composer["text_encoder_path"] == "random:wan2.1-t2v-1.3b/text_encoder@1"
+    first = random_weights.random_transformer(config.pretrained)
+    second = random_weights.random_transformer(config.pretrained)
+    assert first.config.num_layers == 1 and first.config.num_attention_heads * first.config.attention_head_dim == 1536
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters(), strict=True))
+    vae = VaeCodec("random:cogvideox-5b-i2v/vae")
+    assert (vae.channels, vae.spatial, vae.temporal, vae.scaling) == (16, 8, 4, 0.7)
+    encoder = T5TextEncoder("random:cogvideox-5b-i2v/text_encoder@1")
+    features = encoder.tokens(["a cat walks left on grass", ""], 226)
+    assert features.shape == (2, 226, 4096) and torch.isfinite(features).all()
+    assert torch.equal(features, T5TextEncoder("random:cogvideox-5b-i2v/text_encoder@1").tokens(
+        ["a cat walks left on grass", ""], 226))
+    ids = random_weights.byte_tokenizer(32128)(["ab"], add_special_tokens=True)["input_ids"][0]
+    assert len(ids) == 3 and ids[-1] == 1 and all(2 < i < 32128 for i in ids[:-1])
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("pretrained: /nowhere\nrandom_init: true\n")
+    with pytest.raises(OptionError, match="names no architecture"):
+        TrainConfig.load(bare)
+    with pytest.raises(OptionError, match="random_init_layers: only with random_init"):
+        TrainConfig.load(preset_path("wan-1.3b-stm"), random_init_layers=2)
+    for bad in ("random:nothing/vae", "random:wan2.1-t2v-1.3b/unet", "random:wan2.1-t2v-1.3b/vae@0"):
+        with pytest.raises(OptionError, match="random"):
+            random_weights.parse(bad)
+
+
+def test_the_fsdp_launch_configs_wrap_blocks_the_backbones_have():
+    """launch/fsdp-*.yaml are FSDP version 2 accelerate configs whose wrapped class is the backbone's transformer
+    block (accelerate fails at `prepare` on a class the model lacks); the CPU sharding wraps the same class."""
+    import diffusers
+    import yaml
+
+    from splitmerge.merge.sharding import block_classes
+
+    launch = Path(__file__).resolve().parents[1] / "launch"
+    for name, model in (("cogvideox", diffusers.CogVideoXTransformer3DModel),
+                        ("wan", diffusers.WanTransformer3DModel)):
+        record = yaml.safe_load((launch / f"fsdp-{name}.yaml").read_text())
+        fsdp = record["fsdp_config"]
+        assert record["distributed_type"] == "FSDP" and fsdp["fsdp_version"] == 2
+        assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+        blocks = {n for n in model._no_split_modules if n.endswith("Block")}
+        assert {fsdp["fsdp_transformer_layer_cls_to_wrap"]} == blocks
+    wan = build_backbone("wan", **{**TINY_WAN, "in_channels": 4, "out_channels": 4})
+    assert block_classes(wan) == {"WanTransformerBlock"}
+
+
+def test_validation_clips_shared_out_between_processes_score_as_sampled_together(tmp_path):
+    """Validation shares its clips out between processes (clip i on process i mod world), each clip sampled alone
+    with noise from the seed and its index: two processes' halves merged score exactly as one process sampling
+    them all."""
+    from test_train import small_config
+
+    from splitmerge.data import build
+    from splitmerge.data.torch_dataset import collate_samples
+    from splitmerge.merge.train import TrainConfig, _take, _validation_batch, _validation_results, build_composer
+
+    data = tmp_path / "data"
+    build([], data, synthetic=3, frames=8, size=(32, 48))
+    config = TrainConfig.load(small_config(tmp_path, validation_clips=3, validation_steps=2), data=str(data))
+    batch = _validation_batch(config, collate_samples)
+    torch.manual_seed(0)
+    model = build_composer(config)
+    whole = {r["index"]: r["scores"] for r in _validation_results(model, batch, [0, 1, 2], config)}
+    halves = _validation_results(model, _take(batch, [0, 2]), [0, 2], config) + _validation_results(
+        model, _take(batch, [1]), [1], config)
+    assert len(whole) == 3 and whole == {r["index"]: r["scores"] for r in halves}
+
+
+def test_a_lora_cogvideox_with_learned_positions_resumes_with_the_same_losses(tmp_path):
+    """CogVideoX-5B-I2V's learned position embeddings are a saved buffer of the frozen base: a LoRA checkpoint
+    does not hold them (they come from the base) and a resumed LoRA run still logs the straight run's losses."""
+    import diffusers
+    import yaml
+    from test_train import losses
+
+    from splitmerge.cli import main
+    from splitmerge.data import build
+    from splitmerge.merge.train import preset_path
+
+    data = tmp_path / "data"
+    build([], data, synthetic=2, frames=8, size=(32, 48))
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    diffusers.CogVideoXTransformer3DModel(  # cpu-tiny's pixel codec: 12 channels at 16x24, I2V inputs 24
+        num_attention_heads=2, attention_head_dim=16, in_channels=24, out_channels=12, time_embed_dim=32,
+        text_embed_dim=384, num_layers=1, sample_width=24, sample_height=16, sample_frames=8, patch_size=2,
+        temporal_compression_ratio=1, max_text_seq_length=4, use_learned_positional_embeddings=True,
+        use_rotary_positional_embeddings=True).save_pretrained(base)
+    record = yaml.safe_load(preset_path("cpu-tiny").read_text())
+    record["composer"].update(backbone="cogvideox", backbone_config={}, text_encoder="none", text_length=4,
+                              lora_rank=4, output="direct", matte_channel=False)
+    record.update(pretrained=str(base), max_steps=4, checkpoint_every=2, validate_every=4, validation_steps=2)
+    config = tmp_path / "lora.yaml"
+    config.write_text(yaml.safe_dump(record))
+    runs = {name: tmp_path / name for name in ("straight", "resumed")}
+    common = ["train", "--config", str(config), "--data", str(data)]
+    assert main([*common, "-o", str(runs["straight"])]) == 0
+    assert main([*common, "-o", str(runs["resumed"]), "--stop-at", "2"]) == 0
+    assert main([*common, "-o", str(runs["resumed"]), "--resume"]) == 0
+    assert losses(runs["resumed"]) == losses(runs["straight"]) and len(losses(runs["straight"])) == 4

@@ -143,21 +143,49 @@ def test_compiled_blocks_train_the_same_model_as_uncompiled_ones(dataset, tmp_pa
     assert names[0] == names[1]
 
 
-def test_two_ddp_processes_keep_identical_weights(dataset, tmp_path):
+def _torchrun(config: Path, dataset: Path, run: Path, *extra: str, sharded: bool = False):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    config = small_config(tmp_path, max_steps=4, checkpoint_every=4, validate_every=4)
-    run = tmp_path / "ddp"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "SPLITMERGE_CPU_FSDP": str(int(sharded))}
     result = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29531", "-m", "splitmerge.cli",
-                             "train", "--config", str(config), "--data", str(dataset), "-o", str(run)],
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-                            capture_output=True, text=True, timeout=300)
+                             "train", "--config", str(config), "--data", str(dataset), "-o", str(run), *extra],
+                            env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["processes"] == 2 and len(summary["weight_checksums"]) == 2
-    assert summary["weight_checksums"][0] == summary["weight_checksums"][1]
-    assert len(losses(run)) == 4
-    # both ranks sampled the validation clips (as a sharded model needs); one wrote them
-    assert len((run / "validation.jsonl").read_text().splitlines()) == 1
+    return json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else None
+
+
+def _final_weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "model" / "transformer" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_two_processes_save_resume_and_continue_with_the_same_losses(dataset, tmp_path):
+    """Two gloo processes, under DDP and sharded (FSDP2, as accelerate shards on GPUs: `merge.sharding`): each
+    run stopped at step 2 (a checkpoint gathered from both, written by one) and resumed logs the losses of the
+    straight run and ends with its very weights and moving average; DDP's processes keep identical weights;
+    sharded and unsharded runs train the same model (losses within 1e-4 relative: only the order of the sums
+    differs)."""
+    import torch
+
+    config = small_config(tmp_path, max_steps=4, checkpoint_every=2, validate_every=4, ema=0.9)
+    runs = {}
+    for sharded in (False, True):
+        straight, resumed = tmp_path / f"straight-{sharded}", tmp_path / f"resumed-{sharded}"
+        summary = _torchrun(config, dataset, straight, sharded=sharded)
+        assert summary["processes"] == 2 and summary["sharded"] == sharded and summary["weights"] == "ema"
+        assert summary["weight_checksums"][0] == summary["weight_checksums"][1]
+        _torchrun(config, dataset, resumed, "--stop-at", "2", sharded=sharded)
+        assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["step-000002"]
+        assert json.loads((resumed / "summary.json").read_text())["steps"] == 2
+        assert _torchrun(config, dataset, resumed, "--resume", sharded=sharded)["resumed_from"] == 2
+        assert losses(resumed) == losses(straight) and len(losses(straight)) == 4
+        first, second = _final_weights(straight), _final_weights(resumed)
+        assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+        # both processes sampled the validation clips (a sharded model needs them all); one wrote them
+        assert len((straight / "validation.jsonl").read_text().splitlines()) == 1
+        runs[sharded] = straight
+    for (_, plain), (_, sharded) in zip(losses(runs[False]), losses(runs[True]), strict=True):
+        assert abs(plain - sharded) <= 1e-4 * abs(plain)
 
 
 def test_config_errors_and_schedule(tmp_path):

@@ -237,7 +237,8 @@ def _cmd_train(args) -> int:
         raise OptionError("train: give --preset NAME or --config FILE (one of them)")
     path = preset_path(args.preset) if args.preset else args.config
     config = TrainConfig.load(path, data=args.data, max_steps=args.max_steps, seed=args.seed,
-                              stop_at=args.stop_at)
+                              stop_at=args.stop_at, random_init=args.random_init or None,
+                              random_init_layers=args.random_init_layers)
     if args.no_augment:  # the preset's augmentation settings stay, for the validation's transforms
         config.augment = {**config.augment, "enabled": False} if isinstance(config.augment, dict) else False
     if args.no_identity_loss:
@@ -536,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
                               help="stop after this step, keeping the schedule of --max-steps (equal-step "
                                    "ablations, budgets); --resume continues to the end")
     train_parser.add_argument("--seed", type=int, default=None)
+    train_parser.add_argument("--random-init", action="store_true",
+                              help="smoke test: the preset's architecture at full size with random weights (nothing "
+                                   "is loaded or downloaded; docs/training.md)")
+    train_parser.add_argument("--random-init-layers", type=int, default=None, metavar="N",
+                              help="with --random-init: N transformer and text-encoder layers (a CPU smoke test)")
     train_parser.add_argument("--no-augment", action="store_true", help="ablation: no transformation-aware "
                                                                          "augmentation of the foreground")
     train_parser.add_argument("--no-identity-loss", action="store_true", help="ablation: the plain loss instead "

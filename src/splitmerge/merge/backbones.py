@@ -31,7 +31,15 @@ def build_backbone(kind: str, **config) -> nn.Module:
     raise OptionError(f"backbone {kind!r}: expected one of {', '.join(KINDS)}")
 
 
-def load_backbone(kind: str, folder) -> nn.Module:
+def load_backbone(kind: str, folder, overrides: dict | None = None) -> nn.Module:
+    """The pretrained transformer in `folder` (safetensors only); a ``random:`` reference builds the bundled
+    full-size architecture with random weights instead, its config updated by `overrides` (`merge.random_weights`)."""
+    from .random_weights import is_random, random_transformer
+
+    if is_random(folder):
+        if kind not in KINDS:
+            raise OptionError(f"backbone {kind!r}: expected one of {', '.join(KINDS)}")
+        return random_transformer(str(folder), overrides)
     if kind == "wan":
         from diffusers import WanTransformer3DModel as cls
     elif kind == "cogvideox":

@@ -96,18 +96,11 @@ class VaeCodec:
     of the first video or latent it is given there (`_on`), and returns latents on that device."""
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype=torch.float32):
+        from .random_weights import is_random, random_vae
+
         folder = Path(path).expanduser()
-        if not (folder / "config.json").is_file():
-            raise MissingFileError(f"{folder}: no config.json (expected a diffusers video VAE folder)")
-        import json
-
-        kind = json.loads((folder / "config.json").read_text()).get("_class_name", "")
-        import diffusers
-
-        cls = getattr(diffusers, kind, None)
-        if cls is None or "Autoencoder" not in kind:
-            raise OptionError(f"{folder}: {kind!r} is not a diffusers video VAE")
-        self.vae = cls.from_pretrained(folder, torch_dtype=dtype).to(device).eval().requires_grad_(False)
+        vae = random_vae(str(path), dtype) if is_random(path) else self._load(folder, dtype)
+        self.vae = vae.to(device).eval().requires_grad_(False)
         for memory_saver in ("enable_tiling", "enable_slicing"):   # 49 frames of 480x720 in tiles, one clip at a time
             if hasattr(self.vae, memory_saver):
                 getattr(self.vae, memory_saver)()
@@ -125,6 +118,20 @@ class VaeCodec:
         self.std = torch.tensor(std).view(1, -1, 1, 1, 1) if std else None
         self.scaling = float(getattr(config, "scaling_factor", 1.0) or 1.0)
         self.path, self.device, self.dtype = str(folder), device, dtype
+
+    @staticmethod
+    def _load(folder: Path, dtype: torch.dtype):
+        if not (folder / "config.json").is_file():
+            raise MissingFileError(f"{folder}: no config.json (expected a diffusers video VAE folder)")
+        import json
+
+        import diffusers
+
+        kind = json.loads((folder / "config.json").read_text()).get("_class_name", "")
+        cls = getattr(diffusers, kind, None)
+        if cls is None or "Autoencoder" not in kind:
+            raise OptionError(f"{folder}: {kind!r} is not a diffusers video VAE")
+        return cls.from_pretrained(folder, torch_dtype=dtype)
 
     def _on(self, device: torch.device) -> None:
         """Move the VAE to `device` when it is elsewhere (once per device change, not per call)."""

@@ -158,7 +158,7 @@ class ComposerConfig:
             raise OptionError(f"identity weight {self.identity_weight}: must be in [0, 1]")
 
 
-def _read_config(folder: Path) -> ComposerConfig:
+def read_config(folder: Path) -> ComposerConfig:
     """The `ComposerConfig` of a saved Composer folder (its ``composer.json``), or a one-line error."""
     record_path = folder / "composer.json"
     if not record_path.is_file():
@@ -711,41 +711,34 @@ class Composer(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ save/load
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """``composer.json`` (the config) and ``transformer/`` (diffusers: config + safetensors), atomically.
+    def save_pretrained(self, folder: str | Path, weights: dict[str, torch.Tensor] | None = None) -> Path:
+        """``composer.json`` (the config) and the weight files (`merge.composer_files`: ``transformer/`` as
+        diffusers lays it out; a LoRA Composer only what it trained, ``adapter/`` (PEFT) and
+        ``input_projection.safetensors``, loading rebuilds the rest from ``base``), atomically.
 
-        A LoRA Composer saves only what it trained: ``adapter/`` (the PEFT adapter, safetensors) and
-        ``input_projection.safetensors``; loading rebuilds the rest from ``base``."""
+        `weights`: the Composer's weights by parameter name, whole (a sharded Composer holds slices: pass what
+        `merge.checkpoint.gather_weights` gathered); by default its own."""
         from safetensors.torch import save_file
 
+        from .composer_files import TRANSFORMER, split_into_files, write_transformer
+
+        files = split_into_files(self, self.state_dict() if weights is None else weights)
         with atomic_dir(folder) as temporary:
             (temporary / "composer.json").write_text(json.dumps({"format": "splitmerge.composer", "version": 1,
                                                                  **asdict(self.config)}, indent=2) + "\n")
             if self.config.lora_rank:
-                from peft import get_peft_model_state_dict
-
-                from .backbones import input_projection
-
-                adapter = temporary / "adapter"
-                adapter.mkdir()
-                state = get_peft_model_state_dict(self.transformer)
-                save_file({k: v.detach().contiguous() for k, v in state.items()},
-                          str(adapter / "adapter_model.safetensors"))
-                self.transformer.peft_config["default"].save_pretrained(adapter)
-                layer = input_projection(self.transformer, self.config.backbone)
-                save_file({k: v.detach().contiguous() for k, v in layer.state_dict().items()},
-                          str(temporary / "input_projection.safetensors"))
+                (temporary / "adapter").mkdir()
+                self.transformer.peft_config["default"].save_pretrained(temporary / "adapter")
             else:
-                self.transformer.save_pretrained(temporary / "transformer", safe_serialization=True)
-            for name, reader in self.readers().items():
-                save_file({k: v.detach().contiguous() for k, v in reader.state_dict().items()},
-                          str(temporary / f"{name}.safetensors"))
+                write_transformer(self.transformer, files.pop(TRANSFORMER, {}), temporary / TRANSFORMER)
+            for name, tensors in files.items():
+                save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(temporary / name))
         return Path(folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "Composer":
         folder = Path(folder)
-        config = _read_config(folder)
+        config = read_config(folder)
         if config.reader_width and not (folder / "reader.safetensors").is_file():
             raise MissingFileError(f"{folder}: no reader.safetensors (its config has a scene reader)")
         if config.light_reader_width and not (folder / "light_reader.safetensors").is_file():
@@ -777,7 +770,8 @@ class Composer(nn.Module):
 
         if not config.base:   # (a base that is named but missing was refused by `check_weights`)
             raise MissingFileError(f"{folder}: a LoRA Composer needs its base transformer folder ({config.base})")
-        model = cls.from_backbone(config, load_backbone(config.backbone, resolve(config.base)))
+        model = cls.from_backbone(config, load_backbone(config.backbone, resolve(config.base),
+                                                        config.backbone_config))
         input_projection(model.transformer, config.backbone).load_state_dict(
             load_file(str(folder / "input_projection.safetensors")))
         set_peft_model_state_dict(model.transformer, load_file(str(folder / "adapter" / "adapter_model.safetensors")))

@@ -71,6 +71,14 @@ class T5TextEncoder:
         import torch
         from transformers import AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
+        from .random_weights import is_random, random_text_encoder
+
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        self.device, self._torch = device, torch
+        if is_random(path):
+            model, self.tokenizer = random_text_encoder(str(path), dtype)
+            self.model = model.to(device)
+            return
         folder = Path(path).expanduser()
         model_dir = folder / "text_encoder" if (folder / "text_encoder").is_dir() else folder
         token_dir = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
@@ -81,9 +89,7 @@ class T5TextEncoder:
         kind = json.loads((model_dir / "config.json").read_text()).get("model_type", "t5")
         cls = UMT5EncoderModel if kind == "umt5" else T5EncoderModel
         self.tokenizer = AutoTokenizer.from_pretrained(token_dir, local_files_only=True)
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         self.model = cls.from_pretrained(model_dir, local_files_only=True, torch_dtype=dtype).to(device).eval()
-        self.device, self._torch = device, torch
 
     def tokens(self, texts: list[str], length: int = 226):
         """(N, length, D) float32 token features, padding positions zeroed (the diffusers pipelines' way)."""

@@ -26,15 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_dir, atomic_file
+from ..atomic import atomic_file
 from ..config_types import check_field_types, is_integer
 from ..errors import MissingFileError, OptionError
 from ..paths import check_output
 from .backbones import compile_blocks
+from .checkpoint import (Ema, gather_optimizer, gather_weights, latest_checkpoint, prune_checkpoints, restore,
+                         write_checkpoint)
 from .composer import Composer, ComposerConfig
 from .light_fit import fit_clip_light, fit_light
 from .precision import MODES as PRECISIONS
 from .precision import resolve as resolve_precision
+from .sharding import check_sharding, cpu_fsdp_requested, is_sharded, shard_on_cpu, unsharded, weight_checksum
+from .random_weights import parse as parse_random
+from .random_weights import reference as random_reference
 from .text_cache import TextCache
 from .weight_files import WEIGHT_REFERENCES, check_weights, expand_variables, resolve
 
@@ -52,6 +57,10 @@ class TrainConfig:
 
     composer: dict = field(default_factory=dict)         # ComposerConfig fields
     pretrained: str | None = None                        # a diffusers transformer folder to widen and fine-tune
+    architecture: str | None = None                      # what `pretrained` is (configs/architectures/<name>)
+    random_init: bool = False                            # that architecture with random weights, nothing loaded
+    #                                                      (a smoke test: `merge.random_weights`)
+    random_init_layers: int | None = None                # with random_init: the transformer's and T5's depth
     data: str | None = None
     split: str | None = "train"
     frames: int = 8
@@ -78,8 +87,9 @@ class TrainConfig:
     compile: bool = False                                # compile the backbone's blocks (`compile_blocks`)
     checkpoint_every: int = 50
     keep_last: int | None = None                         # checkpoints kept (the newest); None keeps every one
-    text_cache: bool = False                             # captions' features kept in RUN/text_cache (each encoded
-    #                                                      once: `merge.text_cache`; for large text encoders)
+    text_cache: bool | str = False                       # captions' features kept in RUN/text_cache (each encoded
+    #                                                      once: `merge.text_cache`; for large text encoders), or
+    #                                                      in the folder given (shared by runs on the same captions)
     validate_every: int = 50
     validation_clips: int = 2
     validation_steps: int = 10
@@ -142,9 +152,32 @@ class TrainConfig:
             raise OptionError(f"{path}: unknown fields {', '.join(sorted(unknown))}")
         record.update({k: v for k, v in overrides.items() if v is not None})
         try:
-            return cls(**_expand_except_weights(record))
+            return cls(**_expand_except_weights(with_random_weights(record)))
         except OptionError as error:
             raise OptionError(f"{path}: {error}") from None
+
+
+def with_random_weights(record: dict) -> dict:
+    """`record` (TrainConfig fields) with its weights references replaced by random ones when it asks for
+    ``random_init``: ``random:<architecture>/transformer`` and so on (`merge.random_weights`), so no weights folder
+    (nor the variable naming it) is needed."""
+    if not record.get("random_init"):
+        if record.get("random_init_layers") is not None:
+            raise OptionError("random_init_layers: only with random_init (--random-init)")
+        return record
+    architecture, layers = record.get("architecture"), record.get("random_init_layers")
+    if not isinstance(architecture, str) or not record.get("pretrained"):
+        raise OptionError("random_init: the config names no architecture to build (a pretrained preset such as "
+                          "cogvideox-5b-i2v-stm or wan-1.3b-stm has one)")
+    if layers is not None and (not is_integer(layers) or layers < 1):
+        raise OptionError(f"random_init_layers {layers!r}: a depth of 1 or more")
+    parse_random(random_reference(architecture))   # a bundled architecture, or a one-line error
+    composer = dict(record.get("composer") or {})
+    if isinstance(composer.get("codec"), dict) and composer["codec"].get("kind") == "vae":
+        composer["codec"] = {**composer["codec"], "path": random_reference(architecture, "vae")}
+    if composer.get("text_encoder") == "t5":
+        composer["text_encoder_path"] = random_reference(architecture, "text_encoder", layers)
+    return {**record, "composer": composer, "pretrained": random_reference(architecture, "transformer", layers)}
 
 
 def _expand_except_weights(record: dict) -> dict:
@@ -187,7 +220,8 @@ def build_composer(config: TrainConfig) -> Composer:
 
         composer_config.base = str(config.pretrained)   # the reference, as the config gives it (`resolve`)
         return Composer.from_backbone(composer_config, load_backbone(composer_config.backbone,
-                                                                     resolve(config.pretrained)))
+                                                                     resolve(config.pretrained),
+                                                                     composer_config.backbone_config))
     return Composer(composer_config)
 
 
@@ -332,86 +366,6 @@ def batch_indices(config: TrainConfig, step: int, size: int, rank: int, world: i
     return [int(i) for i in drawn[rank * config.batch_size:(rank + 1) * config.batch_size]]
 
 
-def _save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
-    """Optimizer state as safetensors (tensors) + JSON (the rest): no pickle."""
-    from safetensors.torch import save_file
-
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, entry in state["state"].items():
-        for key, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{index}.{key}"] = value
-    save_file(tensors, str(path / "optimizer.safetensors"))
-    (path / "optimizer.json").write_text(json.dumps({"param_groups": state["param_groups"], "scalars": scalars}))
-
-
-def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path / "optimizer.safetensors"))
-    record = json.loads((path / "optimizer.json").read_text())
-    state: dict[int, dict] = {}
-    for name, value in list(tensors.items()) + list(record["scalars"].items()):
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": record["param_groups"]})
-
-
-def _checkpoint_part(path: Path, read):
-    """`read()`, with any way a damaged checkpoint file can fail turned into one line naming `path`."""
-    from safetensors import SafetensorError
-
-    try:
-        return read()
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError,
-            SafetensorError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise OptionError(f"{path}: a damaged checkpoint file ({first[:160]}); resume from an earlier "
-                          "checkpoint by removing this one") from None
-
-
-def _restore(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Load a checkpoint's weights and optimizer state into `model` and `optimizer`; returns its step."""
-    state = _checkpoint_part(checkpoint / "state.json", lambda: json.loads((checkpoint / "state.json").read_text()))
-    step = state.get("step") if isinstance(state, dict) else None
-    if not is_integer(step) or step < 0:
-        raise OptionError(f"{checkpoint / 'state.json'}: a damaged checkpoint file (no step count)")
-    loaded = Composer.from_pretrained(checkpoint / "composer")
-    _checkpoint_part(checkpoint / "composer", lambda: model.load_state_dict(loaded.state_dict()))
-    _checkpoint_part(checkpoint / "optimizer.json", lambda: _load_optimizer(checkpoint, optimizer))
-    return step
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    found = sorted((run / "checkpoints").glob("step-*")) if (run / "checkpoints").is_dir() else []
-    return found[-1] if found else None
-
-
-class Ema:
-    """Exponential moving average of the trainable weights, with the usual warm-up: the decay after u updates is
-    min(decay, (1 + u) / (10 + u)), so a short run's average is not dominated by its first, untrained weights
-    (measured: EMA 0.999 without warm-up after 1500 steps sampled 4x worse than the raw weights). Each average
-    lives where its weight lives: it follows the weight to the GPU ``accelerator.prepare`` moved it to (made, or
-    read from a checkpoint, on the CPU before that)."""
-
-    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
-        self.decay, self.updates = decay, updates
-        self.shadow = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for name, p in model.named_parameters():
-            if name in self.shadow:
-                if self.shadow[name].device != p.device:
-                    self.shadow[name] = self.shadow[name].to(p.device)
-                self.shadow[name].mul_(decay).add_(p.detach(), alpha=1 - decay)
-        self.updates += 1
-
-
 def _plot_losses(run: Path) -> None:
     import matplotlib
 
@@ -478,7 +432,9 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     config.composer = {**config.composer, "sample_frames": config.frames, "sample_size": list(config.size)}
     model = build_composer(config)
     if config.text_cache:   # each caption encoded once for the run (`merge.text_cache`)
-        model.text_cache = TextCache(run / "text_cache", model.text_cache_key())
+        folder = run / "text_cache" if config.text_cache is True else check_output(
+            Path(config.text_cache).expanduser(), [config.data], kind="folder", flag="text_cache")
+        model.text_cache = TextCache(folder, model.text_cache_key())
     if config.compile and not compile_blocks(model.transformer):
         print("train: compile: no C++ compiler found (c++, g++ or clang++); the blocks run uncompiled",
               file=sys.stderr)
@@ -486,21 +442,15 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     augment = augment_settings(config) if config.augment else None  # (a dict may say enabled: false)
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
                          seed=config.seed)
-    trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters and the input projection
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    start = 0
-    if checkpoint is not None:
-        start = _restore(checkpoint, model, optimizer)
-    ema = Ema(model, config.ema, updates=start) if config.ema else None
-    if ema is not None and checkpoint is not None and (checkpoint / "ema.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        ema.shadow = _checkpoint_part(checkpoint / "ema.safetensors", lambda: load_file(str(checkpoint /
-                                                                                           "ema.safetensors")))
     if config.reader_warmup and checkpoint is None:
         warm_up_reader(model, config, run if accelerator.is_main_process else None)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = _prepare(accelerator, model, config)
     core = accelerator.unwrap_model(model)
+    main = accelerator.is_main_process
+    start = restore(checkpoint, model, optimizer, core, main) if checkpoint is not None else 0
+    ema = Ema(core, config.ema, updates=start) if config.ema else None
+    if ema is not None and checkpoint is not None and (checkpoint / "ema.safetensors").is_file():
+        ema.load(checkpoint / "ema.safetensors")
     noise = NoiseConfig(enabled=config.input_noise)
     if accelerator.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
@@ -511,7 +461,9 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     started, loss_value = time.perf_counter(), math.nan
     last = config.stop_at or config.max_steps
     batches = step_batches(dataset, config, rank, world, start, last, pin=accelerator.device.type == "cuda")
+    step_seconds = []   # each step's forward, backward and update (not its checkpoint or validation)
     for step, batch in zip(range(start, last), batches, strict=True):
+        began = time.perf_counter()
         if light:  # the reader's light is regressed onto the truth's as in its warm-up (merge/light_fit.py)
             batch["light"] = fit_clip_light(batch["alpha_target"], batch["effects"])
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1_009 + rank)
@@ -531,39 +483,73 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
             ema.update(core)
         losses = {key: accelerator.reduce(value.detach().float(), "mean").item() for key, value in out.items()}
         loss_value = losses["loss"]
+        step_seconds.append(time.perf_counter() - began)
         if accelerator.is_main_process:
             row = {"step": step + 1, **{k: round(v, 6) for k, v in losses.items()},
                    "lr": learning_rate(config, step), "seconds": round(time.perf_counter() - started, 3)}
             with (run / "log.jsonl").open("a") as log:
                 log.write(json.dumps(row) + "\n")
         done = step + 1
-        if accelerator.is_main_process and (done % config.checkpoint_every == 0 or done == last):
-            _checkpoint(run, done, core, optimizer, ema)
-            prune_checkpoints(run, config.keep_last)
-            _plot_losses(run)
+        if done % config.checkpoint_every == 0 or done == last:   # every process gathers, the main one writes
+            weights, state = gather_weights(model), gather_optimizer(model, optimizer)
+            averages = ema.gather(main) if ema is not None else None
+            if main:
+                write_checkpoint(run, done, core, weights, state, averages)
+                prune_checkpoints(run, config.keep_last)
+                _plot_losses(run)
+            del weights, state, averages
         if validation is not None and (done % config.validate_every == 0 or done == last):
-            # every rank samples (a sharded model's forward needs them all: FSDP); the main one writes
-            _validate(run, done, core, validation, config, grid, write_png, write=accelerator.is_main_process)
+            # every process samples (a sharded model's forward needs them all); the main one writes
+            with unsharded(core):
+                _validate(run, done, core, validation, config, grid, write_png, rank, world, write=main)
         accelerator.wait_for_everyone()
-    # One number per rank that any difference in the weights changes: under DDP they must all agree.
-    checksum = torch.stack([p.detach().double().sum() for p in core.parameters()]).sum().reshape(1)
-    checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
+    # One number per process that any difference in the weights changes: under DDP they must all agree.
+    checksums = accelerator.gather(torch.tensor([weight_checksum(core)], dtype=torch.float64,
+                                                device=accelerator.device)).tolist()
     summary = {"run": str(run), "steps": last, "resumed_from": start, "loss": loss_value,
                "seconds": round(time.perf_counter() - started, 2), "model": str(run / "model"),
-               "processes": world, "weight_checksums": checksums, "main_process": accelerator.is_main_process,
-               "mixed_precision": precision}
+               "processes": world, "weight_checksums": checksums, "main_process": main,
+               "mixed_precision": precision, "sharded": is_sharded(core),
+               "seconds_per_step": round(float(np.median(step_seconds[1:] or step_seconds or [math.nan])), 3),
+               **peak_memory(accelerator.device)}
+    weights = gather_weights(model)
     if ema is not None:  # the final model is the moving average (the checkpoints keep both)
-        with torch.no_grad():
-            for name, parameter in core.named_parameters():
-                if name in ema.shadow:
-                    parameter.copy_(ema.shadow[name])
+        weights.update(ema.gather(main))
         summary["weights"] = "ema"
-    if accelerator.is_main_process:
-        core.save_pretrained(run / "model")
+    if main:
+        core.save_pretrained(run / "model", weights)
         with atomic_file(run / "summary.json") as temporary:
             temporary.write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return summary
+
+
+def peak_memory(device: torch.device) -> dict:
+    """This process's peak memory in GiB: on a GPU what the CUDA allocator handed out
+    (``max_memory_allocated``), else the process's peak resident memory."""
+    if device.type == "cuda":
+        return {"peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2),
+                "peak_memory_of": "cuda max_memory_allocated"}
+    import resource
+
+    return {"peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "peak_memory_of": "process peak resident set"}
+
+
+def _prepare(accelerator, model: Composer, config: TrainConfig):
+    """The model and its AdamW as accelerate prepares them (DDP, or FSDP2 from an accelerate config); with
+    ``SPLITMERGE_CPU_FSDP=1`` on CPUs, sharded here as accelerate would on GPUs (`merge.sharding`). The
+    optimizer is made after sharding there (sharding replaces the parameters)."""
+    check_sharding(accelerator)
+    if cpu_fsdp_requested():
+        model = shard_on_cpu(model)
+        return model, accelerator.prepare(_adamw(model, config))
+    return accelerator.prepare(model, _adamw(model, config))
+
+
+def _adamw(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters and the input projection
+    return torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True)
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -572,31 +558,6 @@ def _truncate_log(path: Path, step: int) -> None:
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
     with atomic_file(path) as temporary:
         temporary.write_text("".join(line + "\n" for line in kept))
-
-
-def _checkpoint(run: Path, step: int, core: Composer, optimizer, ema: Ema | None) -> None:
-    with atomic_dir(run / "checkpoints" / f"step-{step:06d}") as folder:
-        core.save_pretrained(folder / "composer")
-        _save_optimizer(folder, optimizer)
-        if ema is not None:
-            from safetensors.torch import save_file
-
-            save_file({k: v.detach().cpu().contiguous() for k, v in ema.shadow.items()},
-                      str(folder / "ema.safetensors"))
-        (folder / "state.json").write_text(json.dumps({"step": step}) + "\n")
-
-
-def prune_checkpoints(run: Path, keep_last: int | None) -> list[Path]:
-    """Remove all but the `keep_last` newest checkpoints of `run` (None: keep every one; a paper-scale checkpoint
-    is tens of GB). Only complete ones count and go (a partial folder is an interrupted write). Returns the removed."""
-    if keep_last is None:
-        return []
-    found = sorted((run / "checkpoints").glob("step-*"))
-    complete = [path for path in found if (path / "state.json").is_file()]
-    removed = complete[:-keep_last]
-    for path in removed:
-        shutil.rmtree(path)
-    return removed
 
 
 def augment_settings(config: TrainConfig):
@@ -634,54 +595,86 @@ def _validation_batch(config: TrainConfig, collate) -> dict | None:
 
 
 def _validate(run: Path, step: int, core: Composer, batch: dict, config: TrainConfig, grid, write_png,
-              write: bool = True) -> None:
+              rank: int = 0, world: int = 1, write: bool = True) -> None:
     """Sample the held-out clips: a picture (inputs | generated [| its matte] | truth) and one line of
     ``validation.jsonl`` with what the training is for, measured against the copy-paste of the same inputs:
     PSNR to the truth, CIEDE2000 colour error on the true subject region, (layered outputs) the placement IoU
     of the generated matte with the true one and (warp) how often its mirror choice undoes the input's flip.
-    Every rank samples; only with `write` (the main process) are the picture and the line written."""
+
+    The clips are shared out: process r samples clips r, r + world, ..., each alone with noise drawn from the
+    seed and the clip's index (so a clip's result does not depend on how many processes share the work), padded
+    with repeats so every process runs the same forward passes, as a sharded model needs; the results are
+    gathered and only with `write` (the main process) written."""
+    count = len(batch["caption"])
+    mine = list(range(rank, count, world)) or [0]
+    mine += [mine[0]] * (math.ceil(count / world) - len(mine))   # (repeats are dropped when the results merge)
+    results = _validation_results(core, _take(batch, mine), mine, config)
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        results = gather_object(results)
+    if not write:
+        return
+    by_clip = {}
+    for result in results:
+        by_clip.setdefault(result["index"], result)
+    ordered = [by_clip[index] for index in range(count)]
+    layered = core.layered
+    labels = ["input subject (transformed)", "background", "generated"] + ["its matte"] * layered + ["truth"]
+    write_png(run / "validation" / f"step-{step:06d}.png", grid([r["row"] for r in ordered], labels, height=120))
+    keys = dict.fromkeys(key for result in ordered for key in result["scores"])
+    record = {"step": step, **{key: round(float(np.mean([r["scores"][key] for r in ordered if key in r["scores"]])),
+                                          4) for key in keys}}
+    with (run / "validation.jsonl").open("a") as log:
+        log.write(json.dumps(record) + "\n")
+
+
+def _take(batch: dict, indices: list[int]) -> dict:
+    """The clips `indices` of a collated batch (tensors and lists alike)."""
+    return {key: value[indices] if torch.is_tensor(value) else [value[i] for i in indices]
+            for key, value in batch.items()}
+
+
+def _validation_results(core: Composer, batch: dict, indices: list[int], config: TrainConfig) -> list[dict]:
+    """Each clip of `batch` sampled: {index, row (the picture's panels), scores (this clip's figures)}."""
     from ..data.torch_dataset import from_signed
     from ..eval.metrics import colour_error, mask_iou, psnr
     from ..video.layers import composite
 
     core.eval()
     layered = core.layered
-    generated = core.sample(batch["foreground"], batch["alpha"], batch["background"], list(batch["caption"]),
-                            steps=config.validation_steps, generator=torch.Generator().manual_seed(config.seed),
-                            with_matte=layered)
-    generated, mattes = generated if layered else (generated, None)
-    rows, scores = [], {"psnr": [], "psnr_copy": [], "colour": [], "colour_copy": [], "iou": [], "iou_copy": []}
-    if core.config.output == "warp":  # does it mirror back exactly the flipped inputs? (copy-paste never does)
-        mirrored = core.mirror_logit(batch["foreground"], batch["alpha"], batch["background"], list(batch["caption"]),
-                                     torch.Generator().manual_seed(config.seed)) > 0
-        flipped = [bool(record["flip"]) for record in batch["transform"]]
-        scores["mirror"] = [float(m == f) for m, f in zip(mirrored.tolist(), flipped, strict=True)]
-        scores["mirror_copy"] = [float(not f) for f in flipped]
+    outputs, mattes, mirror = [], [], []
+    for i, index in enumerate(indices):
+        clip = _take(batch, [i])
+        inputs = (clip["foreground"], clip["alpha"], clip["background"], list(clip["caption"]))
+        made = core.sample(*inputs, steps=config.validation_steps, with_matte=layered,
+                           generator=torch.Generator().manual_seed(config.seed * 1_009 + index))
+        outputs.append(made[0] if layered else made)
+        mattes.append(made[1] if layered else None)
+        if core.config.output == "warp":  # does it mirror back exactly the flipped inputs? (copy-paste never does)
+            mirror.append(bool(core.mirror_logit(*inputs, torch.Generator().manual_seed(config.seed))[0] > 0))
     core.train()
-    for i in range(len(generated)):
+    generated = torch.cat(outputs)
+    results = []
+    for i, index in enumerate(indices):
         inputs, truth, made = from_signed(batch["foreground"][i]), from_signed(batch["video"][i]), from_signed(
             generated[i])
         background = from_signed(batch["background"][i])
         alpha, target = batch["alpha"][i, 0].numpy(), batch["alpha_target"][i, 0].numpy()
         copy = composite(inputs, alpha, background)
         subject = target > 0.5
-        scores["psnr"].append(psnr(truth, made))
-        scores["psnr_copy"].append(psnr(truth, copy))
+        scores = {"psnr": psnr(truth, made), "psnr_copy": psnr(truth, copy)}
         if subject.any():
-            scores["colour"].append(colour_error(truth, made, subject))
-            scores["colour_copy"].append(colour_error(truth, copy, subject))
-        scores["iou_copy"].append(mask_iou(alpha, target))
+            scores.update(colour=colour_error(truth, made, subject), colour_copy=colour_error(truth, copy, subject))
+        scores["iou_copy"] = mask_iou(alpha, target)
         middle = inputs.shape[0] // 2
         row = [inputs[middle], background[middle], made[middle]]
         if layered:
-            matte = mattes[i, 0].float().cpu().numpy()   # (sampled on the GPU when training there)
-            scores["iou"].append(mask_iou(matte, target))
+            matte = mattes[i][0, 0].float().cpu().numpy()   # (sampled on the GPU when training there)
+            scores["iou"] = mask_iou(matte, target)
             row.append(np.repeat((matte[middle] * 255).round().astype(np.uint8)[..., None], 3, axis=-1))
-        rows.append(row + [truth[middle]])
-    if not write:
-        return
-    labels = ["input subject (transformed)", "background", "generated"] + ["its matte"] * layered + ["truth"]
-    write_png(run / "validation" / f"step-{step:06d}.png", grid(rows, labels, height=120))
-    record = {"step": step, **{key: round(float(np.mean(v)), 4) for key, v in scores.items() if v}}
-    with (run / "validation.jsonl").open("a") as log:
-        log.write(json.dumps(record) + "\n")
+        if mirror:
+            flipped = bool(batch["transform"][i]["flip"])
+            scores.update(mirror=float(mirror[i] == flipped), mirror_copy=float(not flipped))
+        results.append({"index": index, "row": row + [truth[middle]], "scores": scores})
+    return results

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import MissingFileError, OptionError
+from .random_weights import is_random, parse
 
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
 WEIGHT_REFERENCES = ("codec", "text_encoder_path", "base")   # `ComposerConfig` fields naming weights folders
@@ -37,7 +38,11 @@ def resolve(reference: str | os.PathLike | None) -> Path | None:
 
 
 def _safetensors(folder: Path, what: str) -> None:
-    """A one-line error unless `folder` holds a config.json and at least one .safetensors file."""
+    """A one-line error unless `folder` holds a config.json and at least one .safetensors file (a ``random:``
+    reference names no folder: `merge.random_weights` checks its own)."""
+    if is_random(folder):
+        parse(folder)
+        return
     if not folder.is_dir():
         raise MissingFileError(f"{folder}: no such folder (the {what})")
     if not (folder / "config.json").is_file():
@@ -58,6 +63,8 @@ def check_weights(config, pretrained: str | Path | None = None) -> None:
         _safetensors(resolve(codec["path"]), "VAE")
     if config.text_encoder == "t5" and config.text_encoder_path:
         folder = resolve(config.text_encoder_path)
+        if is_random(folder):
+            return _safetensors(folder, "T5 text encoder")
         model = folder / "text_encoder" if (folder / "text_encoder").is_dir() else folder
         tokenizer = folder / "tokenizer" if (folder / "tokenizer").is_dir() else folder
         _safetensors(model, "T5 text encoder")
