@@ -497,3 +497,23 @@ def test_a_lora_cogvideox_with_learned_positions_resumes_with_the_same_losses(tm
     assert main([*common, "-o", str(runs["resumed"]), "--stop-at", "2"]) == 0
     assert main([*common, "-o", str(runs["resumed"]), "--resume"]) == 0
     assert losses(runs["resumed"]) == losses(runs["straight"]) and len(losses(runs["straight"])) == 4
+
+
+def test_training_refuses_to_upsample_the_dataset(tmp_path):
+    """A run whose size is larger than the dataset's clips (a 480x720 preset on a default 240x360 build) is a
+    one-line error naming both sizes and the fix, before any run folder is made."""
+    from test_train import small_config
+
+    from splitmerge.cli import main
+    from splitmerge.data import build
+    from splitmerge.merge.train import refuse_upsampling
+
+    data = tmp_path / "data"
+    build([], data, synthetic=2, frames=8, size=(32, 48))
+    config = small_config(tmp_path, size=[64, 96])
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", str(data), "-o", str(run)]) == 2
+    assert not run.exists()
+    with pytest.raises(OptionError, match=r"clips of 240x360, .* upsample x2.00; .*--size 480x720"):
+        refuse_upsampling([{"height": 240, "width": 360}], (480, 720))
+    refuse_upsampling([{"height": 240, "width": 360}], (240, 320))   # a smaller or equal size is fine

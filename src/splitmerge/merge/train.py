@@ -442,6 +442,7 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
     augment = augment_settings(config) if config.augment else None  # (a dict may say enabled: false)
     dataset = StmDataset(config.data, split=config.split, frames=config.frames, size=config.size, augment=augment,
                          seed=config.seed)
+    refuse_upsampling(dataset.rows, config.size)
     if config.reader_warmup and checkpoint is None:
         warm_up_reader(model, config, run if accelerator.is_main_process else None)
     model, optimizer = _prepare(accelerator, model, config)
@@ -522,6 +523,19 @@ def _train(config: TrainConfig, run: str | Path, resume: bool) -> dict:
             temporary.write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return summary
+
+
+def refuse_upsampling(rows: list[dict], size: tuple[int, int]) -> None:
+    """A one-line error when training at `size` (H, W) would enlarge a dataset clip (its manifest row's height
+    and width; clips are cover-cropped to the size): a paper-scale preset (480x720) on a dataset built at the
+    default 240x360 would otherwise train on 2x upsampled blur without a word."""
+    height, width = size
+    worst = max(rows, key=lambda row: max(height / row["height"], width / row["width"]))
+    factor = max(height / worst["height"], width / worst["width"])
+    if factor > 1.0 + 1e-9:
+        raise OptionError(f"size {height}x{width}: the dataset has clips of {worst['height']}x{worst['width']}, "
+                          f"which training would upsample x{factor:.2f}; build the dataset at the training size "
+                          f"(splitmerge build --size {height}x{width}) or train at a smaller size")
 
 
 def peak_memory(device: torch.device) -> dict:
