@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU presets' whole recipe, smoke-tested with random weights (nothing downloaded; docs/training.md "Smoke
-# test with random weights"): for each preset, 6 training steps on 8 synthetic clips, a checkpoint at step 3, a
-# run stopped there and resumed, its losses compared with the straight run's, on one process and sharded (FSDP2).
+# test with random weights"): for each preset, 6 training steps on 8 synthetic clips with a checkpoint at step 3,
+# the run resumed from that checkpoint as a kill after step 3 would have left it, the resumed steps' losses
+# compared with the straight run's, on one process and sharded (FSDP2).
 # Prints seconds per step and peak memory per run.
 #
 #   benchmarks/gpu_smoke.sh                 on GPUs: full size (49x480x720 CogVideoX, 33x480x832 Wan), bf16;
@@ -77,13 +78,16 @@ print(c['frames'], 'x'.join(map(str, c['size'])))" "$config")
     rm -rf "$straight" "$resumed"
     common=(train --config "$config" --data "$data")
     "${launch[@]}" "${common[@]}" -o "$straight" > /dev/null
-    "${launch[@]}" "${common[@]}" -o "$resumed" --stop-at 3 > /dev/null
+    # the run as a kill after step 3 would have left it: its config, its logs and the step-3 checkpoint
+    mkdir -p "$resumed/checkpoints"
+    cp "$straight/config.json" "$straight/log.jsonl" "$resumed/"
+    mv "$straight/checkpoints/step-000003" "$resumed/checkpoints/"
+    rm -rf "$straight/checkpoints" "$straight/model"   # (GBs at full width; its log is what is compared)
     "${launch[@]}" "${common[@]}" -o "$resumed" --resume > /dev/null
     unset SPLITMERGE_CPU_FSDP OMP_NUM_THREADS
     "$python" benchmarks/gpu_smoke_config.py --compare "$straight" "$resumed" --label "$preset sharded=$sharded" \
       --tolerance "$tolerance"
-    # the weights (GBs at full width) go; logs, summaries and validation pictures stay
-    rm -rf "$straight/checkpoints" "$straight/model" "$resumed/checkpoints" "$resumed/model"
+    rm -rf "$resumed/checkpoints" "$resumed/model"   # logs, summaries and validation pictures stay
   done
 done
 echo "gpu_smoke: every resumed run logged its straight run's losses (relative tolerance $tolerance)"

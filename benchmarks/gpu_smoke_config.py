@@ -46,7 +46,7 @@ def compare(straight: Path, resumed: Path, label: str, tolerance: float = 0.0) -
 
     first, second = losses(straight), losses(resumed)
     summaries = [json.loads((run / "summary.json").read_text()) for run in (straight, resumed)]
-    same = len(first) == len(second) == STEPS and all(
+    same = summaries[1]["resumed_from"] == CHECKPOINT_AT and len(first) == len(second) == STEPS and all(
         a == c and abs(b - d) <= tolerance * abs(b) for (a, b), (c, d) in zip(first, second, strict=True))
     for name, summary in zip(("straight", "resumed"), summaries, strict=True):
         print(f"{label} {name}: {summary['processes']} process(es), sharded {summary['sharded']}, "
