@@ -12,8 +12,9 @@
 #                                           (default 5e-3 relative: CUDA kernels are not deterministic)
 #   benchmarks/gpu_smoke.sh --cpu --layers 2
 #                                           on a CPU (CI): 9 frames at 32x48, fp32, 2 transformer and T5 layers
-#                                           at full width; FSDP2 on two gloo processes (SPLITMERGE_CPU_FSDP=1);
-#                                           losses exactly equal
+#                                           at full width; FSDP2 on one gloo process (SPLITMERGE_CPU_FSDP=1:
+#                                           the sharded code paths; two processes' collectives are in
+#                                           tests/test_train.py); losses exactly equal
 # Options: --cpu, --layers N, --preset NAME (one preset), --gpus N (default: all visible), --tolerance R,
 # --out DIR (kept, run weights removed; default a temporary folder, removed).
 set -euo pipefail
@@ -62,8 +63,8 @@ print(c['frames'], 'x'.join(map(str, c['size'])))" "$config")
     -o "$data" > /dev/null
   for sharded in 0 1; do
     if [ "$cpu" = 1 ] && [ "$sharded" = 1 ]; then
-      launch=("$python" -m torch.distributed.run --nproc_per_node 2 --master_port 29541 -m splitmerge.cli)
-      export SPLITMERGE_CPU_FSDP=1 OMP_NUM_THREADS=1
+      launch=("$python" -m torch.distributed.run --nproc_per_node 1 --master_port 29541 -m splitmerge.cli)
+      export SPLITMERGE_CPU_FSDP=1
     elif [ "$sharded" = 1 ]; then
       architecture=${preset%%-*}
       launch=("$python" -m accelerate.commands.launch --config_file "launch/fsdp-$architecture.yaml"
@@ -84,7 +85,7 @@ print(c['frames'], 'x'.join(map(str, c['size'])))" "$config")
     mv "$straight/checkpoints/step-000003" "$resumed/checkpoints/"
     rm -rf "$straight/checkpoints" "$straight/model"   # (GBs at full width; its log is what is compared)
     "${launch[@]}" "${common[@]}" -o "$resumed" --resume > /dev/null
-    unset SPLITMERGE_CPU_FSDP OMP_NUM_THREADS
+    unset SPLITMERGE_CPU_FSDP
     "$python" benchmarks/gpu_smoke_config.py --compare "$straight" "$resumed" --label "$preset sharded=$sharded" \
       --tolerance "$tolerance"
     rm -rf "$resumed/checkpoints" "$resumed/model"   # logs, summaries and validation pictures stay

@@ -28,15 +28,15 @@ def cpu_fsdp_requested() -> bool:
 
 def check_sharding(accelerator) -> None:
     """Refuse FSDP version 1 (its flat parameters rename and merge the weights the EMA and checkpoints are keyed
-    by) and the CPU sharding switch outside a multi-process run."""
+    by) and the CPU sharding switch outside torchrun (whose environment makes the process group)."""
     from accelerate.utils import DistributedType
 
     if accelerator.distributed_type == DistributedType.FSDP and not accelerator.is_fsdp2:
         raise OptionError("train: FSDP version 1 is not supported; set fsdp_version: 2 in the accelerate config "
                           "(launch/fsdp-*.yaml, docs/training.md)")
-    if cpu_fsdp_requested() and accelerator.num_processes < 2:
-        raise OptionError(f"train: {CPU_FSDP_VARIABLE}=1 shards across processes: launch with torchrun "
-                          "--nproc_per_node 2 or more")
+    if cpu_fsdp_requested() and "RANK" not in os.environ:
+        raise OptionError(f"train: {CPU_FSDP_VARIABLE}=1 shards across torchrun's processes: launch with "
+                          "torchrun --nproc_per_node N (1 or more)")
 
 
 def block_classes(module: torch.nn.Module) -> set[str]:
@@ -55,6 +55,8 @@ def shard_on_cpu(model: torch.nn.Module) -> torch.nn.Module:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    if not dist.is_initialized():   # one process: accelerate makes no group, FSDP2 needs one
+        dist.init_process_group("gloo")
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     wrapped = block_classes(model)
     for part in list(model.modules()):
